@@ -1,0 +1,195 @@
+"""Figures of trained runs: loss curves, sample grids, training progress, reconstruction.
+
+Each function takes plain tables or arrays (read from ``results/`` by the caller) and
+returns a matplotlib Figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from torchvision.utils import make_grid
+
+from .style import use_style
+
+__all__ = [
+    "image_mosaic",
+    "plot_loss_curves",
+    "plot_reconstruction",
+    "plot_sample_grids",
+    "plot_training_progress",
+]
+
+
+def image_mosaic(images: np.ndarray | torch.Tensor, nrow: int | None = None, padding: int = 1) -> np.ndarray:
+    """uint8 images (N, C, H, W) tiled into one H' x W' x C array (C = 1 or 3)."""
+    images = torch.as_tensor(np.asarray(images))
+    nrow = nrow or max(1, math.isqrt(len(images)))
+    grid = make_grid(images, nrow=nrow, padding=padding, pad_value=255)
+    return grid.permute(1, 2, 0).numpy()
+
+
+def _show(ax, images, nrow=None):
+    mosaic = image_mosaic(images, nrow)
+    gray = images.shape[1] == 1
+    ax.imshow(mosaic[..., 0] if gray else mosaic, cmap="gray" if gray else None, vmin=0, vmax=255)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_loss_curves(logs: pd.DataFrame, smooth: int = 5) -> plt.Figure:
+    """Report 003, figure 4: training loss against step, one panel per schedule, one line per T.
+
+    ``logs`` has columns schedule, T, seed, step, loss (every run's train_log.csv stacked).
+    Seeds are averaged, with their spread shaded.
+    """
+    use_style()
+    logs = logs.sort_values(["schedule", "T", "seed", "step"]).copy()
+    logs["loss (smoothed)"] = logs.groupby(["schedule", "T", "seed"])["loss"].transform(
+        lambda s: s.rolling(smooth, min_periods=1).mean()
+    )
+    schedules = list(dict.fromkeys(logs["schedule"]))
+    fig, axes = plt.subplots(1, len(schedules), figsize=(4.2 * len(schedules), 3.4), sharey=True, squeeze=False)
+    for ax, schedule in zip(axes[0], schedules, strict=True):
+        part = logs[logs["schedule"] == schedule]
+        sns.lineplot(
+            part, x="step", y="loss (smoothed)", hue="T", palette="viridis", errorbar="sd",
+            legend=ax is axes[0][-1], ax=ax,
+        )
+        ax.set_title(schedule)
+        ax.set_yscale("log")
+    if axes[0][-1].get_legend():
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1, 1), title="T")
+    fig.suptitle("Training loss (L_simple) per schedule and T")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sample_grids(samples: Mapping[tuple[str, int], np.ndarray], count: int = 16) -> plt.Figure:
+    """Report 003, figure 5: generated samples, one row per schedule, one column per T."""
+    schedules = list(dict.fromkeys(s for s, _ in samples))
+    steps = sorted({T for _, T in samples})
+    fig, axes = plt.subplots(
+        len(schedules), len(steps), figsize=(1.9 * len(steps), 2.0 * len(schedules)), squeeze=False
+    )
+    for i, schedule in enumerate(schedules):
+        for j, T in enumerate(steps):
+            ax = axes[i][j]
+            if (schedule, T) in samples:
+                _show(ax, samples[(schedule, T)][:count])
+            else:
+                ax.axis("off")
+            if i == 0:
+                ax.set_title(f"T = {T}")
+            if j == 0:
+                ax.set_ylabel(schedule)
+    fig.suptitle("Samples (Algorithm 2) per schedule and T")
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_progress(
+    snapshots: Mapping[str, tuple[Sequence[int], np.ndarray]], count: int = 16
+) -> plt.Figure:
+    """Report 002, figure 3: samples of the EMA model at several points during training.
+
+    ``snapshots`` maps a row label (a run) to (steps, images of shape K x N x C x H x W).
+    """
+    labels = list(snapshots)
+    n_cols = max(len(steps) for steps, _ in snapshots.values())
+    fig, axes = plt.subplots(
+        len(labels), n_cols, figsize=(1.9 * n_cols, 2.0 * len(labels)), squeeze=False
+    )
+    for i, label in enumerate(labels):
+        steps, images = snapshots[label]
+        for j in range(n_cols):
+            ax = axes[i][j]
+            if j >= len(steps):
+                ax.axis("off")
+                continue
+            _show(ax, images[j][:count])
+            ax.set_title(f"step {int(steps[j])}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=8)
+    fig.suptitle("Samples during training")
+    fig.tight_layout()
+    return fig
+
+
+def plot_reconstruction(
+    reconstructions: Mapping[str, tuple[Sequence[int], np.ndarray, np.ndarray]],
+) -> plt.Figure:
+    """Report 002, figure 4: real images noised to x_t and denoised back, for several t.
+
+    ``reconstructions`` maps a row label to (ts, originals N x C x H x W,
+    reconstructions len(ts) x N x C x H x W).
+    """
+    labels = list(reconstructions)
+    n_cols = 1 + max(len(ts) for ts, _, _ in reconstructions.values())
+    fig, axes = plt.subplots(
+        len(labels), n_cols, figsize=(1.6 * n_cols, 1.9 * len(labels)), squeeze=False
+    )
+    for i, label in enumerate(labels):
+        ts, originals, recon = reconstructions[label]
+        _show(axes[i][0], originals, nrow=2)
+        axes[i][0].set_title("original", fontsize=8)
+        axes[i][0].set_ylabel(label, fontsize=8)
+        for j in range(1, n_cols):
+            ax = axes[i][j]
+            if j - 1 >= len(ts):
+                ax.axis("off")
+                continue
+            _show(ax, recon[j - 1], nrow=2)
+            ax.set_title(f"from t = {int(ts[j - 1])}", fontsize=8)
+    fig.suptitle("Reconstruction from x_t")
+    fig.tight_layout()
+    return fig
+
+
+def _largest_T_per_schedule(paths) -> dict[str, str]:
+    """For each schedule, the file of its run with the largest T (first seed)."""
+    from ..results import parse_run_dir
+
+    best: dict[str, tuple] = {}
+    for path in paths:
+        run = parse_run_dir(path)
+        key = (run["T"], -run["seed"])
+        if run["schedule"] not in best or key > best[run["schedule"]][0]:
+            best[run["schedule"]] = (key, path)
+    return {f"{s} (T={k[0]})": p for s, (k, p) in best.items()}
+
+
+def run_figure_from_files(figure: str, paths: Sequence[str], count: int = 16) -> plt.Figure:
+    """Build figure ``figure`` (loss_curves, sample_grids, training_progress, reconstruction)
+    from the run files the workflow hands over."""
+    from ..results import parse_run_dir
+    from ..sampling import load_samples
+
+    if figure == "loss_curves":
+        frames = [pd.read_csv(p).assign(**parse_run_dir(p)) for p in paths]
+        return plot_loss_curves(pd.concat(frames, ignore_index=True))
+    if figure == "sample_grids":
+        samples = {}
+        for path in paths:
+            run = parse_run_dir(path)
+            samples.setdefault((run["schedule"], run["T"]), load_samples(path))
+        return plot_sample_grids(samples, count)
+    if figure == "training_progress":
+        snapshots = {}
+        for label, path in _largest_T_per_schedule(paths).items():
+            with np.load(path) as data:
+                snapshots[label] = (data["steps"], data["images"])
+        return plot_training_progress(snapshots, count)
+    if figure == "reconstruction":
+        rows = {}
+        for label, path in _largest_T_per_schedule(paths).items():
+            with np.load(path) as data:
+                rows[label] = (data["t"], data["originals"], data["reconstructions"])
+        return plot_reconstruction(rows)
+    raise ValueError(f"unknown run figure {figure!r}")

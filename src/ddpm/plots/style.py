@@ -1,0 +1,32 @@
+"""Shared look of every figure, and saving to PDF and PNG at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are written to files; no display is needed or assumed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+SCHEDULE_PALETTE = {
+    "linear": "#1b9e77",
+    "cosine": "#d95f02",
+    "sigmoid": "#7570b3",
+    "sigmoid_alpha_bar": "#e7298a",
+}
+
+
+def use_style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+
+
+def save_figure(fig: plt.Figure, *paths: str | Path, dpi: int = 150) -> None:
+    """Save ``fig`` to every path given (the suffix picks the format) and close it."""
+    for path in paths:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,135 @@
+# The forward-process analysis: needs no training, runs in seconds to minutes.
+
+ANALYSIS = config.get("analysis", {})
+
+THESIS_FIGURES = {
+    "thesis_fig4.3_iterative_destruction": ["results/analysis/destruction.npz"],
+    "thesis_fig5.1_beta_and_one_minus_alpha_bar": ["results/analysis/closeness_schedules.csv"],
+    "thesis_fig5.2_closeness_to_noise": ["results/analysis/closeness.csv"],
+    "report003_fig1_alpha_bar_vs_t_over_T": ["results/analysis/schedules.csv"],
+    "report003_fig2_forward_samples_histograms": ["results/analysis/forward_samples.npz"],
+}
+
+
+rule schedule_table:
+    # Every schedule x T of the grid (and of the schedule-curve figure), one row per step t.
+    input:
+        lib("schedules", "analysis"),
+    output:
+        report(
+            "results/analysis/schedules.csv",
+            caption="../report/schedules_table.rst",
+            category="Forward process",
+        ),
+    params:
+        schedules={label: config["schedules"][label] for label in SCHEDULES},
+        T=sorted(set(STEPS) | set(ANALYSIS.get("curves_T", []))),
+    log:
+        "logs/analysis/schedule_table.log",
+    conda:
+        ENV_ANALYSIS
+    script:
+        "../scripts/schedule_table.py"
+
+
+rule closeness_schedule_table:
+    input:
+        lib("schedules", "analysis"),
+    output:
+        "results/analysis/closeness_schedules.csv",
+    params:
+        schedules=ANALYSIS.get("closeness", {}).get("schedules", {}),
+        T=[ANALYSIS.get("closeness", {}).get("T", 1000)],
+    log:
+        "logs/analysis/closeness_schedule_table.log",
+    conda:
+        ENV_ANALYSIS
+    script:
+        "../scripts/schedule_table.py"
+
+
+rule closeness:
+    # Thesis section 5.1: 50 noised copies of one image, covariance minus identity.
+    input:
+        lib("schedules", "diffusion", "analysis", "data"),
+    output:
+        table="results/analysis/closeness.csv",
+        closest=report(
+            "results/analysis/closest_points.csv",
+            caption="../report/closest_points.rst",
+            category="Forward process",
+        ),
+        comparison="results/analysis/closest_points_vs_thesis.csv",
+    params:
+        closeness=ANALYSIS.get("closeness", {}),
+    log:
+        "logs/analysis/closeness.log",
+    threads: 2
+    conda:
+        ENV_ANALYSIS
+    script:
+        "../scripts/closeness.py"
+
+
+rule destruction:
+    # Thesis figure 4.3: a real photo at full resolution through the step-by-step chain.
+    input:
+        lib("schedules", "diffusion", "analysis", "data"),
+    output:
+        "results/analysis/destruction.npz",
+    params:
+        destruction=ANALYSIS.get("destruction", {}),
+    log:
+        "logs/analysis/destruction.log",
+    conda:
+        ENV_ANALYSIS
+    script:
+        "../scripts/destruction.py"
+
+
+rule forward_samples:
+    # Report 003 figure 2: forward samples of a real digit at several t for T = 100.
+    input:
+        data=f"results/{DATASETS[0]}/data.npz",
+        lib=lib("schedules", "diffusion", "analysis", "data"),
+    output:
+        "results/analysis/forward_samples.npz",
+    params:
+        schedules={label: config["schedules"][label] for label in SCHEDULES},
+        T=100,
+    log:
+        "logs/analysis/forward_samples.log",
+    conda:
+        ENV_ANALYSIS
+    script:
+        "../scripts/forward_samples.py"
+
+
+rule thesis_figure:
+    input:
+        tables=lambda wildcards: THESIS_FIGURES[wildcards.figure],
+        lib=lib("plots", "analysis"),
+    output:
+        pdf="results/figures/thesis/{figure}.pdf",
+        png=report(
+            "results/figures/thesis/{figure}.png",
+            caption="../report/thesis_figures.rst",
+            category="Forward process",
+            labels={"figure": "{figure}"},
+        ),
+    wildcard_constraints:
+        figure="|".join(re.escape(name) for name in THESIS_FIGURES),
+    log:
+        "logs/figures/{figure}.log",
+    conda:
+        ENV_ANALYSIS
+    script:
+        "../scripts/thesis_figure.py"
+
+
+rule thesis_figures:
+    # `snakemake thesis_figures`: every figure that needs no training.
+    input:
+        expand("results/figures/thesis/{figure}.{ext}", figure=THESIS_FIGURES, ext=["pdf", "png"]),
+        "results/analysis/closest_points.csv",
+        "results/analysis/closest_points_vs_thesis.csv",

@@ -1,0 +1,16 @@
+rule prepare_dataset:
+    # A local rule: on a cluster it runs where the internet is (the login node).
+    input:
+        lib("data"),
+    output:
+        "results/{dataset}/data.npz",
+    params:
+        options=lambda wildcards: config["datasets"][wildcards.dataset],
+        root="resources/datasets",
+    log:
+        "logs/{dataset}/prepare_dataset.log",
+    localrule: True
+    conda:
+        ENV_ANALYSIS
+    script:
+        "../scripts/prepare_dataset.py"

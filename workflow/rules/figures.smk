@@ -1,0 +1,72 @@
+# Figures that need trained models: one PDF (thesis) and one PNG (report) each.
+
+RUN_FIGURES = {
+    "loss_curves": lambda ds: runs_of(ds, "train_log.csv"),
+    "sample_grids": lambda ds: runs_of(ds, "samples.npz"),
+    "reconstruction": lambda ds: runs_of(ds, "reconstruction.npz"),
+}
+if config["training"].get("snapshot_every"):
+    RUN_FIGURES["training_progress"] = lambda ds: runs_of(ds, "snapshots.npz")
+
+METRIC_FIGURES = ["fid_vs_T", "kid_vs_T", "is_vs_T", "loss_vs_fid"]
+
+
+def dataset_figures(dataset, ext="png"):
+    names = list(RUN_FIGURES) + METRIC_FIGURES
+    return [f"results/figures/{dataset}/{name}.{ext}" for name in names]
+
+
+rule run_figure:
+    input:
+        runs=lambda wildcards: RUN_FIGURES[wildcards.figure](wildcards.dataset),
+        lib=lib("plots"),
+    output:
+        pdf="results/figures/{dataset}/{figure}.pdf",
+        png=report(
+            "results/figures/{dataset}/{figure}.png",
+            caption="../report/run_figures.rst",
+            category="Training and samples",
+            subcategory="{dataset}",
+            labels={"figure": "{figure}"},
+        ),
+    wildcard_constraints:
+        figure="|".join(RUN_FIGURES),
+    params:
+        grid_samples=config.get("figures", {}).get("grid_samples", 16),
+    log:
+        "logs/figures/{dataset}/{figure}.log",
+    conda:
+        ENV_ANALYSIS
+    script:
+        "../scripts/run_figure.py"
+
+
+rule metric_figure:
+    input:
+        metrics="results/{dataset}/metrics.csv",
+        floor="results/{dataset}/floor.json",
+        lib=lib("plots"),
+    output:
+        pdf="results/figures/{dataset}/{figure}.pdf",
+        png=report(
+            "results/figures/{dataset}/{figure}.png",
+            caption="../report/metric_figures.rst",
+            category="Sample quality",
+            subcategory="{dataset}",
+            labels={"figure": "{figure}"},
+        ),
+    wildcard_constraints:
+        figure="|".join(METRIC_FIGURES),
+    log:
+        "logs/figures/{dataset}/{figure}.log",
+    conda:
+        ENV_ANALYSIS
+    script:
+        "../scripts/metric_figure.py"
+
+
+rule figures:
+    # `snakemake figures`: every figure, without the report.
+    input:
+        [dataset_figures(dataset, ext) for dataset in DATASETS for ext in ["pdf", "png"]],
+        rules.thesis_figures.input,

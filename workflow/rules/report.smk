@@ -1,0 +1,34 @@
+rule report:
+    # A single HTML file with everything embedded: opens offline, can be mailed.
+    input:
+        metrics=expand("results/{dataset}/metrics.csv", dataset=DATASETS),
+        floors=expand("results/{dataset}/floor.json", dataset=DATASETS),
+        classifiers=expand("results/{dataset}/classifier/classifier.json", dataset=DATASETS),
+        inception="resources/inception/status.json",
+        figures=[dataset_figures(dataset) for dataset in DATASETS],
+        thesis_figures=expand("results/figures/thesis/{figure}.png", figure=THESIS_FIGURES),
+        schedules="results/analysis/schedules.csv",
+        closest="results/analysis/closest_points.csv",
+        comparison="results/analysis/closest_points_vs_thesis.csv",
+        benchmarks=[
+            expand(
+                "results/{dataset}/benchmarks/{step}/{schedule}-T{T}-seed{seed}.tsv",
+                dataset=dataset,
+                step=["train", "sample", "score"],
+                schedule=SCHEDULES,
+                T=STEPS,
+                seed=SEEDS,
+            )
+            for dataset in DATASETS
+        ],
+        lib=lib("report", "results"),
+    output:
+        "results/report.html",
+    params:
+        config=config,
+    log:
+        "logs/report.log",
+    conda:
+        ENV_ANALYSIS
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,55 @@
+rule sample:
+    input:
+        model=f"{RUN}/model.pt",
+        lib=lib("schedules", "diffusion", "unet", "training", "sampling"),
+    output:
+        samples=f"{RUN}/samples.npz",
+        grid=report(
+            f"{RUN}/samples.png",
+            caption="../report/samples.rst",
+            category="Samples",
+            subcategory="{dataset}",
+            labels={"schedule": "{schedule}", "T": "{T}", "seed": "{seed}"},
+        ),
+    params:
+        sampling=config["sampling"],
+        seed=lambda wildcards: int(wildcards.seed),
+        grid_samples=config.get("figures", {}).get("grid_samples", 16),
+    log:
+        "logs/{dataset}/sample/{schedule}-T{T}-seed{seed}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/sample/{schedule}-T{T}-seed{seed}.tsv"
+    threads: res("sample", "threads", 1)
+    resources:
+        gpu=res("sample", "gpu", 0),
+        runtime=attempt_runtime("sample"),
+        mem_mb=res("sample", "mem_mb", 4000),
+    conda:
+        ENV_TORCH
+    script:
+        "../scripts/sample.py"
+
+
+rule reconstruct:
+    # Report 002, figure 4: real test images noised to x_t and denoised back.
+    input:
+        model=f"{RUN}/model.pt",
+        data="results/{dataset}/data.npz",
+        lib=lib("schedules", "diffusion", "unet", "training", "sampling", "data"),
+    output:
+        f"{RUN}/reconstruction.npz",
+    params:
+        fractions=config.get("figures", {}).get("reconstruction_fractions", [0.1, 0.25, 0.5, 0.75]),
+        count=config.get("figures", {}).get("reconstruction_images", 8),
+        seed=lambda wildcards: int(wildcards.seed),
+    log:
+        "logs/{dataset}/reconstruct/{schedule}-T{T}-seed{seed}.log",
+    threads: res("sample", "threads", 1)
+    resources:
+        gpu=res("sample", "gpu", 0),
+        runtime=attempt_runtime("sample"),
+        mem_mb=res("sample", "mem_mb", 4000),
+    conda:
+        ENV_TORCH
+    script:
+        "../scripts/reconstruct.py"

@@ -1,0 +1,115 @@
+rule train_classifier:
+    # The domain classifier whose features give IS / FID / KID that mean something for digits.
+    input:
+        data="results/{dataset}/data.npz",
+        lib=lib("evaluation", "data"),
+    output:
+        weights="results/{dataset}/classifier/classifier.pt",
+        summary="results/{dataset}/classifier/classifier.json",
+    params:
+        epochs=config.get("scoring", {}).get("classifier", {}).get("epochs", 5),
+        seed=0,
+    log:
+        "logs/{dataset}/train_classifier.log",
+    threads: res("score", "threads", 1)
+    resources:
+        runtime=attempt_runtime("score"),
+        mem_mb=res("score", "mem_mb", 4000),
+    conda:
+        ENV_TORCH
+    script:
+        "../scripts/train_classifier.py"
+
+
+rule inception_weights:
+    # A local rule: fetches torch-fidelity's Inception-v3 weights once, where there is internet.
+    # Offline with `mode: auto` it records why the Inception metrics are not computed.
+    input:
+        lib("evaluation"),
+    output:
+        "resources/inception/status.json",
+    params:
+        inception=config.get("scoring", {}).get("inception", {}),
+        resources_dir="resources/inception",
+    log:
+        "logs/inception_weights.log",
+    localrule: True
+    conda:
+        ENV_TORCH
+    script:
+        "../scripts/inception_weights.py"
+
+
+rule real_floor:
+    # Metrics between two disjoint real sets of the generated set's size, and the reference
+    # statistics of the test set, cached once for every run of the dataset.
+    input:
+        data="results/{dataset}/data.npz",
+        classifier="results/{dataset}/classifier/classifier.pt",
+        inception="resources/inception/status.json",
+        lib=lib("evaluation", "data"),
+    output:
+        floor="results/{dataset}/floor.json",
+        cache=directory("results/{dataset}/reference_cache"),
+    params:
+        scoring=config.get("scoring", {}),
+        num_samples=config["sampling"]["num_samples"],
+    log:
+        "logs/{dataset}/real_floor.log",
+    threads: res("score", "threads", 1)
+    resources:
+        runtime=attempt_runtime("score"),
+        mem_mb=res("score", "mem_mb", 4000),
+    conda:
+        ENV_TORCH
+    script:
+        "../scripts/real_floor.py"
+
+
+rule score:
+    input:
+        samples=f"{RUN}/samples.npz",
+        data="results/{dataset}/data.npz",
+        classifier="results/{dataset}/classifier/classifier.pt",
+        inception="resources/inception/status.json",
+        floor="results/{dataset}/floor.json",
+        cache="results/{dataset}/reference_cache",
+        lib=lib("evaluation", "data"),
+    output:
+        f"{RUN}/metrics.json",
+    params:
+        scoring=config.get("scoring", {}),
+    log:
+        "logs/{dataset}/score/{schedule}-T{T}-seed{seed}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/score/{schedule}-T{T}-seed{seed}.tsv"
+    threads: res("score", "threads", 1)
+    resources:
+        gpu=res("score", "gpu", 0),
+        runtime=attempt_runtime("score"),
+        mem_mb=res("score", "mem_mb", 4000),
+    conda:
+        ENV_TORCH
+    script:
+        "../scripts/score.py"
+
+
+rule collect_metrics:
+    # One row per run: the table every figure reads.
+    input:
+        metrics=lambda wildcards: runs_of(wildcards.dataset, "metrics.json"),
+        records=lambda wildcards: runs_of(wildcards.dataset, "run.json"),
+        train_logs=lambda wildcards: runs_of(wildcards.dataset, "train_log.csv"),
+        lib=lib("results"),
+    output:
+        report(
+            "results/{dataset}/metrics.csv",
+            caption="../report/metrics_table.rst",
+            category="Metrics",
+        ),
+    log:
+        "logs/{dataset}/collect_metrics.log",
+    conda:
+        ENV_ANALYSIS
+    script:
+        "../scripts/collect_metrics.py"

@@ -1,0 +1,26 @@
+rule train:
+    # Rolling checkpoints live in {run}/checkpoints/ and are not outputs: a job killed by a
+    # time limit or a preemption resumes from them when Snakemake retries it.
+    input:
+        data="results/{dataset}/data.npz",
+        lib=lib("schedules", "diffusion", "unet", "training", "data"),
+    output:
+        **train_outputs(),
+    params:
+        schedule=schedule_spec,
+        model=config["model"],
+        diffusion=config.get("diffusion", {}),
+        training=lambda wildcards: {**config["training"], "seed": int(wildcards.seed)},
+    log:
+        "logs/{dataset}/train/{schedule}-T{T}-seed{seed}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/train/{schedule}-T{T}-seed{seed}.tsv"
+    threads: res("train", "threads", 1)
+    resources:
+        gpu=res("train", "gpu", 0),
+        runtime=attempt_runtime("train"),
+        mem_mb=res("train", "mem_mb", 4000),
+    conda:
+        ENV_TORCH
+    script:
+        "../scripts/train.py"
