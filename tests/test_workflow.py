@@ -1,0 +1,171 @@
+"""The Snakemake workflow: configs are checked before any job runs, the shipped configs dry-run,
+and a tiny study runs end to end, is then up to date, and reruns what a library edit affects."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+
+
+def snakemake(*args, cwd=REPO, check=True, timeout=900) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A private copy of the workflow and library, so a test may touch files freely."""
+    for name in ("Snakefile", "workflow", "src", "config", "tests/configs"):
+        source = REPO / name
+        target = dest / name
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return dest
+
+
+def write_config(tmp_path: Path, change) -> Path:
+    config = yaml.safe_load(TINY.read_text())
+    change(config)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _unknown_schedule(c):
+    c["schedules"]["linear"]["beta_schedule"] = "quadratic"
+
+
+def _unknown_dataset(c):
+    c["datasets"] = {"imagenet": {"image_size": 8}}
+
+
+def _T_not_int(c):
+    c["grid"]["T"] = [20, "many"]
+
+
+def _T_zero(c):
+    c["grid"]["T"] = [0]
+
+
+def _missing_key(c):
+    del c["training"]["steps"]
+
+
+def _wrong_type(c):
+    c["training"]["batch_size"] = "thirty-two"
+
+
+def _image_size_model_cannot_take(c):
+    c["datasets"]["digits"]["image_size"] = 6
+    c["model"]["channel_mults"] = [1, 2, 2]
+
+
+def _undefined_grid_schedule(c):
+    c["grid"]["schedules"] = ["linear", "sigmoid_ho"]
+
+
+def _betas_reach_one(c):
+    c["grid"]["T"] = [10]  # linear 1e-4..0.02 rescaled by 1000/10 gives beta = 2
+
+
+def _kid_too_large(c):
+    c["scoring"]["kid_subset_size"] = 1000
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (_unknown_schedule, r"quadratic"),
+        (_unknown_dataset, r"imagenet"),
+        (_T_not_int, r"many"),
+        (_T_zero, r"grid.*T|minimum"),
+        (_missing_key, r"steps"),
+        (_wrong_type, r"thirty-two"),
+        (_image_size_model_cannot_take, r"image_size"),
+        (_undefined_grid_schedule, r"grid.schedules: 'sigmoid_ho' is not defined"),
+        (_betas_reach_one, r"schedules.linear with T=10"),
+        (_kid_too_large, r"kid_subset_size"),
+    ],
+    ids=lambda v: getattr(v, "__name__", "")[1:] if callable(v) else None,
+)
+def test_bad_config_stops_before_any_job(tmp_path, change, expected):
+    bad = write_config(tmp_path, change)
+    result = snakemake("-n", "--configfile", str(bad), "-d", str(tmp_path / "run"), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert re.search(expected, output), output[-3000:]
+    assert not (tmp_path / "run" / "results").exists()
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
+def test_shipped_configs_dry_run(tmp_path, config):
+    result = snakemake("-n", "--configfile", f"config/{config}", "-d", str(tmp_path), "--quiet", "rules")
+    assert "train" in result.stdout + result.stderr
+
+
+def test_default_config_is_the_full_grid(tmp_path):
+    result = snakemake("-n", "-d", str(tmp_path), "--quiet", "rules")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    assert counts["train"] == "15" and counts["sample"] == "15" and counts["score"] == "15"
+
+
+@pytest.mark.slow
+def test_tiny_study_end_to_end(tmp_path):
+    work = copy_workflow(tmp_path / "repo")
+    config = "tests/configs/tiny.yaml"
+    snakemake("--cores", "2", "--configfile", config, cwd=work)
+
+    results = work / "results"
+    metrics = pd.read_csv(results / "digits" / "metrics.csv")
+    assert len(metrics) == 4
+    assert {"dataset", "schedule", "T", "seed", "final_loss", "classifier_fid", "classifier_kid_mean"} <= set(
+        metrics.columns
+    )
+    assert set(zip(metrics["schedule"], metrics["T"], strict=True)) == {
+        ("linear", 20), ("linear", 40), ("cosine", 20), ("cosine", 40)
+    }
+    assert metrics["classifier_fid"].notna().all()
+
+    schedules = pd.read_csv(results / "analysis" / "schedules.csv")
+    assert {"schedule", "T", "t", "beta", "alpha_bar", "log_snr"} <= set(schedules.columns)
+    assert len(schedules) == 2 * (20 + 40)
+
+    pngs = sorted(results.rglob("*.png"))
+    assert len(pngs) >= 10
+    for png in pngs:
+        with Image.open(png) as image:
+            image.verify()
+
+    report = (results / "report.html").read_text()
+    for figure in (results / "figures").rglob("*.png"):
+        assert f'alt="{figure.stem}"' in report, f"{figure.name} is not in the report"
+
+    # A second run has nothing to do.
+    again = snakemake("-n", "--configfile", config, cwd=work)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    # Editing a figure module reruns figures only; editing the training code reruns the cells.
+    os.utime(work / "src" / "ddpm" / "plots" / "runs.py")
+    plan = snakemake("-n", "--quiet", "rules", "--configfile", config, cwd=work).stdout
+    assert "run_figure" in plan and "train" not in plan.split()
+    os.utime(work / "src" / "ddpm" / "training.py")
+    plan = snakemake("-n", "--quiet", "rules", "--configfile", config, cwd=work).stdout
+    assert re.search(r"^train\s+4$", plan, flags=re.M), plan
