@@ -92,7 +92,9 @@ class GaussianDiffusion:
         first = pv[1] if s.T > 1 else s.betas[0]
         coeffs["log_variance_beta"] = np.log(np.concatenate([[first], s.betas[1:]]))
         coeffs["log_variance_beta_tilde"] = np.log(np.concatenate([[first], pv[1:]]))
-        self._coeffs = {k: torch.tensor(np.array(v), dtype=torch.float64) for k, v in coeffs.items()}
+        self._coeffs = {
+            k: torch.tensor(np.array(v), dtype=torch.float64) for k, v in coeffs.items()
+        }
         self._cache: dict[tuple, torch.Tensor] = {}
 
     @property
@@ -107,11 +109,18 @@ class GaussianDiffusion:
         return self._cache[key][t - 1].reshape(-1, *([1] * (x.dim() - 1)))
 
     def _timesteps(self, t: int | torch.Tensor, n: int, device) -> torch.Tensor:
-        if isinstance(t, int):
+        if isinstance(t, int | np.integer) and not isinstance(t, bool):
             if not 1 <= t <= self.T:
                 raise ValueError(f"timestep t must be in 1..{self.T}, got {t}")
-            return torch.full((n,), t, dtype=torch.long, device=device)
-        return t.to(device=device, dtype=torch.long)
+            return torch.full((n,), int(t), dtype=torch.long, device=device)
+        t = torch.as_tensor(t).to(device=device, dtype=torch.long)
+        # Checked because index t - 1 = -1 would silently pick step T for a 0-based t = 0.
+        if t.numel() and (int(t.min()) < 1 or int(t.max()) > self.T):
+            raise ValueError(
+                f"timesteps t must be in 1..{self.T} (1-based, as in the paper), "
+                f"got values in {int(t.min())}..{int(t.max())}"
+            )
+        return t
 
     # --- forward process ------------------------------------------------------
     def q_sample(self, x0, t, noise=None, generator=None) -> torch.Tensor:
@@ -119,7 +128,10 @@ class GaussianDiffusion:
         t = self._timesteps(t, x0.shape[0], x0.device)
         if noise is None:
             noise = _normal(x0.shape, generator, x0.device)
-        return self._at("sqrt_alpha_bar", t, x0) * x0 + self._at("sqrt_one_minus_alpha_bar", t, x0) * noise
+        return (
+            self._at("sqrt_alpha_bar", t, x0) * x0
+            + self._at("sqrt_one_minus_alpha_bar", t, x0) * noise
+        )
 
     def q_step(self, x_prev, t, noise=None, generator=None) -> torch.Tensor:
         """One step of the chain, q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I)."""
@@ -129,7 +141,9 @@ class GaussianDiffusion:
         beta = self._at("betas", t, x_prev)
         return (1.0 - beta).sqrt() * x_prev + beta.sqrt() * noise
 
-    def q_chain(self, x0, generator=None, keep: Iterable[int] | None = None) -> dict[int, torch.Tensor]:
+    def q_chain(
+        self, x0, generator=None, keep: Iterable[int] | None = None
+    ) -> dict[int, torch.Tensor]:
         """Run the chain x_0 -> x_1 -> ... -> x_T step by step; return x_t for every t in ``keep``."""
         keep = set(range(self.T + 1) if keep is None else keep)
         x, out = x0, {}
@@ -144,7 +158,10 @@ class GaussianDiffusion:
     def q_posterior(self, x0, x_t, t):
         """Mean, variance and log-variance of q(x_{t-1} | x_t, x_0)."""
         t = self._timesteps(t, x0.shape[0], x0.device)
-        mean = self._at("posterior_mean_coef1", t, x_t) * x0 + self._at("posterior_mean_coef2", t, x_t) * x_t
+        mean = (
+            self._at("posterior_mean_coef1", t, x_t) * x0
+            + self._at("posterior_mean_coef2", t, x_t) * x_t
+        )
         variance = self._at("posterior_variance", t, x_t)
         log_variance = self._at("log_variance_beta_tilde", t, x_t)
         return mean, variance, log_variance
@@ -152,11 +169,16 @@ class GaussianDiffusion:
     def predict_x0_from_eps(self, x_t, t, eps) -> torch.Tensor:
         """x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
         t = self._timesteps(t, x_t.shape[0], x_t.device)
-        return self._at("sqrt_recip_alpha_bar", t, x_t) * x_t - self._at("sqrt_recipm1_alpha_bar", t, x_t) * eps
+        return (
+            self._at("sqrt_recip_alpha_bar", t, x_t) * x_t
+            - self._at("sqrt_recipm1_alpha_bar", t, x_t) * eps
+        )
 
     def predict_eps_from_x0(self, x_t, t, x0) -> torch.Tensor:
         t = self._timesteps(t, x_t.shape[0], x_t.device)
-        return (self._at("sqrt_recip_alpha_bar", t, x_t) * x_t - x0) / self._at("sqrt_recipm1_alpha_bar", t, x_t)
+        return (self._at("sqrt_recip_alpha_bar", t, x_t) * x_t - x0) / self._at(
+            "sqrt_recipm1_alpha_bar", t, x_t
+        )
 
     # --- training --------------------------------------------------------------
     def training_loss(self, model: Model, x0: torch.Tensor, generator=None) -> torch.Tensor:
@@ -183,7 +205,9 @@ class GaussianDiffusion:
         return mean, log_variance, x0
 
     @torch.no_grad()
-    def denoise(self, model: Model, x_t, t_start: int, generator=None, progress=False) -> torch.Tensor:
+    def denoise(
+        self, model: Model, x_t, t_start: int, generator=None, progress=False
+    ) -> torch.Tensor:
         """Algorithm 2 from step ``t_start`` down to 0: x_{t-1} = mean + sigma_t z, z = 0 at t = 1."""
         x = x_t
         steps = range(t_start, 0, -1)
@@ -196,14 +220,23 @@ class GaussianDiffusion:
         return x
 
     @torch.no_grad()
-    def sample(self, model: Model, shape, generator=None, device="cpu", progress=False) -> torch.Tensor:
+    def sample(
+        self, model: Model, shape, generator=None, device="cpu", progress=False
+    ) -> torch.Tensor:
         """Ancestral sampling from x_T ~ N(0, I); returns images in [-1, 1]."""
         x_T = _normal(tuple(shape), generator, device)
         return self.denoise(model, x_T, self.T, generator=generator, progress=progress).clamp(-1, 1)
 
     @torch.no_grad()
     def ddim_sample(
-        self, model: Model, shape, steps: int, eta: float = 0.0, generator=None, device="cpu", progress=False
+        self,
+        model: Model,
+        shape,
+        steps: int,
+        eta: float = 0.0,
+        generator=None,
+        device="cpu",
+        progress=False,
     ) -> torch.Tensor:
         """DDIM (Song et al. 2021) over ``steps`` <= T evenly spaced timesteps; eta=1 is DDPM-like."""
         if not 1 <= steps <= self.T:
@@ -211,7 +244,9 @@ class GaussianDiffusion:
         timesteps = torch.linspace(self.T, 1, steps).round().long().unique_consecutive().tolist()
         x = _normal(tuple(shape), generator, device)
         alpha_bar = self._coeffs["alpha_bar"]
-        for i, t in enumerate(tqdm(timesteps, desc="ddim", disable=not progress, mininterval=10, leave=False)):
+        for i, t in enumerate(
+            tqdm(timesteps, desc="ddim", disable=not progress, mininterval=10, leave=False)
+        ):
             t_vec = self._timesteps(t, x.shape[0], x.device)
             eps = model(x, t_vec).float()
             x0 = self.predict_x0_from_eps(x, t_vec, eps)
@@ -233,11 +268,14 @@ class GaussianDiffusion:
         return self.denoise(model, x_t, t, generator=generator).clamp(-1, 1)
 
     @torch.no_grad()
-    def interpolate(self, model: Model, x0_a, x0_b, t: int, lambdas, generator=None) -> torch.Tensor:
+    def interpolate(
+        self, model: Model, x0_a, x0_b, t: int, lambdas, generator=None
+    ) -> torch.Tensor:
         """Interpolate two images through x_t (Ho et al. sec. 4.3): returns one row per lambda.
 
-        Both images are noised to step ``t`` with the same noise, mixed linearly as
-        (1 - lambda) x_t^a + lambda x_t^b, and denoised. Output shape: (len(lambdas), C, H, W).
+        Both images are noised to step ``t`` once, so every lambda mixes the same
+        x_t^a and x_t^b as (1 - lambda) x_t^a + lambda x_t^b; the mixtures are then
+        denoised. Output shape: (len(lambdas), C, H, W).
         """
         x0 = torch.stack([x0_a, x0_b])
         noise = _normal(x0.shape, generator, x0.device)
@@ -271,9 +309,16 @@ class GaussianDiffusion:
         t_T = self._timesteps(self.T, n, x0.device)
         prior_mean = self._at("sqrt_alpha_bar", t_T, x0) * x0
         prior_log_var = torch.log1p(-self._at("alpha_bar", t_T, x0)).expand_as(x0)
-        prior = _mean_flat(_normal_kl(prior_mean, prior_log_var, torch.zeros_like(x0), torch.zeros_like(x0)))
+        prior = _mean_flat(
+            _normal_kl(prior_mean, prior_log_var, torch.zeros_like(x0), torch.zeros_like(x0))
+        )
         prior = prior / math.log(2.0)
-        return {"total": terms.sum(1) + prior, "prior": prior, "decoder": terms[:, 0], "terms": terms}
+        return {
+            "total": terms.sum(1) + prior,
+            "prior": prior,
+            "decoder": terms[:, 0],
+            "terms": terms,
+        }
 
 
 def _mean_flat(x: torch.Tensor) -> torch.Tensor:
@@ -282,7 +327,13 @@ def _mean_flat(x: torch.Tensor) -> torch.Tensor:
 
 def _normal_kl(mean1, log_var1, mean2, log_var2) -> torch.Tensor:
     """KL(N(mean1, exp(log_var1)) || N(mean2, exp(log_var2))) elementwise, in nats."""
-    return 0.5 * (log_var2 - log_var1 + torch.exp(log_var1 - log_var2) + (mean1 - mean2) ** 2 * torch.exp(-log_var2) - 1.0)
+    return 0.5 * (
+        log_var2
+        - log_var1
+        + torch.exp(log_var1 - log_var2)
+        + (mean1 - mean2) ** 2 * torch.exp(-log_var2)
+        - 1.0
+    )
 
 
 def _standard_normal_cdf(x: torch.Tensor) -> torch.Tensor:
@@ -303,6 +354,8 @@ def _discretized_gaussian_log_likelihood(x, mean, log_scale) -> torch.Tensor:
     log_probs = torch.where(
         x < -0.999,
         log_cdf_plus,
-        torch.where(x > 0.999, log_one_minus_cdf_min, torch.log((cdf_plus - cdf_min).clamp(min=1e-12))),
+        torch.where(
+            x > 0.999, log_one_minus_cdf_min, torch.log((cdf_plus - cdf_min).clamp(min=1e-12))
+        ),
     )
     return log_probs

@@ -56,7 +56,9 @@ class ScheduleError(ValueError):
 
 def _check_T(T: int) -> int:
     if isinstance(T, bool) or not isinstance(T, int | np.integer) or T < 1:
-        raise ScheduleError(f"T must be a positive integer (the number of diffusion steps), got {T!r}")
+        raise ScheduleError(
+            f"T must be a positive integer (the number of diffusion steps), got {T!r}"
+        )
     return int(T)
 
 
@@ -110,7 +112,9 @@ def sigmoid_alpha_bar_betas(
     """Chen 2023's sigmoid in alpha_bar space (defaults: start -3, end 3, tau 1)."""
     T = _check_T(T)
     if not end > start:
-        raise ScheduleError(f"sigmoid_alpha_bar schedule: end ({end}) must be greater than start ({start})")
+        raise ScheduleError(
+            f"sigmoid_alpha_bar schedule: end ({end}) must be greater than start ({start})"
+        )
     if tau <= 0:
         raise ScheduleError(f"sigmoid_alpha_bar schedule: tau must be > 0, got {tau}")
     v_start, v_end = _sigmoid(start / tau), _sigmoid(end / tau)
@@ -137,6 +141,26 @@ def schedule_parameters(name: str) -> dict[str, object]:
     return {k: p.default for k, p in signature.parameters.items() if k != "T"}
 
 
+def _check_parameter(name: str, key: str, value, default) -> None:
+    """Reject a parameter of the wrong type or a non-finite number, naming it."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool | np.bool_):
+            raise ScheduleError(
+                f"beta_schedule {name!r}: parameter {key} must be true or false, got {value!r}"
+            )
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        # YAML 1.1 reads 1e-4 (no dot) as a string; 1.0e-4 is a float.
+        raise ScheduleError(
+            f"beta_schedule {name!r}: parameter {key} must be a number, got {value!r} "
+            f"({type(value).__name__}); in YAML write e.g. 1.0e-4, not 1e-4"
+        )
+    if not math.isfinite(value):
+        raise ScheduleError(
+            f"beta_schedule {name!r}: parameter {key} must be finite, got {value!r}"
+        )
+
+
 def make_schedule(name: str, T: int, **params) -> NoiseSchedule:
     """Build schedule ``name`` with ``T`` steps; unknown names or parameters are rejected by name."""
     allowed = schedule_parameters(name)
@@ -146,6 +170,8 @@ def make_schedule(name: str, T: int, **params) -> NoiseSchedule:
             f"beta_schedule {name!r} has no parameter {', '.join(map(repr, unknown))}; "
             f"its parameters are {sorted(allowed)}"
         )
+    for key, value in params.items():
+        _check_parameter(name, key, value, allowed[key])
     full = {**allowed, **params}
     betas = SCHEDULES[name](_check_T(T), **full)
     return NoiseSchedule(betas=betas, name=name, params=full)
@@ -164,19 +190,25 @@ class NoiseSchedule:
     params: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        betas = np.asarray(self.betas, dtype=np.float64)
+        # A copy, so that freezing it below never makes the caller's array read-only.
+        betas = np.array(self.betas, dtype=np.float64)
         if betas.ndim != 1 or betas.size < 1:
-            raise ScheduleError(f"betas must be a 1-D array with T >= 1 entries, got shape {betas.shape}")
+            raise ScheduleError(
+                f"betas must be a 1-D array with T >= 1 entries, got shape {betas.shape}"
+            )
         bad = ~np.isfinite(betas)
         if bad.any():
             t = int(np.argmax(bad)) + 1
-            raise ScheduleError(f"beta_{t} is not finite ({betas[t - 1]}); check the schedule parameters {self.params}")
+            raise ScheduleError(
+                f"beta_{t} is not finite ({betas[t - 1]}); check the schedule parameters {self.params}"
+            )
         outside = (betas <= 0) | (betas >= 1)
         if outside.any():
             t = int(np.argmax(outside)) + 1
             raise ScheduleError(
                 f"beta_{t} = {betas[t - 1]:.3g} lies outside (0, 1) in schedule {self.name!r} "
-                f"with T={betas.size} and parameters {self.params}; every beta must be in (0, 1)"
+                f"with T={betas.size} and parameters {self.params}; every beta must be in (0, 1): "
+                f"change these parameters or T"
             )
         betas.setflags(write=False)
         object.__setattr__(self, "betas", betas)
