@@ -12,5 +12,6 @@ meta = prepare_dataset(
     root=snakemake.params.root,
     base_url=options.get("base_url"),
     resize_mode=options.get("resize_mode", "resize"),
+    checksums=options.get("checksums"),
 )
 log.info("prepared %s", meta)
