@@ -45,6 +45,14 @@ def check_study_config(config: dict) -> list[str]:
             f"scoring.kid_subset_size ({kid}) is larger than sampling.num_samples ({n}); "
             f"KID needs subsets no larger than the sample: lower kid_subset_size to at most {n}"
         )
+    inception = scoring.get("inception", {})
+    weights = inception.get("weights_path")
+    if inception.get("mode") == "required" and weights and not Path(weights).exists():
+        problems.append(
+            f"scoring.inception.weights_path: {weights} does not exist, and scoring.inception.mode "
+            "is 'required'; put torch-fidelity's Inception-v3 weights there, remove weights_path "
+            "to download them from scoring.inception.url, or set mode to 'auto' or 'off'"
+        )
     grid_samples = config.get("figures", {}).get("grid_samples", 16)
     if grid_samples > n:
         problems.append(

@@ -56,14 +56,26 @@ CAPTIONS = {
     "kid_vs_T": "KID against T (unbiased at small sample sizes), with the real-data floor.",
     "is_vs_T": "Inception Score (from the named feature extractor) against T, with the real-data value.",
     "loss_vs_fid": (
-        "Final training loss against FID across the grid: report 003 claimed that the loss does not "
+        "Final training loss against the classifier FID across the grid: report 003 claimed that the loss does not "
         "predict sample quality; the rank correlation is in the title."
     ),
 }
 
 
+EXTRACTOR_NAMES = {
+    "classifier": "the domain classifier trained on the dataset's labels",
+    "inception": "torch-fidelity's Inception-v3",
+}
+
+
 def figure_caption(path: str | Path) -> str:
-    return CAPTIONS.get(Path(path).stem, Path(path).stem.replace("_", " "))
+    """The caption of a figure file, by its stem; metric figures also name their extractor."""
+    stem = Path(path).stem
+    for extractor, description in EXTRACTOR_NAMES.items():
+        if stem.startswith(extractor + "_"):
+            base = CAPTIONS.get(stem.removeprefix(extractor + "_"), stem)
+            return f"{base} Features: {description}."
+    return CAPTIONS.get(stem, stem.replace("_", " "))
 
 
 def _image(path: str | Path) -> str:

@@ -8,7 +8,11 @@ RUN_FIGURES = {
 if config["training"].get("snapshot_every"):
     RUN_FIGURES["training_progress"] = lambda ds: runs_of(ds, "snapshots.npz")
 
-METRIC_FIGURES = ["fid_vs_T", "kid_vs_T", "is_vs_T", "loss_vs_fid"]
+METRIC_FIGURES = [
+    f"{extractor}_{metric}_vs_T"
+    for extractor in (["classifier", "inception"] if inception_enabled() else ["classifier"])
+    for metric in ("fid", "kid", "is")
+] + ["loss_vs_fid"]
 
 
 def dataset_figures(dataset, ext="png"):

@@ -1,0 +1,67 @@
+"""Shared pieces of the evaluation package: its exception, input checks, device choice."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class MetricsError(ValueError):
+    """Bad input or a missing resource for sample-quality metrics; the message says how to fix it."""
+
+
+def as_uint8_images(images, name: str) -> torch.Tensor:
+    """Check that ``images`` is a uint8 batch N x C x H x W (tensor or numpy array) and return a
+    CPU tensor of it (no copy when it already is one)."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not isinstance(images, torch.Tensor):
+        raise MetricsError(
+            f"{name} images must be a torch.Tensor or numpy array, got {type(images).__name__}"
+        )
+    if images.dtype != torch.uint8:
+        raise MetricsError(
+            f"{name} images must have dtype uint8 (values 0..255), got {images.dtype}; convert "
+            "model outputs in [-1, 1] with ddpm.diffusion.from_model_range"
+        )
+    if images.dim() != 4:
+        raise MetricsError(
+            f"{name} images must be 4-D (N x C x H x W), got shape {tuple(images.shape)}; "
+            "give grayscale images a channel axis of size 1"
+        )
+    return images.cpu()
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` picks CUDA when available, else the CPU; anything else is passed to torch."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MetricsError(
+            f"device {str(device)!r} was requested but CUDA is not available; use 'auto' or 'cpu'"
+        )
+    return device
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it to ``path``.
+
+    A reader (or a job killed half way) never sees a partly written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

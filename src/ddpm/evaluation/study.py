@@ -1,0 +1,86 @@
+"""Scoring as the study does it: every enabled extractor, the same reference set, one record.
+
+The reference set is the dataset's test split. The classifier extractor always runs; the
+Inception extractor runs when its weights are available, and is otherwise recorded as not
+computed, with the reason, so that a table or a figure can say why a column is empty.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from .common import atomic_write
+from .scoring import compute_metrics, metric_columns, real_floor, reference_cache_name
+
+__all__ = ["read_inception_status", "score_against_test_set", "write_inception_status"]
+
+logger = logging.getLogger(__name__)
+
+_METRIC_OPTIONS = ("kid_subset_size", "kid_subsets", "isc_splits", "prc_neighborhood")
+
+
+def write_inception_status(path: str | Path, mode: str, weights_path: Path | None, reason: str) -> Path:
+    """Record whether the Inception-v3 metrics can be computed, and why not if they cannot."""
+    status = {"mode": mode, "weights_path": str(weights_path) if weights_path else None, "reason": reason}
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(status, indent=2) + "\n"))
+
+
+def read_inception_status(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _extractors(classifier_path, inception_status: Mapping) -> dict[str, str | None]:
+    """Extractor name -> weights file; None means not computed (the status says why)."""
+    return {"classifier": str(classifier_path), "inception": inception_status.get("weights_path")}
+
+
+def score_against_test_set(
+    images: torch.Tensor,
+    test_images: torch.Tensor,
+    *,
+    dataset: str,
+    classifier_path: str | Path,
+    inception_status: Mapping,
+    cache_dir: str | Path,
+    options: Mapping,
+    real_pool: torch.Tensor | None = None,
+    seed: int = 0,
+) -> dict:
+    """Metrics of ``images`` (uint8 N x C x H x W) against the test set, for every extractor.
+
+    With ``real_pool`` the images scored are instead ``len(images)`` real images drawn from
+    that pool (the floor: what a perfect model scores at this sample size).
+    Columns of an extractor that cannot run are NaN, with ``{extractor}_status`` saying why.
+    """
+    metric_options = {k: options[k] for k in _METRIC_OPTIONS if k in options}
+    results: dict = {"n_generated": len(images), "n_reference": len(test_images)}
+    for extractor, weights in _extractors(classifier_path, inception_status).items():
+        if weights is None:
+            results.update(dict.fromkeys(metric_columns(extractor), math.nan))
+            results[f"{extractor}_status"] = f"not computed: {inception_status.get('reason', '')}"
+            continue
+        common = {
+            "extractor": extractor,
+            "weights_path": weights,
+            "reference_cache_key": reference_cache_name(
+                dataset, "test", test_images.shape[-1], extractor, len(test_images)
+            ),
+            "cache_dir": cache_dir,
+            **metric_options,
+        }
+        logger.info("scoring %d images with the %s extractor", len(images), extractor)
+        if real_pool is None:
+            metrics = compute_metrics(images, test_images, **common)
+        else:
+            metrics = real_floor(real_pool, test_images, len(images), seed=seed, **common)
+        metrics.pop("n_generated", None)
+        metrics.pop("n_reference", None)
+        results.update(metrics)
+        results[f"{extractor}_status"] = "computed"
+    return results
