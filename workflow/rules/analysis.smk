@@ -2,12 +2,14 @@
 
 ANALYSIS = config.get("analysis", {})
 
-THESIS_FIGURES = {
-    "thesis_fig4.3_iterative_destruction": ["results/analysis/destruction.npz"],
-    "thesis_fig5.1_beta_and_one_minus_alpha_bar": ["results/analysis/closeness_schedules.csv"],
-    "thesis_fig5.2_closeness_to_noise": ["results/analysis/closeness.csv"],
-    "report003_fig1_alpha_bar_vs_t_over_T": ["results/analysis/schedules.csv"],
-    "report003_fig2_forward_samples_histograms": ["results/analysis/forward_samples.npz"],
+from ddpm.plots.thesis import THESIS_FIGURES  # figure name -> the analysis table it draws
+
+ANALYSIS_FILES = {
+    "destruction": "results/analysis/destruction.npz",
+    "closeness_schedules": "results/analysis/closeness_schedules.csv",
+    "closeness": "results/analysis/closeness.csv",
+    "schedules": "results/analysis/schedules.csv",
+    "forward_samples": "results/analysis/forward_samples.npz",
 }
 
 
@@ -88,14 +90,14 @@ rule destruction:
 
 
 rule forward_samples:
-    # Report 003 figure 2: forward samples of a real digit at several t for T = 100.
+    # Report 003 figure 2: forward samples of a real test image at several t for T = 100.
     input:
         data=f"results/{DATASETS[0]}/data.npz",
         lib=lib("schedules", "diffusion", "analysis", "data"),
     output:
         "results/analysis/forward_samples.npz",
     params:
-        schedules={label: config["schedules"][label] for label in SCHEDULES},
+        schedule=config["schedules"][SCHEDULES[0]],
         T=100,
     log:
         "logs/analysis/forward_samples.log",
@@ -107,7 +109,7 @@ rule forward_samples:
 
 rule thesis_figure:
     input:
-        tables=lambda wildcards: THESIS_FIGURES[wildcards.figure],
+        tables=lambda wildcards: ANALYSIS_FILES[THESIS_FIGURES[wildcards.figure]],
         lib=lib("plots", "analysis"),
     output:
         pdf="results/figures/thesis/{figure}.pdf",
