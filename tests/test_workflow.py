@@ -22,9 +22,13 @@ TINY = REPO / "tests" / "configs" / "tiny.yaml"
 def snakemake(*args, cwd=REPO, check=True, timeout=900) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -117,7 +121,9 @@ def test_bad_config_stops_before_any_job(tmp_path, change, expected):
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_shipped_configs_dry_run(tmp_path, config):
-    result = snakemake("-n", "--configfile", f"config/{config}", "-d", str(tmp_path), "--quiet", "rules")
+    result = snakemake(
+        "-n", "--configfile", f"config/{config}", "-d", str(tmp_path), "--quiet", "rules"
+    )
     assert "train" in result.stdout + result.stderr
 
 
@@ -136,11 +142,20 @@ def test_tiny_study_end_to_end(tmp_path):
     results = work / "results"
     metrics = pd.read_csv(results / "digits" / "metrics.csv")
     assert len(metrics) == 4
-    assert {"dataset", "schedule", "T", "seed", "final_loss", "classifier_fid", "classifier_kid_mean"} <= set(
-        metrics.columns
-    )
+    assert {
+        "dataset",
+        "schedule",
+        "T",
+        "seed",
+        "final_loss",
+        "classifier_fid",
+        "classifier_kid_mean",
+    } <= set(metrics.columns)
     assert set(zip(metrics["schedule"], metrics["T"], strict=True)) == {
-        ("linear", 20), ("linear", 40), ("cosine", 20), ("cosine", 40)
+        ("linear", 20),
+        ("linear", 40),
+        ("cosine", 20),
+        ("cosine", 40),
     }
     assert metrics["classifier_fid"].notna().all()
 

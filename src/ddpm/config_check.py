@@ -75,10 +75,14 @@ def _check_model(config: dict) -> list[str]:
         spec = DATASETS[name]
         try:
             UNetConfig(
-                image_channels=spec.channels, image_size=options["image_size"], **_model_keys(config)
+                image_channels=spec.channels,
+                image_size=options["image_size"],
+                **_model_keys(config),
             ).validate()
         except (UNetConfigError, TypeError) as error:
-            problems.append(f"model (for datasets.{name}.image_size={options['image_size']}): {error}")
+            problems.append(
+                f"model (for datasets.{name}.image_size={options['image_size']}): {error}"
+            )
     return problems
 
 

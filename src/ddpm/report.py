@@ -88,7 +88,9 @@ def _image(path: str | Path) -> str:
 
 
 def _table(frame: pd.DataFrame, float_format="{:.4g}") -> str:
-    return frame.to_html(index=False, border=0, classes="table", float_format=float_format.format, na_rep="–")
+    return frame.to_html(
+        index=False, border=0, classes="table", float_format=float_format.format, na_rep="–"
+    )
 
 
 def _read_json(path) -> dict:
@@ -129,7 +131,11 @@ def build_report(
     grid = config["grid"]
     schedules = pd.DataFrame(
         [
-            {"schedule": label, "beta_schedule": d["beta_schedule"], "params": json.dumps(d.get("params", {}))}
+            {
+                "schedule": label,
+                "beta_schedule": d["beta_schedule"],
+                "params": json.dumps(d.get("params", {})),
+            }
             for label, d in config["schedules"].items()
             if label in grid["schedules"]
         ]
@@ -156,13 +162,17 @@ def build_report(
     sections.append(("Forward process: schedules and closeness to noise", thesis_html))
 
     status = _read_json(inception_status)
-    for dataset_metrics, floor_path, classifier_path in zip(metrics_tables, floors, classifiers, strict=True):
+    for dataset_metrics, floor_path, classifier_path in zip(
+        metrics_tables, floors, classifiers, strict=True
+    ):
         dataset = Path(dataset_metrics).parent.name
         runs = pd.read_csv(dataset_metrics)
         floor = _read_json(floor_path)
         classifier = _read_json(classifier_path)
         dataset_figures = [p for p in figures if Path(p).parent.name == dataset]
-        training = [p for p in dataset_figures if Path(p).stem in ("loss_curves", "training_progress")]
+        training = [
+            p for p in dataset_figures if Path(p).stem in ("loss_curves", "training_progress")
+        ]
         samples = [p for p in dataset_figures if Path(p).stem in ("sample_grids", "reconstruction")]
         quality = [p for p in dataset_figures if p not in training and p not in samples]
         sections.append((f"{dataset}: training", "".join(_image(p) for p in training)))
@@ -180,7 +190,9 @@ def build_report(
             + html.escape(str(status.get("reason") or "computed with torch-fidelity's weights"))
             + "</p>"
         )
-        floor_table = pd.DataFrame([{k: v for k, v in floor.items() if not isinstance(v, dict | list)}])
+        floor_table = pd.DataFrame(
+            [{k: v for k, v in floor.items() if not isinstance(v, dict | list)}]
+        )
         summary = metrics_summary_table(runs, numeric) if numeric else pd.DataFrame()
         sections.append(
             (
@@ -199,7 +211,11 @@ def build_report(
 
     if benchmarks:
         bench = read_benchmarks(benchmarks)
-        per_step = bench.groupby(["dataset", "step"])["seconds"].agg(["count", "sum", "mean", "max"]).reset_index()
+        per_step = (
+            bench.groupby(["dataset", "step"])["seconds"]
+            .agg(["count", "sum", "mean", "max"])
+            .reset_index()
+        )
         sections.append(
             (
                 "Run times",
@@ -210,11 +226,19 @@ def build_report(
         )
 
     sections.append(
-        ("Configuration", f"<pre>{html.escape(yaml.safe_dump(dict(config), sort_keys=False))}</pre>")
+        (
+            "Configuration",
+            f"<pre>{html.escape(yaml.safe_dump(dict(config), sort_keys=False))}</pre>",
+        )
     )
 
-    toc = "".join(f'<li><a href="#s{i}">{html.escape(title)}</a></li>' for i, (title, _) in enumerate(sections))
-    body = "".join(f'<h2 id="s{i}">{html.escape(t)}</h2>{content}' for i, (t, content) in enumerate(sections))
+    toc = "".join(
+        f'<li><a href="#s{i}">{html.escape(title)}</a></li>'
+        for i, (title, _) in enumerate(sections)
+    )
+    body = "".join(
+        f'<h2 id="s{i}">{html.escape(t)}</h2>{content}' for i, (t, content) in enumerate(sections)
+    )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>DDPM schedule study</title>"

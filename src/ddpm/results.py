@@ -63,9 +63,7 @@ def collect_runs(
 
     for path in metrics_paths:
         metrics = json.loads(Path(path).read_text())
-        row_for(path).update(
-            {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
-        )
+        row_for(path).update({k: v for k, v in metrics.items() if not isinstance(v, dict | list)})
     for path in record_paths:
         record = json.loads(Path(path).read_text())
         row = row_for(path)

@@ -25,9 +25,15 @@ logger = logging.getLogger(__name__)
 _METRIC_OPTIONS = ("kid_subset_size", "kid_subsets", "isc_splits", "prc_neighborhood")
 
 
-def write_inception_status(path: str | Path, mode: str, weights_path: Path | None, reason: str) -> Path:
+def write_inception_status(
+    path: str | Path, mode: str, weights_path: Path | None, reason: str
+) -> Path:
     """Record whether the Inception-v3 metrics can be computed, and why not if they cannot."""
-    status = {"mode": mode, "weights_path": str(weights_path) if weights_path else None, "reason": reason}
+    status = {
+        "mode": mode,
+        "weights_path": str(weights_path) if weights_path else None,
+        "reason": reason,
+    }
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(status, indent=2) + "\n"))
 
 

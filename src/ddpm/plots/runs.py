@@ -27,7 +27,9 @@ __all__ = [
 ]
 
 
-def image_mosaic(images: np.ndarray | torch.Tensor, nrow: int | None = None, padding: int = 1) -> np.ndarray:
+def image_mosaic(
+    images: np.ndarray | torch.Tensor, nrow: int | None = None, padding: int = 1
+) -> np.ndarray:
     """uint8 images (N, C, H, W) tiled into one H' x W' x C array (C = 1 or 3)."""
     images = torch.as_tensor(np.asarray(images))
     nrow = nrow or max(1, math.isqrt(len(images)))
@@ -55,12 +57,20 @@ def plot_loss_curves(logs: pd.DataFrame, smooth: int = 5) -> plt.Figure:
         lambda s: s.rolling(smooth, min_periods=1).mean()
     )
     schedules = list(dict.fromkeys(logs["schedule"]))
-    fig, axes = plt.subplots(1, len(schedules), figsize=(4.2 * len(schedules), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(schedules), figsize=(4.2 * len(schedules), 3.4), sharey=True, squeeze=False
+    )
     for ax, schedule in zip(axes[0], schedules, strict=True):
         part = logs[logs["schedule"] == schedule]
         sns.lineplot(
-            part, x="step", y="loss (smoothed)", hue="T", palette="viridis", errorbar="sd",
-            legend=ax is axes[0][-1], ax=ax,
+            part,
+            x="step",
+            y="loss (smoothed)",
+            hue="T",
+            palette="viridis",
+            errorbar="sd",
+            legend=ax is axes[0][-1],
+            ax=ax,
         )
         ax.set_title(schedule)
         ax.set_yscale("log")
