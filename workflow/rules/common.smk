@@ -34,12 +34,12 @@ SEEDS = config["grid"]["seeds"]
 RUN = "results/{dataset}/runs/{schedule}-T{T}-seed{seed}"
 
 
-def runs_of(dataset, name):
-    """One path per grid cell of ``dataset``: ``RUN/name``."""
+def runs_of(dataset, name, T=None):
+    """One path per grid cell of ``dataset`` (optionally only some T): ``RUN/name``."""
     return expand(
         f"results/{dataset}/runs/{{schedule}}-T{{T}}-seed{{seed}}/{name}",
         schedule=SCHEDULES,
-        T=STEPS,
+        T=STEPS if T is None else T,
         seed=SEEDS,
     )
 

@@ -3,7 +3,8 @@
 RUN_FIGURES = {
     "loss_curves": lambda ds: runs_of(ds, "train_log.csv"),
     "sample_grids": lambda ds: runs_of(ds, "samples.npz"),
-    "reconstruction": lambda ds: runs_of(ds, "reconstruction.npz"),
+    # Reconstruction is drawn for the largest T of each schedule, so only those cells compute it.
+    "reconstruction": lambda ds: runs_of(ds, "reconstruction.npz", T=[max(STEPS)]),
 }
 if config["training"].get("snapshot_every"):
     RUN_FIGURES["training_progress"] = lambda ds: runs_of(ds, "snapshots.npz")

@@ -40,7 +40,7 @@ rule reconstruct:
         f"{RUN}/reconstruction.npz",
     params:
         fractions=config.get("figures", {}).get("reconstruction_fractions", [0.1, 0.25, 0.5, 0.75]),
-        count=config.get("figures", {}).get("reconstruction_images", 8),
+        num_images=config.get("figures", {}).get("reconstruction_images", 8),
         seed=lambda wildcards: int(wildcards.seed),
     log:
         "logs/{dataset}/reconstruct/{schedule}-T{T}-seed{seed}.log",
