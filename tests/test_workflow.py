@@ -152,16 +152,16 @@ def test_tiny_study_end_to_end(tmp_path):
         "classifier_kid_mean",
     } <= set(metrics.columns)
     assert set(zip(metrics["schedule"], metrics["T"], strict=True)) == {
-        ("linear", 20),
-        ("linear", 40),
-        ("cosine", 20),
-        ("cosine", 40),
+        ("linear", 25),
+        ("linear", 50),
+        ("cosine", 25),
+        ("cosine", 50),
     }
     assert metrics["classifier_fid"].notna().all()
 
     schedules = pd.read_csv(results / "analysis" / "schedules.csv")
     assert {"schedule", "T", "t", "beta", "alpha_bar", "log_snr"} <= set(schedules.columns)
-    assert len(schedules) == 2 * (20 + 40)
+    assert len(schedules) == 2 * (25 + 50)
 
     pngs = sorted(results.rglob("*.png"))
     assert len(pngs) >= 10

@@ -109,7 +109,7 @@ rule forward_samples:
 
 rule thesis_figure:
     input:
-        tables=lambda wildcards: ANALYSIS_FILES[THESIS_FIGURES[wildcards.figure]],
+        table=lambda wildcards: ANALYSIS_FILES[THESIS_FIGURES[wildcards.figure]],
         lib=lib("plots", "analysis"),
     output:
         pdf="results/figures/thesis/{figure}.pdf",

@@ -20,6 +20,21 @@ if _problems:
     )
 
 
+# Light rules (tables, figures, the report) run in the main process, not as cluster jobs.
+localrules:
+    schedule_table,
+    closeness_schedule_table,
+    forward_samples,
+    thesis_figure,
+    thesis_figures,
+    collect_metrics,
+    run_figure,
+    metric_figure,
+    figures,
+    report,
+    all,
+
+
 wildcard_constraints:
     dataset="|".join(config["datasets"]),
     schedule="[A-Za-z0-9_]+",

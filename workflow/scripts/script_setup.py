@@ -8,9 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[2] / "src"
-if str(SRC) not in sys.path:
-    sys.path.insert(0, str(SRC))
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+while SRC in sys.path:  # it may already be there, behind another checkout's src/
+    sys.path.remove(SRC)
+sys.path.insert(0, SRC)
 
 
 def start(snakemake) -> logging.Logger:
