@@ -3,7 +3,7 @@ import script_setup
 log = script_setup.start(snakemake)
 
 from ddpm.data import load_split  # noqa: E402
-from ddpm.sampling import reconstruction_series, save_images_by_t  # noqa: E402
+from ddpm.sampling import reconstruction_series, save_reconstruction  # noqa: E402
 
 test_images, _ = load_split(snakemake.input.data, "test")
 series = reconstruction_series(
@@ -12,4 +12,4 @@ series = reconstruction_series(
     snakemake.params.fractions,
     seed=snakemake.params.seed,
 )
-save_images_by_t(snakemake.output[0], series)
+save_reconstruction(snakemake.output[0], series)

@@ -1,0 +1,290 @@
+"""Generate images from a trained model, and store or show them.
+
+``generate`` loads ``model.pt`` (written by :func:`ddpm.training.train`) and draws
+samples with ancestral sampling (Algorithm 2 of Ho et al., T model calls per image)
+or DDIM (Song et al. 2021, ``ddim_steps`` calls per image). Samples are reproducible
+from ``seed`` for a given ``batch_size``: the noise of each batch comes from one CPU
+generator consumed batch after batch.
+
+``reconstruction_series`` noises real images to x_t for several t and denoises them
+back (report 002, figure 4).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .diffusion import from_model_range, to_model_range
+from .training import _atomic_write, autocast_context, load_model, resolve_device, resolve_precision
+
+__all__ = [
+    "SAMPLERS",
+    "generate",
+    "image_grid",
+    "load_samples",
+    "reconstruction_series",
+    "save_png",
+    "save_reconstruction",
+    "save_samples",
+]
+
+logger = logging.getLogger(__name__)
+
+SAMPLERS = ("ancestral", "ddim")
+
+
+def _load_noise_predictor(model_path, device: str, precision: str):
+    """Load ``model.pt`` for inference: (eps_model(x, t), diffusion, model config, device).
+
+    ``eps_model`` runs the EMA U-Net under the requested precision and returns float32.
+    """
+    device = resolve_device(device)
+    resolved_precision = resolve_precision(precision, device)
+    channels_last = device.type == "cuda" and precision == "auto"
+    model, diffusion, _ = load_model(model_path, device=device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    def eps_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_context(device, resolved_precision):
+            return model(x, t).float()
+
+    logger.info("loaded %s on %s (%s)", model_path, device, resolved_precision)
+    return eps_model, diffusion, model.config, device
+
+
+@torch.no_grad()
+def generate(
+    model_path: str | os.PathLike,
+    num_samples: int,
+    *,
+    sampler: str = "ancestral",
+    ddim_steps: int = 50,
+    eta: float = 0.0,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str = "auto",
+    precision: str = "auto",
+) -> torch.Tensor:
+    """Draw ``num_samples`` images from the EMA model in ``model_path``.
+
+    Args:
+        model_path: a ``model.pt`` written by training.
+        num_samples: how many images.
+        sampler: ``"ancestral"`` (the DDPM reverse chain, T steps) or ``"ddim"``.
+        ddim_steps: DDIM steps; more than T is reduced to T (with a warning).
+        eta: DDIM's noise scale (0 = deterministic given x_T, 1 = DDPM-like).
+        batch_size: images per model call.
+        seed: seed of the noise; the same seed and batch size give the same images.
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``...
+        precision: ``"auto"`` (bf16 autocast + channels_last on CUDA, float32 on CPU),
+            ``"bf16"`` or ``"fp32"``.
+
+    Returns:
+        uint8 tensor (num_samples, C, H, W) on the CPU.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    for name, value in (
+        ("num_samples", num_samples),
+        ("batch_size", batch_size),
+        ("ddim_steps", ddim_steps),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    eps_model, diffusion, c, device = _load_noise_predictor(model_path, device, precision)
+    if sampler == "ddim" and ddim_steps > diffusion.T:
+        logger.warning(
+            "ddim_steps=%d exceeds T=%d; using %d DDIM steps", ddim_steps, diffusion.T, diffusion.T
+        )
+        ddim_steps = diffusion.T
+    steps = diffusion.T if sampler == "ancestral" else ddim_steps
+
+    generator = torch.Generator().manual_seed(seed)
+    num_batches = -(-num_samples // batch_size)
+    logger.info(
+        "sampling %d images: %s with %d steps, %d batch(es) of up to %d",
+        num_samples,
+        sampler,
+        steps,
+        num_batches,
+        batch_size,
+    )
+    show_bar = sys.stderr.isatty()
+    batches, started = [], time.perf_counter()
+    for index in range(num_batches):
+        n = min(batch_size, num_samples - index * batch_size)
+        shape = (n, c.image_channels, c.image_size, c.image_size)
+        if sampler == "ancestral":
+            images = diffusion.sample(
+                eps_model, shape, generator=generator, device=device, progress=show_bar
+            )
+        else:
+            images = diffusion.ddim_sample(
+                eps_model,
+                shape,
+                steps=ddim_steps,
+                eta=eta,
+                generator=generator,
+                device=device,
+                progress=show_bar,
+            )
+        batches.append(from_model_range(images).cpu())
+        done = index * batch_size + n
+        seconds = time.perf_counter() - started
+        logger.info(
+            "batch %d/%d: %d/%d images, %.1f ms per image per step, ETA %.0f s",
+            index + 1,
+            num_batches,
+            done,
+            num_samples,
+            1000 * seconds / (done * steps),
+            seconds / done * (num_samples - done),
+        )
+    return torch.cat(batches)
+
+
+@torch.no_grad()
+def reconstruction_series(
+    model_path: str | os.PathLike,
+    images_uint8: torch.Tensor,
+    fractions,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    precision: str = "auto",
+) -> dict[str, np.ndarray]:
+    """Noise real images to x_t with q(x_t | x_0) and denoise them back (Algorithm 2 from t).
+
+    Args:
+        model_path: a ``model.pt`` written by training.
+        images_uint8: uint8 images (N, C, H, W) matching the model.
+        fractions: where to start, as fractions of T in (0, 1]; t = round(fraction * T),
+            at least 1. Fractions that round to the same t are kept once.
+        seed: seed of the forward noise and of the reverse chain.
+        device, precision: as for :func:`generate`.
+
+    Returns:
+        ``{"t": int64 (K,), "originals": uint8 (N, C, H, W),
+        "reconstructions": uint8 (K, N, C, H, W)}``, one row per t in increasing order;
+        store it with :func:`save_reconstruction`.
+    """
+    if not isinstance(images_uint8, torch.Tensor) or images_uint8.dtype != torch.uint8:
+        raise ValueError("images_uint8 must be a uint8 tensor (N, C, H, W)")
+    fractions = list(fractions)
+    bad = [f for f in fractions if not 0 < f <= 1]
+    if not fractions or bad:
+        raise ValueError(
+            f"fractions of T must be a non-empty list of numbers in (0, 1], got {fractions}"
+        )
+    eps_model, diffusion, _, device = _load_noise_predictor(model_path, device, precision)
+    steps = sorted({max(1, round(f * diffusion.T)) for f in fractions})
+    x0 = to_model_range(images_uint8).to(device)
+    generator = torch.Generator().manual_seed(seed)
+    reconstructions = []
+    for t in steps:
+        logger.info("reconstructing %d images from t = %d of %d", len(x0), t, diffusion.T)
+        x = diffusion.reconstruct(eps_model, x0, t, generator=generator)
+        reconstructions.append(from_model_range(x).cpu().numpy())
+    return {
+        "t": np.asarray(steps, dtype=np.int64),
+        "originals": images_uint8.cpu().numpy(),
+        "reconstructions": np.stack(reconstructions),
+    }
+
+
+def save_reconstruction(path: str | os.PathLike, series: dict[str, np.ndarray]) -> Path:
+    """Write what :func:`reconstruction_series` returns as an ``.npz`` with the same keys."""
+    missing = {"t", "originals", "reconstructions"} - set(series)
+    if missing:
+        raise ValueError(
+            f"series lacks {sorted(missing)}; pass the dict from reconstruction_series"
+        )
+    path = Path(path)
+    arrays = {key: np.asarray(series[key]) for key in ("t", "originals", "reconstructions")}
+    _atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
+    return path
+
+
+def image_grid(images_uint8, nrow: int = 8, padding: int = 2, pad_value: int = 0) -> np.ndarray:
+    """Tile images (N, C, H, W) into one uint8 array (rows, cols, C), ``nrow`` images per row."""
+    images = (
+        images_uint8.numpy() if isinstance(images_uint8, torch.Tensor) else np.asarray(images_uint8)
+    )
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(
+            f"image_grid needs uint8 images of shape (N, C, H, W), got {images.dtype} {images.shape}"
+        )
+    if not isinstance(nrow, int) or nrow < 1:
+        raise ValueError(f"nrow (images per row) must be a positive integer, got {nrow!r}")
+    n, c, h, w = images.shape
+    cols = min(nrow, n)
+    rows = -(-n // cols) if n else 0
+    grid = np.full(
+        (rows * (h + padding) + padding, cols * (w + padding) + padding, c),
+        pad_value,
+        dtype=np.uint8,
+    )
+    for index, image in enumerate(images):
+        r, col = divmod(index, cols)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[top : top + h, left : left + w] = image.transpose(1, 2, 0)
+    return grid
+
+
+def save_png(path: str | os.PathLike, grid: np.ndarray) -> Path:
+    """Write an (H, W, C) uint8 array (C = 1 or 3) as a PNG."""
+    from PIL import Image
+
+    grid = np.asarray(grid)
+    if grid.dtype != np.uint8 or grid.ndim != 3 or grid.shape[2] not in (1, 3):
+        raise ValueError(
+            f"save_png needs a uint8 array (H, W, 1 or 3), got {grid.dtype} {grid.shape}"
+        )
+    image = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
+    path = Path(path)
+    _atomic_write(path, lambda handle: image.save(handle, format="PNG"))
+    return path
+
+
+def save_samples(path: str | os.PathLike, images) -> Path:
+    """Store uint8 images (N, C, H, W) as array ``images`` of a compressed ``.npz``."""
+    array = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if array.dtype != np.uint8 or array.ndim != 4:
+        raise ValueError(
+            f"save_samples needs uint8 images (N, C, H, W), got {array.dtype} {array.shape}"
+        )
+    path = Path(path)
+    _atomic_write(path, lambda handle: np.savez_compressed(handle, images=array))
+    return path
+
+
+def load_samples(path: str | os.PathLike) -> torch.Tensor:
+    """Read images written by :func:`save_samples` as a uint8 tensor (N, C, H, W)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no samples file at {path}; generate one with `ddpm sample`")
+    try:
+        with np.load(path) as content:
+            if "images" not in content:
+                raise ValueError(f"{path} has no array 'images' (it has {sorted(content.files)})")
+            array = content["images"]
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a readable samples file: {err}") from err
+    if array.dtype != np.uint8 or array.ndim != 4:
+        raise ValueError(
+            f"{path}: 'images' must be uint8 (N, C, H, W), got {array.dtype} {array.shape}"
+        )
+    return torch.from_numpy(array)

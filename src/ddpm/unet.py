@@ -1,0 +1,385 @@
+"""The noise-prediction U-Net of Ho et al. 2020, sized by a small config.
+
+The network maps a noisy image ``x_t`` and its timestep ``t`` to a prediction of
+the noise that produced it, with the same shape as ``x_t``:
+
+- the timestep is turned into a sinusoidal embedding (as for positions in a
+  Transformer), passed through an MLP and added inside every residual block;
+- residual blocks are GroupNorm -> SiLU -> 3x3 conv, twice, with dropout before
+  the second conv (Ho et al. replaced PixelCNN++'s weight norm by group norm);
+- single-head self-attention follows the residual blocks at the resolutions
+  listed in ``attention_resolutions`` and sits in the middle of the network;
+- resolution is halved by a stride-2 conv on the way down and doubled by
+  nearest-neighbour upsampling + conv on the way up; every activation saved on
+  the way down is concatenated to the input of one block on the way up.
+
+With ``image_size=28`` and ``channel_mults=(1, 2, 2)`` the levels are 28, 14 and 7.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["UNet", "UNetConfig", "UNetConfigError", "count_parameters"]
+
+
+class UNetConfigError(ValueError):
+    """A U-Net setting is impossible; the message names the key and what is allowed."""
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Shape of the U-Net.
+
+    Args:
+        image_channels: channels of the images (1 for grey, 3 for colour).
+        image_size: height and width of the (square) images.
+        base_channels: channels of the first level; level ``i`` has
+            ``base_channels * channel_mults[i]``. Also the width of the sinusoidal
+            time embedding (the MLP widens it to ``4 * base_channels``).
+        channel_mults: one multiplier per resolution level; there are
+            ``len(channel_mults)`` levels and ``len(channel_mults) - 1`` halvings.
+        num_res_blocks: residual blocks per level on the way down (one more on
+            the way up, which also consumes the downsampling's skip).
+        attention_resolutions: feature-map sizes (e.g. ``(7,)`` for 28x28 input)
+            after whose residual blocks self-attention is applied.
+        dropout: dropout probability inside the residual blocks.
+        num_groups: groups of every GroupNorm; must divide every level's channels.
+    """
+
+    image_channels: int = 1
+    image_size: int = 28
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 1
+    attention_resolutions: tuple[int, ...] = (7,)
+    dropout: float = 0.1
+    num_groups: int = 8
+
+    def __post_init__(self):
+        # Lists from YAML/JSON become tuples so that configs compare and hash by value.
+        for name in ("channel_mults", "attention_resolutions"):
+            value = getattr(self, name)
+            if isinstance(value, Sequence) and not isinstance(value, str):
+                object.__setattr__(self, name, tuple(value))
+
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        """Feature-map size at each level, e.g. (28, 14, 7)."""
+        return tuple(self.image_size // 2**i for i in range(len(self.channel_mults)))
+
+    def validate(self) -> UNetConfig:
+        """Raise :class:`UNetConfigError` if no U-Net can be built from this config; return it."""
+        for name in (
+            "image_channels",
+            "image_size",
+            "base_channels",
+            "num_res_blocks",
+            "num_groups",
+        ):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise UNetConfigError(
+                    f"UNetConfig.{name} must be a positive integer, got {value!r}"
+                )
+        if self.base_channels % 2:
+            raise UNetConfigError(
+                f"UNetConfig.base_channels must be even (it is the width of the sin/cos time "
+                f"embedding), got {self.base_channels}"
+            )
+        mults = self.channel_mults
+        if (
+            not isinstance(mults, tuple)
+            or not mults
+            or not all(_is_int(m) and m >= 1 for m in mults)
+        ):
+            raise UNetConfigError(
+                f"UNetConfig.channel_mults must be a non-empty list of positive integers "
+                f"(one per resolution level, e.g. [1, 2, 2]), got {mults!r}"
+            )
+        halvings = len(mults) - 1
+        if self.image_size % 2**halvings:
+            allowed = [s for s in (8, 16, 28, 32, 64, 128) if s % 2**halvings == 0]
+            raise UNetConfigError(
+                f"UNetConfig.image_size={self.image_size} cannot be halved {halvings} times "
+                f"(channel_mults has {len(mults)} levels): it must be divisible by {2**halvings}, "
+                f"e.g. {allowed}; or use fewer channel_mults"
+            )
+        level_channels = [self.base_channels * mult for mult in mults]
+        for channels in level_channels:
+            if channels % self.num_groups:
+                fitting = [
+                    g for g in (1, 2, 4, 8, 16, 32) if all(c % g == 0 for c in level_channels)
+                ]
+                raise UNetConfigError(
+                    f"UNetConfig.num_groups={self.num_groups} does not divide {channels} channels "
+                    f"(levels have {level_channels}); choose num_groups dividing every level's "
+                    f"channels, e.g. one of {fitting}"
+                )
+        attention = self.attention_resolutions
+        if not isinstance(attention, tuple) or not all(_is_int(r) for r in attention):
+            raise UNetConfigError(
+                f"UNetConfig.attention_resolutions must be a list of feature-map sizes, got {attention!r}"
+            )
+        unreachable = sorted(set(attention) - set(self.resolutions))
+        if unreachable:
+            raise UNetConfigError(
+                f"UNetConfig.attention_resolutions {list(unreachable)} are never reached: with "
+                f"image_size {self.image_size} and {len(mults)} levels the feature maps are "
+                f"{list(self.resolutions)}; choose among those (or [] for no attention)"
+            )
+        if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout < 1.0:
+            raise UNetConfigError(f"UNetConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict (tuples become lists)."""
+        out = asdict(self)
+        out["channel_mults"] = list(self.channel_mults)
+        out["attention_resolutions"] = list(self.attention_resolutions)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> UNetConfig:
+        """Build a config from a dict; unknown keys are rejected by name. Not validated."""
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            raise UNetConfigError(
+                f"unknown U-Net setting(s) {unknown}; the settings are {sorted(allowed)}"
+            )
+        return cls(**values)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _zero_init(module: nn.Module) -> nn.Module:
+    # The last layer of every residual branch starts at zero, so each block starts as
+    # the identity and the initial network is well conditioned (as in Ho et al.'s code).
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class SinusoidalTimeEmbedding(nn.Module):
+    """Transformer-style embedding of a (possibly fractional) timestep: [sin(t w_k), cos(t w_k)]."""
+
+    def __init__(self, dim: int, max_period: float = 10000.0):
+        super().__init__()
+        half = dim // 2
+        # Frequencies w_k = max_period^(-k / (half - 1)), k = 0..half-1, from 1 down to 1/max_period.
+        exponent = torch.arange(half, dtype=torch.float32) / max(half - 1, 1)
+        self.register_buffer("frequencies", max_period**-exponent, persistent=False)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = t.float()[:, None] * self.frequencies[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ResidualBlock(nn.Module):
+    """GroupNorm-SiLU-conv, add the time embedding, GroupNorm-SiLU-dropout-conv, plus a skip."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, time_dim: int, dropout: float, num_groups: int
+    ):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(num_groups, in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.time_proj = nn.Linear(time_dim, out_channels)
+        self.norm2 = nn.GroupNorm(num_groups, out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = _zero_init(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        # A 1x1 conv matches the channels of the skip path when they change.
+        self.skip = (
+            nn.Conv2d(in_channels, out_channels, 1)
+            if in_channels != out_channels
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time_proj(F.silu(time_embedding))[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class AttentionBlock(nn.Module):
+    """Single-head self-attention over all pixels, with a residual connection (Ho et al.)."""
+
+    def __init__(self, channels: int, num_groups: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(num_groups, channels)
+        self.to_qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.to_out = _zero_init(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        qkv = self.to_qkv(self.norm(x)).reshape(n, 3, c, h * w)
+        # (n, 1 head, pixels, channels); scaled_dot_product_attention scales by 1/sqrt(c).
+        q, k, v = (qkv[:, i].transpose(1, 2).unsqueeze(1) for i in range(3))
+        out = F.scaled_dot_product_attention(q, k, v)
+        out = out.squeeze(1).transpose(1, 2).reshape(n, c, h, w)
+        return x + self.to_out(out)
+
+
+class Downsample(nn.Module):
+    """Halve the resolution with a stride-2 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Double the resolution: nearest-neighbour upsampling followed by a 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class UNet(nn.Module):
+    """Noise-prediction U-Net: ``forward(x_t, t) -> eps`` with ``eps.shape == x_t.shape``.
+
+    Args:
+        config: the architecture; validated here (raises :class:`UNetConfigError`).
+    """
+
+    def __init__(self, config: UNetConfig | None = None):
+        super().__init__()
+        self.config = config = (config or UNetConfig()).validate()
+        base = config.base_channels
+        time_dim = 4 * base
+        groups, dropout = config.num_groups, config.dropout
+
+        self.time_embedding = nn.Sequential(
+            SinusoidalTimeEmbedding(base),
+            nn.Linear(base, time_dim),
+            nn.SiLU(),
+            nn.Linear(time_dim, time_dim),
+        )
+        self.input_conv = nn.Conv2d(config.image_channels, base, 3, padding=1)
+
+        # Way down. ``skip_channels`` records the channels of every activation pushed on
+        # the skip stack, in order, so the way up knows what it will concatenate.
+        self.down = nn.ModuleList()
+        skip_channels = [base]
+        channels = base
+        last_level = len(config.channel_mults) - 1
+        for level, mult in enumerate(config.channel_mults):
+            out_channels = base * mult
+            use_attention = config.resolutions[level] in config.attention_resolutions
+            for _ in range(config.num_res_blocks):
+                self.down.append(self._level_block(channels, out_channels, time_dim, use_attention))
+                channels = out_channels
+                skip_channels.append(channels)
+            if level != last_level:
+                self.down.append(Downsample(channels))
+                skip_channels.append(channels)
+
+        self.middle = nn.ModuleList(
+            [
+                ResidualBlock(channels, channels, time_dim, dropout, groups),
+                AttentionBlock(channels, groups),
+                ResidualBlock(channels, channels, time_dim, dropout, groups),
+            ]
+        )
+
+        # Way up: one more block per level than on the way down, each eating one skip.
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(config.channel_mults))):
+            out_channels = base * mult
+            use_attention = config.resolutions[level] in config.attention_resolutions
+            for _ in range(config.num_res_blocks + 1):
+                in_channels = channels + skip_channels.pop()
+                self.up.append(
+                    self._level_block(in_channels, out_channels, time_dim, use_attention)
+                )
+                channels = out_channels
+            if level != 0:
+                self.up.append(Upsample(channels))
+        assert not skip_channels, "every skip connection must be consumed"
+
+        self.output = nn.Sequential(
+            nn.GroupNorm(groups, channels),
+            nn.SiLU(),
+            _zero_init(nn.Conv2d(channels, config.image_channels, 3, padding=1)),
+        )
+
+    def _level_block(
+        self, in_channels: int, out_channels: int, time_dim: int, attention: bool
+    ) -> nn.ModuleDict:
+        c = self.config
+        block = nn.ModuleDict(
+            {"res": ResidualBlock(in_channels, out_channels, time_dim, c.dropout, c.num_groups)}
+        )
+        if attention:
+            block["attn"] = AttentionBlock(out_channels, c.num_groups)
+        return block
+
+    @staticmethod
+    def _run_level_block(
+        block: nn.ModuleDict, h: torch.Tensor, time_embedding: torch.Tensor
+    ) -> torch.Tensor:
+        h = block["res"](h, time_embedding)
+        return block["attn"](h) if "attn" in block else h
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | float | int) -> torch.Tensor:
+        """Predict the noise in ``x`` (N, C, H, W) at timesteps ``t`` (shape (N,) or a scalar).
+
+        ``t`` may be integer steps (1..T) or real numbers; both go through the same
+        sinusoidal embedding.
+        """
+        c = self.config
+        if x.dim() != 4 or x.shape[1:] != (c.image_channels, c.image_size, c.image_size):
+            raise ValueError(
+                f"UNet expects images of shape (N, {c.image_channels}, {c.image_size}, {c.image_size}), "
+                f"got {tuple(x.shape)}"
+            )
+        t = torch.as_tensor(t, device=x.device)
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        if t.shape != (x.shape[0],):
+            raise ValueError(
+                f"t must be a scalar or have shape ({x.shape[0]},), got {tuple(t.shape)}"
+            )
+
+        time_embedding = self.time_embedding(t)
+        h = self.input_conv(x)
+        skips = [h]
+        for block in self.down:
+            h = (
+                block(h)
+                if isinstance(block, Downsample)
+                else self._run_level_block(block, h, time_embedding)
+            )
+            skips.append(h)
+
+        h = self.middle[0](h, time_embedding)
+        h = self.middle[1](h)
+        h = self.middle[2](h, time_embedding)
+
+        for block in self.up:
+            if isinstance(block, Upsample):
+                h = block(h)
+            else:
+                h = self._run_level_block(block, torch.cat([h, skips.pop()], dim=1), time_embedding)
+        return self.output(h)

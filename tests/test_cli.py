@@ -1,0 +1,203 @@
+"""The ``ddpm`` command line: help texts, schedule tables, and a tiny train + sample run."""
+
+import json
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from ddpm.cli import build_parser, main, parse_key_value
+from ddpm.schedules import make_schedule
+
+SUBCOMMANDS = ["schedule", "prepare-data", "train", "sample"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def fake_data_module(monkeypatch):
+    """A stand-in for ddpm.data whose dataset files are plain npz with train_images/train_labels."""
+    module = types.ModuleType("ddpm.data")
+    calls = []
+
+    def load_split(path, split="train"):
+        with np.load(path) as content:
+            return torch.from_numpy(content[f"{split}_images"]), torch.from_numpy(
+                content[f"{split}_labels"]
+            )
+
+    def prepare_dataset(
+        name,
+        out_path,
+        image_size,
+        root="resources/datasets",
+        *,
+        base_url=None,
+        resize_mode="resize",
+    ):
+        calls.append(
+            dict(
+                name=name,
+                out_path=out_path,
+                image_size=image_size,
+                root=root,
+                base_url=base_url,
+                resize_mode=resize_mode,
+            )
+        )
+        return {"name": name, "image_size": image_size}
+
+    module.load_split, module.prepare_dataset, module.calls = load_split, prepare_dataset, calls
+    monkeypatch.setitem(sys.modules, "ddpm.data", module)
+    return module
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in SUBCOMMANDS)])
+def test_help_explains_every_option(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: ddpm")
+    parser = build_parser()
+    subparsers = parser._subparsers._group_actions[0].choices
+    target = subparsers[command[0]] if command else parser
+    for action in target._actions:
+        if action.option_strings and action.dest not in ("help",):
+            assert action.help, f"option {action.option_strings} has no help text"
+            assert action.option_strings[-1] in text
+
+
+def test_key_value_parameters_are_typed():
+    assert parse_key_value(["beta_start=1e-5", "rescale_to_T=true", "T=3", "name=x"]) == {
+        "beta_start": 1e-5,
+        "rescale_to_T": True,
+        "T": 3,
+        "name": "x",
+    }
+
+
+def test_schedule_table_written_as_csv(tmp_path, capsys):
+    out = tmp_path / "table.csv"
+    assert (
+        main(
+            [
+                "schedule",
+                "linear",
+                "--T",
+                "50",
+                "--param",
+                "beta_end=0.01",
+                "--param",
+                "rescale_to_T=true",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    frame = pd.read_csv(out)
+    expected = make_schedule("linear", 50, beta_end=0.01, rescale_to_T=True)
+    assert frame["t"].tolist() == list(range(1, 51))
+    np.testing.assert_allclose(frame["alpha_bar"], expected.alpha_bar, rtol=1e-12)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["alpha_bar_T"] == pytest.approx(expected.alpha_bar_T)
+
+
+def test_errors_are_reported_without_a_traceback(capsys):
+    assert main(["schedule", "linear", "--T", "10", "--param", "beta_stop=1"]) == 1
+    err = capsys.readouterr().err
+    assert "ddpm schedule: error:" in err and "beta_stop" in err and "Traceback" not in err
+
+
+def test_prepare_data_passes_its_options(fake_data_module, tmp_path, capsys):
+    out = tmp_path / "d.npz"
+    assert (
+        main(["prepare-data", "digits", str(out), "--image-size", "16", "--resize-mode", "pad"])
+        == 0
+    )
+    assert fake_data_module.calls == [
+        dict(
+            name="digits",
+            out_path=str(out),
+            image_size=16,
+            root="resources/datasets",
+            base_url=None,
+            resize_mode="pad",
+        )
+    ]
+    assert json.loads(capsys.readouterr().out) == {"name": "digits", "image_size": 16}
+
+
+def test_tiny_train_then_sample(fake_data_module, tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8, generator=generator).numpy()
+    data = tmp_path / "data.npz"
+    np.savez(data, train_images=images, train_labels=np.zeros(16, dtype=np.int64))
+    run = tmp_path / "run"
+    status = main(
+        [
+            "train", str(data), str(run),
+            "--schedule", "cosine", "--T", "10", "--schedule-param", "s=0.002",
+            "--base-channels", "8", "--channel-mults", "1,2", "--attention-resolutions", "4", "--num-groups", "4",
+            "--steps", "3", "--batch-size", "4", "--log-every", "1", "--snapshot-every", "3", "--snapshot-count", "2",
+            "--grad-clip", "none", "--device", "cpu",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    for name in ("model.pt", "train_log.csv", "run.json", "snapshots.npz"):
+        assert (run / name).is_file(), name
+    record = json.loads((run / "run.json").read_text())
+    assert (
+        record["schedule"]["beta_schedule"] == "cosine"
+        and record["schedule"]["params"]["s"] == 0.002
+    )
+    assert record["unet"]["channel_mults"] == [1, 2] and record["training"]["grad_clip"] is None
+    assert record["data_path"] == str(data)
+
+    out = tmp_path / "samples.npz"
+    assert (
+        main(
+            [
+                "sample",
+                str(run / "model.pt"),
+                str(out),
+                "--num-samples",
+                "5",
+                "--sampler",
+                "ddim",
+                "--ddim-steps",
+                "5",
+                "--nrow",
+                "5",
+            ]
+        )
+        == 0
+    )
+    with np.load(out) as content:
+        assert content["images"].shape == (5, 1, 8, 8) and content["images"].dtype == np.uint8
+    with Image.open(out.with_suffix(".png")) as png:
+        assert png.size == (5 * 10 + 2, 1 * 10 + 2)  # 5 images of 8 px with 2 px padding, one row
+
+
+def test_train_rejects_an_impossible_model_before_training(fake_data_module, tmp_path, capsys):
+    data = tmp_path / "data.npz"
+    np.savez(
+        data, train_images=np.zeros((4, 1, 8, 8), np.uint8), train_labels=np.zeros(4, np.int64)
+    )
+    status = main(
+        ["train", str(data), str(tmp_path / "run"), "--steps", "2", "--attention-resolutions", "7"]
+    )
+    assert status == 1
+    assert "attention_resolutions" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
