@@ -70,7 +70,7 @@ def collect_runs(
         schedule = record.get("schedule", {})
         row["beta_schedule"] = schedule.get("beta_schedule")
         row["schedule_params"] = json.dumps(schedule.get("params", {}), sort_keys=True)
-        row["parameters"] = record.get("parameters")
+        row["parameters"] = record.get("parameter_count")
         row["train_seconds"] = record.get("wall_seconds")
     for path in train_log_paths:
         row_for(path)["final_loss"] = final_loss(pd.read_csv(path))

@@ -66,7 +66,6 @@ rule closeness:
         closeness=ANALYSIS.get("closeness", {}),
     log:
         "logs/analysis/closeness.log",
-    threads: 2
     conda:
         ENV_ANALYSIS
     script:
