@@ -23,6 +23,21 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 
 
+# Light rules (tables, figures, the report) run in the main process, not as cluster jobs.
+localrules:
+    schedule_table,
+    closeness_schedule_table,
+    forward_samples,
+    thesis_figure,
+    thesis_figures,
+    collect_metrics,
+    run_figure,
+    metric_figure,
+    figures,
+    report,
+    all,
+
+
 report: "workflow/report/workflow.rst"
 
 

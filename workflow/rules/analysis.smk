@@ -2,7 +2,9 @@
 
 ANALYSIS = config.get("analysis", {})
 
-from ddpm.plots.thesis import THESIS_FIGURES  # figure name -> the analysis table it draws
+from ddpm.plots.thesis import (
+    THESIS_FIGURES,
+)  # figure name -> the analysis table it draws
 
 ANALYSIS_FILES = {
     "destruction": "results/analysis/destruction.npz",
@@ -23,13 +25,13 @@ rule schedule_table:
             caption="../report/schedules_table.rst",
             category="Forward process",
         ),
-    params:
-        schedules={label: config["schedules"][label] for label in SCHEDULES},
-        T=sorted(set(STEPS) | set(ANALYSIS.get("curves_T", []))),
     log:
         "logs/analysis/schedule_table.log",
     conda:
         ENV_ANALYSIS
+    params:
+        schedules={label: config["schedules"][label] for label in SCHEDULES},
+        T=sorted(set(STEPS) | set(ANALYSIS.get("curves_T", []))),
     script:
         "../scripts/schedule_table.py"
 
@@ -39,13 +41,13 @@ rule closeness_schedule_table:
         lib("schedules", "analysis"),
     output:
         "results/analysis/closeness_schedules.csv",
-    params:
-        schedules=ANALYSIS.get("closeness", {}).get("schedules", {}),
-        T=[ANALYSIS.get("closeness", {}).get("T", 1000)],
     log:
         "logs/analysis/closeness_schedule_table.log",
     conda:
         ENV_ANALYSIS
+    params:
+        schedules=ANALYSIS.get("closeness", {}).get("schedules", {}),
+        T=[ANALYSIS.get("closeness", {}).get("T", 1000)],
     script:
         "../scripts/schedule_table.py"
 
@@ -62,12 +64,12 @@ rule closeness:
             category="Forward process",
         ),
         comparison="results/analysis/closest_points_vs_thesis.csv",
-    params:
-        closeness=ANALYSIS.get("closeness", {}),
     log:
         "logs/analysis/closeness.log",
     conda:
         ENV_ANALYSIS
+    params:
+        closeness=ANALYSIS.get("closeness", {}),
     script:
         "../scripts/closeness.py"
 
@@ -78,12 +80,12 @@ rule destruction:
         lib("schedules", "diffusion", "analysis", "data"),
     output:
         "results/analysis/destruction.npz",
-    params:
-        destruction=ANALYSIS.get("destruction", {}),
     log:
         "logs/analysis/destruction.log",
     conda:
         ENV_ANALYSIS
+    params:
+        destruction=ANALYSIS.get("destruction", {}),
     script:
         "../scripts/destruction.py"
 
@@ -95,13 +97,13 @@ rule forward_samples:
         lib=lib("schedules", "diffusion", "analysis", "data"),
     output:
         "results/analysis/forward_samples.npz",
-    params:
-        schedule=config["schedules"][SCHEDULES[0]],
-        T=100,
     log:
         "logs/analysis/forward_samples.log",
     conda:
         ENV_ANALYSIS
+    params:
+        schedule=config["schedules"][SCHEDULES[0]],
+        T=100,
     script:
         "../scripts/forward_samples.py"
 
@@ -118,10 +120,10 @@ rule thesis_figure:
             category="Forward process",
             labels={"figure": "{figure}"},
         ),
-    wildcard_constraints:
-        figure="|".join(re.escape(name) for name in THESIS_FIGURES),
     log:
         "logs/figures/{figure}.log",
+    wildcard_constraints:
+        figure="|".join(re.escape(name) for name in THESIS_FIGURES),
     conda:
         ENV_ANALYSIS
     script:
@@ -131,6 +133,10 @@ rule thesis_figure:
 rule thesis_figures:
     # `snakemake thesis_figures`: every figure that needs no training.
     input:
-        expand("results/figures/thesis/{figure}.{ext}", figure=THESIS_FIGURES, ext=["pdf", "png"]),
+        expand(
+            "results/figures/thesis/{figure}.{ext}",
+            figure=THESIS_FIGURES,
+            ext=["pdf", "png"],
+        ),
         "results/analysis/closest_points.csv",
         "results/analysis/closest_points_vs_thesis.csv",

@@ -1,3 +1,4 @@
+import os
 import re
 import sys
 from pathlib import Path
@@ -11,28 +12,12 @@ sys.path.insert(0, str(REPO / "src"))
 
 from ddpm.config_check import check_study_config, library_files  # noqa: E402
 
-
 validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
 _problems = check_study_config(config)
 if _problems:
     raise WorkflowError(
         "The configuration is not valid:\n  - " + "\n  - ".join(_problems)
     )
-
-
-# Light rules (tables, figures, the report) run in the main process, not as cluster jobs.
-localrules:
-    schedule_table,
-    closeness_schedule_table,
-    forward_samples,
-    thesis_figure,
-    thesis_figures,
-    collect_metrics,
-    run_figure,
-    metric_figure,
-    figures,
-    report,
-    all,
 
 
 wildcard_constraints:
@@ -70,7 +55,7 @@ def schedule_spec(wildcards):
 
 
 def lib(*modules):
-    """The library sources a rule depends on: editing them makes its outputs out of date."""
+    """The library sources a rule depends on; editing them makes its outputs out of date."""
     return library_files(REPO / "src" / "ddpm", modules)
 
 
@@ -103,3 +88,9 @@ def train_outputs():
 
 def inception_enabled():
     return config.get("scoring", {}).get("inception", {}).get("mode", "auto") != "off"
+
+
+def dataset_figures(dataset, ext="png"):
+    """Every figure of a dataset (names from figures.smk)."""
+    names = list(RUN_FIGURES) + METRIC_FIGURES
+    return [f"results/figures/{dataset}/{name}.{ext}" for name in names]

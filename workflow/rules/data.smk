@@ -4,13 +4,13 @@ rule prepare_dataset:
         lib("data"),
     output:
         "results/{dataset}/data.npz",
-    params:
-        options=lambda wildcards: config["datasets"][wildcards.dataset],
-        root="resources/datasets",
     log:
         "logs/{dataset}/prepare_dataset.log",
     localrule: True
     conda:
         ENV_ANALYSIS
+    params:
+        options=lambda wildcards: config["datasets"][wildcards.dataset],
+        root="resources/datasets",
     script:
         "../scripts/prepare_dataset.py"

@@ -11,14 +11,11 @@ if config["training"].get("snapshot_every"):
 
 METRIC_FIGURES = [
     f"{extractor}_{metric}_vs_T"
-    for extractor in (["classifier", "inception"] if inception_enabled() else ["classifier"])
+    for extractor in (
+        ["classifier", "inception"] if inception_enabled() else ["classifier"]
+    )
     for metric in ("fid", "kid", "is")
 ] + ["loss_vs_fid"]
-
-
-def dataset_figures(dataset, ext="png"):
-    names = list(RUN_FIGURES) + METRIC_FIGURES
-    return [f"results/figures/{dataset}/{name}.{ext}" for name in names]
 
 
 rule run_figure:
@@ -34,14 +31,14 @@ rule run_figure:
             subcategory="{dataset}",
             labels={"figure": "{figure}"},
         ),
-    wildcard_constraints:
-        figure="|".join(RUN_FIGURES),
-    params:
-        grid_samples=config.get("figures", {}).get("grid_samples", 16),
     log:
         "logs/figures/{dataset}/{figure}.log",
+    wildcard_constraints:
+        figure="|".join(RUN_FIGURES),
     conda:
         ENV_ANALYSIS
+    params:
+        grid_samples=config.get("figures", {}).get("grid_samples", 16),
     script:
         "../scripts/run_figure.py"
 
@@ -60,10 +57,10 @@ rule metric_figure:
             subcategory="{dataset}",
             labels={"figure": "{figure}"},
         ),
-    wildcard_constraints:
-        figure="|".join(METRIC_FIGURES),
     log:
         "logs/figures/{dataset}/{figure}.log",
+    wildcard_constraints:
+        figure="|".join(METRIC_FIGURES),
     conda:
         ENV_ANALYSIS
     script:
@@ -73,5 +70,9 @@ rule metric_figure:
 rule figures:
     # `snakemake figures`: every figure, without the report.
     input:
-        [dataset_figures(dataset, ext) for dataset in DATASETS for ext in ["pdf", "png"]],
+        [
+            dataset_figures(dataset, ext)
+            for dataset in DATASETS
+            for ext in ["pdf", "png"]
+        ],
         rules.thesis_figures.input,

@@ -3,10 +3,14 @@ rule report:
     input:
         metrics=expand("results/{dataset}/metrics.csv", dataset=DATASETS),
         floors=expand("results/{dataset}/floor.json", dataset=DATASETS),
-        classifiers=expand("results/{dataset}/classifier/classifier.json", dataset=DATASETS),
+        classifiers=expand(
+            "results/{dataset}/classifier/classifier.json", dataset=DATASETS
+        ),
         inception="resources/inception/status.json",
         figures=[dataset_figures(dataset) for dataset in DATASETS],
-        thesis_figures=expand("results/figures/thesis/{figure}.png", figure=THESIS_FIGURES),
+        thesis_figures=expand(
+            "results/figures/thesis/{figure}.png", figure=THESIS_FIGURES
+        ),
         schedules="results/analysis/schedules.csv",
         closest="results/analysis/closest_points.csv",
         comparison="results/analysis/closest_points_vs_thesis.csv",
@@ -24,11 +28,11 @@ rule report:
         lib=lib("report", "results"),
     output:
         "results/report.html",
-    params:
-        config=config,
     log:
         "logs/report.log",
     conda:
         ENV_ANALYSIS
+    params:
+        config=config,
     script:
         "../scripts/report.py"

@@ -11,21 +11,21 @@ rule sample:
             subcategory="{dataset}",
             labels={"schedule": "{schedule}", "T": "{T}", "seed": "{seed}"},
         ),
-    params:
-        sampling=config["sampling"],
-        seed=lambda wildcards: int(wildcards.seed),
-        grid_samples=config.get("figures", {}).get("grid_samples", 16),
     log:
         "logs/{dataset}/sample/{schedule}-T{T}-seed{seed}.log",
     benchmark:
         "results/{dataset}/benchmarks/sample/{schedule}-T{T}-seed{seed}.tsv"
+    conda:
+        ENV_TORCH
     threads: res("sample", "threads", 1)
     resources:
         gpu=res("sample", "gpu", 0),
         runtime=attempt_runtime("sample"),
         mem_mb=res("sample", "mem_mb", 4000),
-    conda:
-        ENV_TORCH
+    params:
+        sampling=config["sampling"],
+        seed=lambda wildcards: int(wildcards.seed),
+        grid_samples=config.get("figures", {}).get("grid_samples", 16),
     script:
         "../scripts/sample.py"
 
@@ -38,18 +38,20 @@ rule reconstruct:
         lib=lib("schedules", "diffusion", "unet", "training", "sampling", "data"),
     output:
         f"{RUN}/reconstruction.npz",
-    params:
-        fractions=config.get("figures", {}).get("reconstruction_fractions", [0.1, 0.25, 0.5, 0.75]),
-        num_images=config.get("figures", {}).get("reconstruction_images", 8),
-        seed=lambda wildcards: int(wildcards.seed),
     log:
         "logs/{dataset}/reconstruct/{schedule}-T{T}-seed{seed}.log",
+    conda:
+        ENV_TORCH
     threads: res("sample", "threads", 1)
     resources:
         gpu=res("sample", "gpu", 0),
         runtime=attempt_runtime("sample"),
         mem_mb=res("sample", "mem_mb", 4000),
-    conda:
-        ENV_TORCH
+    params:
+        fractions=config.get("figures", {}).get(
+            "reconstruction_fractions", [0.1, 0.25, 0.5, 0.75]
+        ),
+        num_images=config.get("figures", {}).get("reconstruction_images", 8),
+        seed=lambda wildcards: int(wildcards.seed),
     script:
         "../scripts/reconstruct.py"

@@ -6,17 +6,17 @@ rule train_classifier:
     output:
         weights="results/{dataset}/classifier/classifier.pt",
         summary="results/{dataset}/classifier/classifier.json",
-    params:
-        epochs=config.get("scoring", {}).get("classifier", {}).get("epochs", 5),
-        seed=0,
     log:
         "logs/{dataset}/train_classifier.log",
+    conda:
+        ENV_TORCH
     threads: res("score", "threads", 1)
     resources:
         runtime=attempt_runtime("score"),
         mem_mb=res("score", "mem_mb", 4000),
-    conda:
-        ENV_TORCH
+    params:
+        epochs=config.get("scoring", {}).get("classifier", {}).get("epochs", 5),
+        seed=0,
     script:
         "../scripts/train_classifier.py"
 
@@ -28,14 +28,14 @@ rule inception_weights:
         lib("evaluation"),
     output:
         "resources/inception/status.json",
-    params:
-        inception=config.get("scoring", {}).get("inception", {}),
-        resources_dir="resources/inception",
     log:
         "logs/inception_weights.log",
     localrule: True
     conda:
         ENV_TORCH
+    params:
+        inception=config.get("scoring", {}).get("inception", {}),
+        resources_dir=lambda wildcards, output: os.path.dirname(output[0]),
     script:
         "../scripts/inception_weights.py"
 
@@ -51,17 +51,17 @@ rule real_floor:
     output:
         floor="results/{dataset}/floor.json",
         cache=directory("results/{dataset}/reference_cache"),
-    params:
-        scoring=config.get("scoring", {}),
-        num_samples=config["sampling"]["num_samples"],
     log:
         "logs/{dataset}/real_floor.log",
+    conda:
+        ENV_TORCH
     threads: res("score", "threads", 1)
     resources:
         runtime=attempt_runtime("score"),
         mem_mb=res("score", "mem_mb", 4000),
-    conda:
-        ENV_TORCH
+    params:
+        scoring=config.get("scoring", {}),
+        num_samples=config["sampling"]["num_samples"],
     script:
         "../scripts/real_floor.py"
 
@@ -77,19 +77,19 @@ rule score:
         lib=lib("evaluation", "data"),
     output:
         f"{RUN}/metrics.json",
-    params:
-        scoring=config.get("scoring", {}),
     log:
         "logs/{dataset}/score/{schedule}-T{T}-seed{seed}.log",
     benchmark:
         "results/{dataset}/benchmarks/score/{schedule}-T{T}-seed{seed}.tsv"
+    conda:
+        ENV_TORCH
     threads: res("score", "threads", 1)
     resources:
         gpu=res("score", "gpu", 0),
         runtime=attempt_runtime("score"),
         mem_mb=res("score", "mem_mb", 4000),
-    conda:
-        ENV_TORCH
+    params:
+        scoring=config.get("scoring", {}),
     script:
         "../scripts/score.py"
 

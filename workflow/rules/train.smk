@@ -6,21 +6,21 @@ rule train:
         lib=lib("schedules", "diffusion", "unet", "training", "data"),
     output:
         **train_outputs(),
-    params:
-        schedule=schedule_spec,
-        model=config["model"],
-        diffusion=config.get("diffusion", {}),
-        training=lambda wildcards: {**config["training"], "seed": int(wildcards.seed)},
     log:
         "logs/{dataset}/train/{schedule}-T{T}-seed{seed}.log",
     benchmark:
         "results/{dataset}/benchmarks/train/{schedule}-T{T}-seed{seed}.tsv"
+    conda:
+        ENV_TORCH
     threads: res("train", "threads", 1)
     resources:
         gpu=res("train", "gpu", 0),
         runtime=attempt_runtime("train"),
         mem_mb=res("train", "mem_mb", 4000),
-    conda:
-        ENV_TORCH
+    params:
+        schedule=schedule_spec,
+        model=config["model"],
+        diffusion=config.get("diffusion", {}),
+        training=lambda wildcards: {**config["training"], "seed": int(wildcards.seed)},
     script:
         "../scripts/train.py"
