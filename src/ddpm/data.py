@@ -54,6 +54,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .files import atomic_save_npz
+
 __all__ = [
     "DATASETS",
     "PHOTOS",
@@ -355,19 +357,8 @@ def load_split(path: str | os.PathLike, split: str = "train") -> tuple[torch.Ten
 
 
 def _write_npz_atomically(path: Path, arrays: Mapping[str, np.ndarray], meta: dict) -> None:
-    """Write the file under a temporary name in the same directory, then rename it into
-    place, so that readers (and Snakemake) never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        # A file object, not a name: np.savez would append ".npz" to a name without it.
-        with open(temporary, "xb") as handle:
-            np.savez(handle, **arrays, meta=np.array(json.dumps(meta, indent=1)))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Readers (and Snakemake) never see a half-written dataset file."""
+    atomic_save_npz(path, compressed=False, **arrays, meta=np.array(json.dumps(meta, indent=1)))
 
 
 # --------------------------------------------------------------------------------------

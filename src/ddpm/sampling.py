@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from .diffusion import from_model_range, to_model_range
-from .training import _atomic_write, autocast_context, load_model, resolve_device, resolve_precision
+from .files import atomic_save_npz, atomic_write
+from .training import autocast_context, load_model, resolve_device, resolve_precision
 
 __all__ = [
     "SAMPLERS",
@@ -214,7 +215,7 @@ def save_reconstruction(path: str | os.PathLike, series: dict[str, np.ndarray]) 
         )
     path = Path(path)
     arrays = {key: np.asarray(series[key]) for key in ("t", "originals", "reconstructions")}
-    _atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
+    atomic_save_npz(path, **arrays)
     return path
 
 
@@ -255,7 +256,7 @@ def save_png(path: str | os.PathLike, grid: np.ndarray) -> Path:
         )
     image = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
     path = Path(path)
-    _atomic_write(path, lambda handle: image.save(handle, format="PNG"))
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
     return path
 
 
@@ -267,7 +268,7 @@ def save_samples(path: str | os.PathLike, images) -> Path:
             f"save_samples needs uint8 images (N, C, H, W), got {array.dtype} {array.shape}"
         )
     path = Path(path)
-    _atomic_write(path, lambda handle: np.savez_compressed(handle, images=array))
+    atomic_save_npz(path, images=array)
     return path
 
 

@@ -35,9 +35,8 @@ import os
 import platform
 import re
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -47,6 +46,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .diffusion import GaussianDiffusion, from_model_range, to_model_range
+from .files import atomic_save_npz, atomic_write, atomic_write_text
 from .schedules import make_schedule
 from .unet import UNet, UNetConfig, UNetConfigError, count_parameters
 
@@ -273,34 +273,6 @@ def _torch_threads(num_threads: int | None):
 
 
 # --- files -------------------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write through a temporary file in the same directory, then rename over ``path``.
-
-    A reader (or a retry after a crash) sees either the old file or the complete new
-    one, never a half-written file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # mkstemp makes the file private to its owner; give it the usual permissions.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(handle.fileno(), 0o666 & ~umask)
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
-
-
 def _json_ready(value):
     """A copy of ``value`` with only JSON types (numpy scalars and tuples converted)."""
 
@@ -462,7 +434,7 @@ def _find_resumable_checkpoint(directory: Path, identity: dict, max_step: int) -
 
 def _save_checkpoint(directory: Path, state: dict, keep: int) -> Path:
     path = directory / f"step-{state['step']:08d}.pt"
-    _atomic_write(path, lambda handle: torch.save(state, handle))
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
     for _, old in _list_checkpoints(directory)[keep:]:
         old.unlink(missing_ok=True)
     return path
@@ -523,7 +495,7 @@ def _write_log_csv(path: Path, rows: list) -> None:
     writer.writerow(["step", "loss", "lr", "seconds"])
     for step, loss, lr, seconds in rows:
         writer.writerow([step, repr(float(loss)), repr(float(lr)), f"{seconds:.3f}"])
-    _atomic_write_text(path, buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _format_duration(seconds: float) -> str:
@@ -788,14 +760,12 @@ def train(
                 "steps": np.asarray(snapshot_steps, dtype=np.int64),
                 "images": torch.stack(snapshot_images).numpy().astype(np.uint8),
             }
-            _atomic_write(
-                run_dir / "snapshots.npz", lambda handle: np.savez_compressed(handle, **arrays)
-            )
+            atomic_save_npz(run_dir / "snapshots.npz", **arrays)
         _write_log_csv(run_dir / "train_log.csv", log_rows)
-        _atomic_write_text(run_dir / "run.json", json.dumps(full_record, indent=2) + "\n")
+        atomic_write_text(run_dir / "run.json", json.dumps(full_record, indent=2) + "\n")
         ema_state = {k: v.detach().cpu().contiguous() for k, v in ema_model.state_dict().items()}
         model_file = {"record": full_record, "ema_state_dict": ema_state}
-        _atomic_write(run_dir / "model.pt", lambda handle: torch.save(model_file, handle))
+        atomic_write(run_dir / "model.pt", lambda tmp: torch.save(model_file, tmp))
         logger.info(
             "wrote %s (%d steps, final loss %s, %s)",
             run_dir / "model.pt",

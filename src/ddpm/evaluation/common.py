@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
-
 import numpy as np
 import torch
+
+from ..files import atomic_write  # noqa: F401 - re-exported for the evaluation modules
 
 
 class MetricsError(ValueError):
@@ -47,21 +44,3 @@ def resolve_device(device: str | torch.device) -> torch.device:
             f"device {str(device)!r} was requested but CUDA is not available; use 'auto' or 'cpu'"
         )
     return device
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it to ``path``.
-
-    A reader (or a job killed half way) never sees a partly written file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
