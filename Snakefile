@@ -1,6 +1,8 @@
 # The DDPM schedule study: schedules x diffusion steps T x seeds, trained, sampled, scored,
 # analysed and reported. Run `snakemake --cores all --use-conda`; see README.md.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -10,7 +12,7 @@ min_version("9.0")
 # so that a full-scale or test config never inherits datasets or schedules it does not name.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

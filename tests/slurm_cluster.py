@@ -18,7 +18,7 @@ The configuration is the smallest one SLURM 22.05 (Debian 12) runs inside a cont
 without systemd or cgroup delegation: ``proctrack/linuxproc`` (tracks job processes by
 parent id instead of cgroups), ``task/none``, ``select/cons_tres`` and no accounting
 database. Without accounting ``sacct`` fails, so Snakemake's SLURM plugin must be told
-``--slurm-status-command squeue``; ``MinJobAge=300`` keeps finished jobs visible to
+``--slurm-status-command squeue``; ``MinJobAge=3600`` keeps finished jobs visible to
 ``squeue`` long enough for that.
 
 Run ``python tests/slurm_cluster.py`` to start a cluster by hand and keep it up until
@@ -58,8 +58,9 @@ NODE_NAME = "localnode"
 PARTITION_NAME = "debug"
 
 #: Finished jobs stay visible to ``squeue`` for this many seconds. The Snakemake plugin
-#: trusts ``squeue`` only when this is at least 3 x its first status-check delay.
-MIN_JOB_AGE_SECONDS = 300
+#: trusts ``squeue`` only when this is at least 3 x its first status-check delay; an hour
+#: also lets a test session check the final state of every job it ran.
+MIN_JOB_AGE_SECONDS = 3600
 
 
 class SlurmClusterError(RuntimeError):

@@ -33,7 +33,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def assert_png(fig, path):
     save_figure(fig, path)
     assert path.read_bytes()[:8] == PNG_SIGNATURE
-    assert not plt.get_fignums()  # save_figure closes the figure
+    assert fig.number not in plt.get_fignums()  # save_figure closes the figure
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,19 +29,6 @@ def snakemake(*args, cwd=REPO, check=True, timeout=900) -> subprocess.CompletedP
             f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
         )
     return result
-
-
-def copy_workflow(dest: Path) -> Path:
-    """A private copy of the workflow and library, so a test may touch files freely."""
-    for name in ("Snakefile", "workflow", "src", "config", "tests/configs"):
-        source = REPO / name
-        target = dest / name
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return dest
 
 
 def write_config(tmp_path: Path, change) -> Path:
@@ -134,10 +120,11 @@ def test_default_config_is_the_full_grid(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_study_end_to_end(tmp_path):
-    work = copy_workflow(tmp_path / "repo")
+def test_tiny_study_end_to_end(tiny_study):
+    # The study ran once for the session (conftest.py: `--cores 2`, tiny.yaml) in a copy of
+    # the workflow; the library edits below change only that copy's sources.
+    work = tiny_study.workdir
     config = "tests/configs/tiny.yaml"
-    snakemake("--cores", "2", "--configfile", config, cwd=work)
 
     results = work / "results"
     metrics = pd.read_csv(results / "digits" / "metrics.csv")

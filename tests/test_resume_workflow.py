@@ -1,0 +1,167 @@
+"""Training stopped mid-run by force is retried by Snakemake and ends as if never stopped.
+
+The workflow's ``train`` job writes rolling checkpoints that are not outputs of the rule,
+so they survive a failed attempt, and the retry resumes from the newest one. Here a real
+``train`` job of the tiny study (one cell, with more steps so that there is time to stop
+it) is killed once it has a checkpoint beyond step 10: locally with SIGKILL to the
+training process, and on the local SLURM cluster with ``scancel``. Snakemake's retry must
+then finish it, resuming from a checkpoint, with EMA weights, loss log and snapshots
+identical, bit for bit, to those of the same job run without interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import (
+    TINY_CONFIG,
+    assert_same_training,
+    copy_workflow,
+    needs_slurm,
+    run_snakemake_locally,
+    script_process,
+    slurm_job_details,
+    slurm_snakemake_command,
+    slurm_states,
+    snakemake_env,
+    snakemake_in_background,
+    submitted_job_ids,
+    wait_for_checkpoint,
+    write_config,
+)
+
+#: The grid cell whose training is interrupted.
+CELL = "digits/runs/linear-T50-seed0"
+TARGET = f"results/{CELL}/model.pt"
+TRAIN_LOG = "logs/digits/train/linear-T50-seed0.log"
+
+#: The tiny study's training with this many steps (about 10 s here) instead of 30, so that
+#: the job is still running well after its checkpoint at step 20. Everything else,
+#: checkpoints every 10 steps included, is as in tests/configs/tiny.yaml.
+STEPS = 300
+
+#: The first attempt is stopped once it has written a checkpoint beyond this step.
+STOP_BEYOND_STEP = 10
+
+#: Hard limit (seconds) on one Snakemake run here.
+TIMEOUT = 300
+
+#: Runtime of a train job in minutes (resources.train.runtime); attempt k asks SLURM for
+#: k times as much.
+TRAIN_RUNTIME_MINUTES = yaml.safe_load(TINY_CONFIG.read_text())["resources"]["train"]["runtime"]
+
+
+def prepare(workdir: Path) -> Path:
+    """A copy of the workflow in ``workdir`` and the longer training config; returns the config."""
+    copy_workflow(workdir)
+    return write_config(workdir / "tests" / "configs" / "resume.yaml", steps=STEPS)
+
+
+def read_record(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The run directory of the cell trained once, start to end, without interruption."""
+    workdir = tmp_path_factory.mktemp("uninterrupted") / "repo"
+    config = prepare(workdir)
+    result = run_snakemake_locally(
+        workdir, TARGET, "--cores", "1", "--configfile", str(config), timeout=TIMEOUT
+    )
+    assert result.returncode == 0, result.stdout[-6000:]
+    run_dir = workdir / "results" / CELL
+    record = read_record(run_dir)
+    assert record["steps_trained"] == STEPS and record["resumed_from_step"] is None
+    return run_dir
+
+
+def assert_resumed_and_identical(run_dir: Path, workdir: Path, stopped_at: int, reference: Path):
+    """The retry resumed from a checkpoint at or beyond ``stopped_at`` and matches ``reference``."""
+    record = read_record(run_dir)
+    assert record["steps_trained"] == STEPS
+    resumed = record["resumed_from_step"]
+    assert resumed is not None and stopped_at <= resumed < STEPS, record
+    # The rule's log is the retry's (Snakemake removes a failed attempt's log), and says so.
+    log = (workdir / TRAIN_LOG).read_text()
+    assert f"resuming from checkpoint at step {resumed} of {STEPS}" in log, log[-3000:]
+    assert_same_training(reference, run_dir)
+
+
+@pytest.mark.slow
+def test_training_killed_locally_is_retried_and_ends_as_if_never_stopped(uninterrupted, tmp_path):
+    workdir = tmp_path / "repo"
+    config = prepare(workdir)
+    run_dir = workdir / "results" / CELL
+    command = [sys.executable, "-m", "snakemake", TARGET, "--cores", "1", "--retries", "1"]
+    command += ["--configfile", str(config)]
+    output = tmp_path / "snakemake.out"
+    with snakemake_in_background(
+        ["timeout", "-k", "10", str(TIMEOUT), *command],
+        cwd=workdir,
+        env=snakemake_env(),
+        output=output,
+    ) as process:
+        stopped_at = wait_for_checkpoint(
+            run_dir / "checkpoints", process, STOP_BEYOND_STEP, timeout=120
+        )
+        training = script_process(process.pid, ".train.py")
+        assert training is not None, "the training script is not running"
+        assert not (run_dir / "model.pt").exists(), "training finished before it was killed"
+        os.kill(training, signal.SIGKILL)
+        returncode = process.wait(TIMEOUT + 20)
+    snakemake_log = output.read_text()
+    assert returncode == 0, snakemake_log[-6000:]
+    # Snakemake saw the first attempt fail, and the retry finished the job.
+    assert "Error in rule train" in snakemake_log, snakemake_log[-6000:]
+    assert "Trying to restart job" in snakemake_log, snakemake_log[-6000:]
+    assert_resumed_and_identical(run_dir, workdir, stopped_at, uninterrupted)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@needs_slurm
+def test_training_cancelled_on_slurm_is_resubmitted_and_ends_as_if_never_stopped(
+    slurm_cluster, uninterrupted, tmp_path
+):
+    workdir = tmp_path / "repo"
+    config = prepare(workdir)
+    run_dir = workdir / "results" / CELL
+    output = tmp_path / "snakemake.out"
+    with snakemake_in_background(
+        slurm_snakemake_command(workdir, TARGET, "--configfile", str(config), timeout=TIMEOUT),
+        env=snakemake_env(slurm_cluster.env()),
+        output=output,
+    ) as process:
+        stopped_at = wait_for_checkpoint(
+            run_dir / "checkpoints", process, STOP_BEYOND_STEP, timeout=180
+        )
+        # The train job is the only SLURM job of this run (the data rule is local).
+        (first_job,) = submitted_job_ids(output.read_text())
+        assert slurm_states(slurm_cluster)[first_job] == "RUNNING"
+        # Cancel it from outside, as a preemption or an administrator would.
+        subprocess.run(["scancel", first_job], env=slurm_cluster.env(), check=True)
+        returncode = process.wait(TIMEOUT + 20)
+    snakemake_log = output.read_text()
+    assert returncode == 0, snakemake_log[-6000:]
+
+    jobs = submitted_job_ids(snakemake_log)
+    assert len(jobs) == 2 and jobs[0] == first_job, jobs
+    second_job = jobs[1]
+    states = slurm_states(slurm_cluster)
+    assert states[first_job] == "CANCELLED" and states[second_job] == "COMPLETED", states
+    # The retry asked for twice the time (the rule's runtime grows with the attempt).
+    assert slurm_job_details(slurm_cluster, first_job)["TimeLimit"] == (
+        f"00:{TRAIN_RUNTIME_MINUTES:02d}:00"
+    )
+    assert slurm_job_details(slurm_cluster, second_job)["TimeLimit"] == (
+        f"00:{2 * TRAIN_RUNTIME_MINUTES:02d}:00"
+    )
+    assert_resumed_and_identical(run_dir, workdir, stopped_at, uninterrupted)
