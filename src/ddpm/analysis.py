@@ -78,6 +78,12 @@ logger = logging.getLogger(__name__)
 # to 0.02, alpha_bar_t is 0.89 at t = 100, 0.38 at 500, 0.055 at 1000, 0.003 at 1500 and
 # 7e-5 at 2000: the last column is pure noise.
 DEFAULT_DESTRUCTION_KEEP = (0, 50, 100, 200, 500, 1000, 1500, 5000)
+"""The steps thesis figure 4.3 shows for T = 5000; other T keep the same fractions of T."""
+
+
+def _fractions_of(T: int, fractions) -> list[int]:
+    return sorted({round(T * f) for f in fractions})
+
 
 # The thesis's statements about figure 5.2 (section 5.1).
 THESIS_CLAIMS = {
@@ -672,10 +678,12 @@ KL(q(x_t | x_0) || N(0, I)) per dimension in bits; its total over the image fall
 def forward_samples(
     image: np.ndarray,
     schedule: NoiseSchedule,
-    ts: Iterable[int] = (0, 10, 25, 50, 75, 100),
+    ts: Iterable[int] | None = None,
     seed: int = 0,
 ) -> dict[int, np.ndarray]:
     """x_t ~ q(x_t | x_0) for each t in ``ts`` (report 003, figure 2), as float32 arrays.
+
+    ``ts`` defaults to 0, T/10, T/4, T/2, 3T/4 and T (0, 10, 25, 50, 75, 100 for T = 100).
 
     ``image`` is uint8, (H, W) or (C, H, W); the results have its shape, in model units
     (x_0 in [-1, 1], noise unbounded). t = 0 returns x_0. Seeded by ``seed``.
@@ -685,6 +693,8 @@ def forward_samples(
         raise ValueError(
             f"image must be uint8 (H, W) or (C, H, W), got {image.dtype} {image.shape}"
         )
+    if ts is None:
+        ts = _fractions_of(schedule.T, (0, 0.1, 0.25, 0.5, 0.75, 1.0))
     diffusion = GaussianDiffusion(schedule)
     x0 = to_model_range(torch.tensor(image)).unsqueeze(0)
     generator = torch.Generator().manual_seed(seed)
@@ -703,7 +713,7 @@ def iterative_destruction(
     T: int = 5000,
     beta_start: float = 0.001,
     beta_end: float = 0.02,
-    keep: Iterable[int] = DEFAULT_DESTRUCTION_KEEP,
+    keep: Iterable[int] | None = None,
     seed: int = 0,
     step_by_step: bool = True,
 ) -> dict[int, np.ndarray]:
@@ -712,7 +722,8 @@ def iterative_destruction(
     Args:
         photo: uint8 (H, W, 3) or (H, W) at full resolution (the thesis: 4016 x 6016).
         T, beta_start, beta_end: the linear schedule (the thesis: 5000 steps, 0.001 to 0.02).
-        keep: the steps returned, in 0..T; the chain stops at the last one.
+        keep: the steps returned, in 0..T; the chain stops at the last one. Default:
+            DEFAULT_DESTRUCTION_KEEP, as fractions of T.
         seed: seeds the noise.
         step_by_step: run every step with :meth:`GaussianDiffusion.q_step`, fresh noise for
             every pixel and channel each step (about 10 ms per step at 427 x 640 x 3 on one
@@ -724,6 +735,8 @@ def iterative_destruction(
     Returns {t: uint8 image of the photo's shape}; x_t is clipped to [-1, 1] for display,
     so a pure-noise image shows about a third of its values saturated.
     """
+    if keep is None:
+        keep = _fractions_of(T, [k / 5000 for k in DEFAULT_DESTRUCTION_KEEP])
     photo = np.asarray(photo)
     if photo.dtype != np.uint8 or photo.ndim not in (2, 3):
         raise ValueError(

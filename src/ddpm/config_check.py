@@ -74,24 +74,13 @@ def _check_model(config: dict) -> list[str]:
     for name, options in config["datasets"].items():
         spec = DATASETS[name]
         try:
-            UNetConfig(
-                image_channels=spec.channels,
-                image_size=options["image_size"],
-                **_model_keys(config),
-            ).validate()
+            model = {**config["model"], "image_channels": spec.channels}
+            UNetConfig.from_dict({**model, "image_size": options["image_size"]}).validate()
         except (UNetConfigError, TypeError) as error:
             problems.append(
                 f"model (for datasets.{name}.image_size={options['image_size']}): {error}"
             )
     return problems
-
-
-def _model_keys(config: dict) -> dict:
-    model = dict(config["model"])
-    for key in ("channel_mults", "attention_resolutions"):
-        if key in model:
-            model[key] = tuple(model[key])
-    return model
 
 
 def library_files(package_dir: str | Path, modules: Iterable[str]) -> list[str]:

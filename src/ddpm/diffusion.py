@@ -113,14 +113,15 @@ class GaussianDiffusion:
             if not 1 <= t <= self.T:
                 raise ValueError(f"timestep t must be in 1..{self.T}, got {t}")
             return torch.full((n,), int(t), dtype=torch.long, device=device)
-        t = torch.as_tensor(t).to(device=device, dtype=torch.long)
+        t = torch.as_tensor(t, dtype=torch.long)
         # Checked because index t - 1 = -1 would silently pick step T for a 0-based t = 0.
+        # Checked before the move, so that timesteps drawn on the CPU cost no device sync.
         if t.numel() and (int(t.min()) < 1 or int(t.max()) > self.T):
             raise ValueError(
                 f"timesteps t must be in 1..{self.T} (1-based, as in the paper), "
                 f"got values in {int(t.min())}..{int(t.max())}"
             )
-        return t
+        return t.to(device)
 
     # --- forward process ------------------------------------------------------
     def q_sample(self, x0, t, noise=None, generator=None) -> torch.Tensor:
@@ -184,9 +185,10 @@ class GaussianDiffusion:
     def training_loss(self, model: Model, x0: torch.Tensor, generator=None) -> torch.Tensor:
         """L_simple: t ~ U{1..T}, eps ~ N(0, I), loss between eps and model(x_t, t)."""
         n = x0.shape[0]
-        t = torch.randint(1, self.T + 1, (n,), generator=generator).to(x0.device)
+        # t stays on the CPU until q_sample has checked it, so the check costs no device sync.
+        t = torch.randint(1, self.T + 1, (n,), generator=generator)
         noise = _normal(x0.shape, generator, x0.device)
-        predicted = model(self.q_sample(x0, t, noise), t)
+        predicted = model(self.q_sample(x0, t, noise), t.to(x0.device))
         if self.loss == "mse":
             return F.mse_loss(predicted.float(), noise)
         return F.smooth_l1_loss(predicted.float(), noise)

@@ -14,16 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["RunId", "collect_runs", "final_loss", "parse_run_dir", "read_benchmarks"]
+__all__ = ["collect_runs", "final_loss", "parse_run_dir", "read_benchmarks"]
 
 _RUN_DIR = re.compile(r"(?P<schedule>[A-Za-z0-9_]+)-T(?P<T>\d+)-seed(?P<seed>\d+)$")
 
 
-class RunId(dict):
-    """dataset, schedule, T and seed of a run, parsed from its directory."""
-
-
-def parse_run_dir(path: str | Path) -> RunId:
+def parse_run_dir(path: str | Path) -> dict:
     """``results/{dataset}/runs/{schedule}-T{T}-seed{seed}[/file]`` -> its identifiers."""
     path = Path(path)
     run_dir = path if _RUN_DIR.match(path.name) else path.parent
@@ -32,12 +28,12 @@ def parse_run_dir(path: str | Path) -> RunId:
         raise ValueError(
             f"{path} is not inside a run directory results/<dataset>/runs/<schedule>-T<T>-seed<seed>"
         )
-    return RunId(
-        dataset=run_dir.parent.parent.name,
-        schedule=match["schedule"],
-        T=int(match["T"]),
-        seed=int(match["seed"]),
-    )
+    return {
+        "dataset": run_dir.parent.parent.name,
+        "schedule": match["schedule"],
+        "T": int(match["T"]),
+        "seed": int(match["seed"]),
+    }
 
 
 def final_loss(train_log: pd.DataFrame, fraction: float = 0.1) -> float:
@@ -94,7 +90,10 @@ def read_benchmarks(paths: Sequence[str | Path]) -> pd.DataFrame:
             "step": path.parent.name,
             "run": path.stem,
             "seconds": float(bench["s"].iloc[0]),
-            "max_rss_mb": float(bench["max_rss"].iloc[0]) if "max_rss" in bench else float("nan"),
+            # Snakemake writes "-" where it could not measure memory.
+            "max_rss_mb": pd.to_numeric(
+                bench.get("max_rss", pd.Series([None])), errors="coerce"
+            ).iloc[0],
         }
         if match:
             row.update(schedule=match["schedule"], T=int(match["T"]), seed=int(match["seed"]))

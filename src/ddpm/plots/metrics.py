@@ -23,6 +23,7 @@ from scipy.stats import spearmanr
 from .style import SCHEDULE_PALETTE
 
 __all__ = [
+    "metric_figure",
     "metric_label",
     "metrics_summary_table",
     "plot_loss_vs_metric",
@@ -282,3 +283,23 @@ def metrics_summary_table(
             if metric in group.columns:
                 table.loc[(dataset, schedule), (metric, t)] = _mean_std_text(group[metric], digits)
     return table
+
+
+# The column that summarises each metric: KID and IS are means over subsets / splits.
+_SUMMARY_COLUMN = {"fid": "fid", "kid": "kid_mean", "is": "is_mean"}
+
+
+def metric_figure(name: str, runs: pd.DataFrame, floor: Mapping | None = None) -> plt.Figure:
+    """The workflow's metric figures by file name.
+
+    ``{extractor}_{fid|kid|is}_vs_T`` draws :func:`plot_metric_vs_T` with the floor's value of
+    that metric (``floor`` is a real-data floor's metrics, as in ``floor.json``);
+    ``loss_vs_{fid|kid|is}`` draws :func:`plot_loss_vs_metric` on the classifier's metric.
+    """
+    if name.startswith("loss_vs_"):
+        return plot_loss_vs_metric(
+            runs, "classifier_" + _SUMMARY_COLUMN[name.removeprefix("loss_vs_")]
+        )
+    extractor, short = name.removesuffix("_vs_T").split("_")
+    metric = f"{extractor}_{_SUMMARY_COLUMN[short]}"
+    return plot_metric_vs_T(runs, metric, floor=(floor or {}).get(metric))

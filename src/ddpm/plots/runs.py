@@ -13,13 +13,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
-from torchvision.utils import make_grid
 
+from ..sampling import image_grid
 from .style import use_style
 
 __all__ = [
-    "image_mosaic",
     "plot_loss_curves",
     "plot_reconstruction",
     "plot_sample_grids",
@@ -27,18 +25,9 @@ __all__ = [
 ]
 
 
-def image_mosaic(
-    images: np.ndarray | torch.Tensor, nrow: int | None = None, padding: int = 1
-) -> np.ndarray:
-    """uint8 images (N, C, H, W) tiled into one H' x W' x C array (C = 1 or 3)."""
-    images = torch.as_tensor(np.asarray(images))
-    nrow = nrow or max(1, math.isqrt(len(images)))
-    grid = make_grid(images, nrow=nrow, padding=padding, pad_value=255)
-    return grid.permute(1, 2, 0).numpy()
-
-
 def _show(ax, images, nrow=None):
-    mosaic = image_mosaic(images, nrow)
+    images = np.asarray(images)
+    mosaic = image_grid(images, nrow or max(1, math.isqrt(len(images))), padding=1, pad_value=255)
     gray = images.shape[1] == 1
     ax.imshow(mosaic[..., 0] if gray else mosaic, cmap="gray" if gray else None, vmin=0, vmax=255)
     ax.set_xticks([])
