@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoints import load_model
 from .diffusion import from_model_range, to_model_range
 from .files import atomic_save_npz, atomic_write
-from .training import autocast_context, load_model, resolve_device, resolve_precision
+from .runtime import noise_predictor, resolve_device, resolve_precision, use_channels_last
 
 __all__ = [
     "SAMPLERS",
@@ -49,18 +50,12 @@ def _load_noise_predictor(model_path, device: str, precision: str):
     """
     device = resolve_device(device)
     resolved_precision = resolve_precision(precision, device)
-    channels_last = device.type == "cuda" and precision == "auto"
+    channels_last = use_channels_last(device, precision)
     model, diffusion, _ = load_model(model_path, device=device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-
-    def eps_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast_context(device, resolved_precision):
-            return model(x, t).float()
-
     logger.info("loaded %s on %s (%s)", model_path, device, resolved_precision)
+    eps_model = noise_predictor(model, device, resolved_precision, channels_last)
     return eps_model, diffusion, model.config, device
 
 

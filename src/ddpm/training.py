@@ -32,12 +32,9 @@ import json
 import logging
 import math
 import os
-import platform
-import re
 import sys
 import time
 from collections.abc import Mapping
-from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -45,10 +42,31 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoints import (
+    CHECKPOINT_FORMAT,
+    FORMAT_VERSION,
+    MODEL_FORMAT,
+    ModelFileError,
+    find_resumable_checkpoint,
+    json_ready,
+    list_checkpoints,
+    load_model,
+    package_versions,
+    save_checkpoint,
+    write_model_file,
+)
 from .diffusion import GaussianDiffusion, from_model_range, to_model_range
-from .files import atomic_save_npz, atomic_write, atomic_write_text
-from .schedules import make_schedule
-from .unet import UNet, UNetConfig, UNetConfigError, count_parameters
+from .files import atomic_save_npz, atomic_write_text
+from .runtime import (
+    PRECISIONS,
+    autocast_context,
+    noise_predictor,
+    resolve_device,
+    resolve_precision,
+    torch_threads,
+    use_channels_last,
+)
+from .unet import UNet, UNetConfig, count_parameters
 
 __all__ = [
     "ModelFileError",
@@ -63,11 +81,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MODEL_FORMAT = "ddpm-model"
-CHECKPOINT_FORMAT = "ddpm-checkpoint"
-FORMAT_VERSION = 1
-PRECISIONS = ("auto", "bf16", "fp32")
-_CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.pt$")
 # Top-level keys of the record that ``train`` writes; ``record=`` may not override them.
 _RECORD_KEYS = frozenset(
     {
@@ -107,10 +120,6 @@ class TrainingConfigError(ValueError):
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message says at which step."""
-
-
-class ModelFileError(ValueError):
-    """A model file is corrupt, incomplete or was written by an incompatible version."""
 
 
 @dataclass(frozen=True)
@@ -222,81 +231,6 @@ class TrainingConfig:
         return cls(**values)
 
 
-# --- devices and precision ---------------------------------------------------------------
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available, else CPU; a CUDA device that is missing is an error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise TrainingConfigError(
-            f"device {device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'"
-        ) from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingConfigError(
-            f"device {device!r} was requested but CUDA is not available; use 'cpu' or 'auto'"
-        )
-    return resolved
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` -> ``"bf16"`` on CUDA, ``"fp32"`` on the CPU."""
-    if precision not in PRECISIONS:
-        raise TrainingConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
-
-
-def autocast_context(device: torch.device, precision: str):
-    """bf16 autocast for ``precision == "bf16"``, nothing otherwise."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def _use_channels_last(device: torch.device, requested: str) -> bool:
-    # channels_last speeds up cuDNN convolutions under bf16; on the CPU it does not help.
-    return device.type == "cuda" and requested == "auto"
-
-
-@contextmanager
-def _torch_threads(num_threads: int | None):
-    previous = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-# --- files -------------------------------------------------------------------------------
-def _json_ready(value):
-    """A copy of ``value`` with only JSON types (numpy scalars and tuples converted)."""
-
-    def convert(obj):
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, Path):
-            return str(obj)
-        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-    return json.loads(json.dumps(value, default=convert))
-
-
-def _package_versions() -> dict:
-    from . import __version__
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "ddpm": __version__,
-    }
-
-
 # --- pieces of the training state ---------------------------------------------------------
 class _BatchSampler:
     """Batches of indices from a stream of random permutations (every image once per epoch).
@@ -376,7 +310,7 @@ def _identity(
 ) -> dict:
     """What a checkpoint must agree on to be resumed by this run."""
     training = {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE_CHANGES}
-    return _json_ready(
+    return json_ready(
         {
             "unet": unet_config.to_dict(),
             "schedule": diffusion.schedule.describe(),
@@ -385,59 +319,6 @@ def _identity(
             "data": data,
         }
     )
-
-
-# --- checkpoints -------------------------------------------------------------------------
-def _list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
-    """(step, path) of every checkpoint file, newest first."""
-    if not directory.is_dir():
-        return []
-    found = []
-    for path in directory.iterdir():
-        match = _CHECKPOINT_NAME.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found, reverse=True)
-
-
-def _find_resumable_checkpoint(directory: Path, identity: dict, max_step: int) -> dict | None:
-    """Load the newest usable checkpoint; move unusable newer ones aside, with a warning each."""
-    for step, path in _list_checkpoints(directory):
-        problem = None
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a truncated or garbled file raises many kinds of errors
-            problem = f"it is unreadable ({type(err).__name__}: {err})"
-        else:
-            if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-                problem = "it is not a training checkpoint"
-            elif state.get("format_version") != FORMAT_VERSION:
-                problem = f"it has format version {state.get('format_version')}, this code reads {FORMAT_VERSION}"
-            elif state.get("identity") != identity:
-                problem = (
-                    "it was written with different model, diffusion, training or data settings"
-                )
-            elif state.get("step") != step or step > max_step:
-                problem = f"its step {state.get('step')} does not fit a run of {max_step} steps"
-        if problem is None:
-            return state
-        aside = path.with_name(path.name + ".unusable")
-        os.replace(path, aside)
-        logger.warning(
-            "cannot resume from checkpoint %s: %s; moved it aside to %s and trying an older one",
-            path,
-            problem,
-            aside.name,
-        )
-    return None
-
-
-def _save_checkpoint(directory: Path, state: dict, keep: int) -> Path:
-    path = directory / f"step-{state['step']:08d}.pt"
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-    for _, old in _list_checkpoints(directory)[keep:]:
-        old.unlink(missing_ok=True)
-    return path
 
 
 # --- snapshots ---------------------------------------------------------------------------
@@ -455,14 +336,8 @@ def _snapshot(
     c = ema_model.config
     generator = torch.Generator().manual_seed(seed)
 
-    def eps_model(x, t):
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast_context(device, precision):
-            return ema_model(x, t).float()
-
     images = diffusion.ddim_sample(
-        eps_model,
+        noise_predictor(ema_model, device, precision, channels_last),
         (count, c.image_channels, c.image_size, c.image_size),
         steps=min(diffusion.T, 50),
         eta=0.0,
@@ -543,7 +418,7 @@ def train(
     checkpoint_dir = run_dir / "checkpoints"
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    channels_last = _use_channels_last(device, config.precision)
+    channels_last = use_channels_last(device, config.precision)
     if device.type == "cuda" and config.precision == "auto":
         # Any float32 matmul or convolution that autocast leaves alone then uses TF32 tensor cores.
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -559,7 +434,7 @@ def train(
     )
     # Dropout draws from torch's global generator; fork it so the caller's stream is untouched,
     # seed it here and save/restore its state with the checkpoints.
-    with _torch_threads(config.num_threads), torch.random.fork_rng(devices=rng_devices):
+    with torch_threads(config.num_threads), torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(config.seed)
         model = UNet(unet_config)  # initial weights come from the seeded global generator
         ema_model = copy.deepcopy(model).requires_grad_(False).eval()
@@ -590,7 +465,7 @@ def train(
         snapshot_steps, snapshot_images = [], []
         seconds_before = 0.0
         resumed_from = None
-        state = _find_resumable_checkpoint(checkpoint_dir, identity, config.steps)
+        state = find_resumable_checkpoint(checkpoint_dir, identity, config.steps)
         if state is not None:
             model.load_state_dict(state["model"])
             ema_model.load_state_dict(state["ema_model"])
@@ -608,7 +483,7 @@ def train(
             seconds_before = float(state["seconds"])
             resumed_from = step
             logger.info("resuming from checkpoint at step %d of %d", step, config.steps)
-        elif _list_checkpoints(checkpoint_dir) or any(checkpoint_dir.glob("*.unusable")):
+        elif list_checkpoints(checkpoint_dir) or any(checkpoint_dir.glob("*.unusable")):
             logger.warning("no usable checkpoint in %s; starting over from step 0", checkpoint_dir)
         else:
             logger.info("no checkpoint in %s; starting from step 0", checkpoint_dir)
@@ -677,7 +552,7 @@ def train(
                     loss = diffusion.training_loss(model, x0, generator=loss_generator)
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
-                    last = _list_checkpoints(checkpoint_dir)
+                    last = list_checkpoints(checkpoint_dir)
                     kept = (
                         f"the last good checkpoint is {last[0][1]}"
                         if last
@@ -725,7 +600,7 @@ def train(
                 ):
                     take_snapshot()
                 if step % config.checkpoint_every == 0 or step == config.steps:
-                    _save_checkpoint(checkpoint_dir, checkpoint_state(), config.keep_checkpoints)
+                    save_checkpoint(checkpoint_dir, checkpoint_state(), config.keep_checkpoints)
         finally:
             bar.close()
 
@@ -733,7 +608,7 @@ def train(
         take_snapshot()
         final_loss = log_rows[-1][1] if log_rows else None
         wall_seconds = elapsed()
-        full_record = _json_ready(
+        full_record = json_ready(
             {
                 **{k: v for k, v in record.items()},
                 "format": MODEL_FORMAT,
@@ -750,7 +625,7 @@ def train(
                 "device": str(device),
                 "precision": precision,
                 "resumed_from_step": resumed_from,
-                "versions": _package_versions(),
+                "versions": package_versions(),
                 "wall_seconds": wall_seconds,
             }
         )
@@ -763,9 +638,7 @@ def train(
             atomic_save_npz(run_dir / "snapshots.npz", **arrays)
         _write_log_csv(run_dir / "train_log.csv", log_rows)
         atomic_write_text(run_dir / "run.json", json.dumps(full_record, indent=2) + "\n")
-        ema_state = {k: v.detach().cpu().contiguous() for k, v in ema_model.state_dict().items()}
-        model_file = {"record": full_record, "ema_state_dict": ema_state}
-        atomic_write(run_dir / "model.pt", lambda tmp: torch.save(model_file, tmp))
+        write_model_file(run_dir / "model.pt", full_record, ema_model)
         logger.info(
             "wrote %s (%d steps, final loss %s, %s)",
             run_dir / "model.pt",
@@ -774,52 +647,3 @@ def train(
             _format_duration(wall_seconds),
         )
         return run_dir / "model.pt"
-
-
-# --- loading -----------------------------------------------------------------------------
-def load_model(
-    path: str | os.PathLike, device: str | torch.device = "cpu"
-) -> tuple[UNet, GaussianDiffusion, dict]:
-    """Rebuild the EMA model (in eval mode), its diffusion and its record from ``model.pt``.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ModelFileError: the file is corrupt, not a model file, or incompatible with this code.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no model file at {path}; train one first (`ddpm train` or ddpm.training.train)"
-        )
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ModelFileError(
-            f"{path} is not a readable model file ({type(err).__name__}: {err}); it may be truncated: "
-            f"delete it and train again"
-        ) from err
-    if not isinstance(content, dict) or "record" not in content or "ema_state_dict" not in content:
-        raise ModelFileError(
-            f"{path} is not a ddpm model file (expected keys 'record' and 'ema_state_dict')"
-        )
-    record = content["record"]
-    if record.get("format") != MODEL_FORMAT or record.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path} has format {record.get('format')!r} version {record.get('format_version')!r}; this code reads "
-            f"{MODEL_FORMAT!r} version {FORMAT_VERSION}; train the model again with this version"
-        )
-    try:
-        unet_config = UNetConfig.from_dict(record["unet"]).validate()
-        schedule_desc = record["schedule"]
-        schedule = make_schedule(
-            schedule_desc["beta_schedule"], schedule_desc["T"], **schedule_desc["params"]
-        )
-        diffusion = GaussianDiffusion(schedule, **record["diffusion"])
-        model = UNet(unet_config)
-        model.load_state_dict(content["ema_state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError, UNetConfigError) as err:
-        raise ModelFileError(
-            f"{path} cannot be rebuilt by this version of ddpm: {type(err).__name__}: {err}"
-        ) from err
-    model.eval().to(resolve_device(device))
-    return model, diffusion, record

@@ -1,7 +1,7 @@
 rule sample:
     input:
         model=f"{RUN}/model.pt",
-        lib=lib("schedules", "diffusion", "unet", "training", "sampling"),
+        lib=lib("schedules", "diffusion", "unet", "runtime", "checkpoints", "sampling"),
     output:
         samples=f"{RUN}/samples.npz",
         grid=report(
@@ -35,7 +35,15 @@ rule reconstruct:
     input:
         model=f"{RUN}/model.pt",
         data="results/{dataset}/data.npz",
-        lib=lib("schedules", "diffusion", "unet", "training", "sampling", "data"),
+        lib=lib(
+            "schedules",
+            "diffusion",
+            "unet",
+            "runtime",
+            "checkpoints",
+            "sampling",
+            "data",
+        ),
     output:
         f"{RUN}/reconstruction.npz",
     log:

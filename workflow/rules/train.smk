@@ -3,7 +3,15 @@ rule train:
     # time limit or a preemption resumes from them when Snakemake retries it.
     input:
         data="results/{dataset}/data.npz",
-        lib=lib("schedules", "diffusion", "unet", "training", "data"),
+        lib=lib(
+            "schedules",
+            "diffusion",
+            "unet",
+            "runtime",
+            "checkpoints",
+            "training",
+            "data",
+        ),
     output:
         **train_outputs(),
     log:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import runtime
 from ..files import atomic_write  # noqa: F401 - re-exported for the evaluation modules
 
 
@@ -35,12 +36,8 @@ def as_uint8_images(images, name: str) -> torch.Tensor:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` picks CUDA when available, else the CPU; anything else is passed to torch."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MetricsError(
-            f"device {str(device)!r} was requested but CUDA is not available; use 'auto' or 'cpu'"
-        )
-    return device
+    """:func:`ddpm.runtime.resolve_device`, raising :class:`MetricsError` for scoring's callers."""
+    try:
+        return runtime.resolve_device(device)
+    except runtime.DeviceError as err:
+        raise MetricsError(str(err)) from err
