@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
+from typing import NamedTuple
 
 import torch
 
 __all__ = [
     "PRECISIONS",
     "DeviceError",
+    "PrecisionChoice",
     "autocast_context",
+    "choose_precision",
     "noise_predictor",
     "resolve_device",
     "resolve_precision",
@@ -53,6 +56,30 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return precision
+
+
+class PrecisionChoice(NamedTuple):
+    """The precision a run uses, and why (written into the run record)."""
+
+    precision: str
+    reason: str
+
+
+def choose_precision(
+    requested: str,
+    device: torch.device,
+    model: torch.nn.Module | None = None,
+    example_input: tuple[torch.Tensor, ...] | None = None,
+) -> PrecisionChoice:
+    """The precision to run ``model`` in on ``device`` for a requested ``"auto"|"bf16"|"fp32"``.
+
+    ``model`` and ``example_input`` (the arguments of one forward pass) let ``"auto"``
+    measure which precision is faster on this hardware.
+    """
+    precision = resolve_precision(requested, device)
+    if requested != "auto":
+        return PrecisionChoice(precision, f"{requested} was requested")
+    return PrecisionChoice(precision, f"auto on {device.type}")
 
 
 def autocast_context(device: torch.device, precision: str):
