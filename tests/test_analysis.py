@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from schedule_specs import report_003_schedule_specs, thesis_schedule_specs
 
 from ddpm.analysis import (
-    _gram_abs_sum,
     batch_closeness,
     closeness_copies,
     closeness_pixels,
@@ -23,13 +23,12 @@ from ddpm.analysis import (
     load_images_by_t,
     load_photo,
     pure_noise_closeness,
-    report_003_schedule_specs,
     save_images_by_t,
     schedule_table,
     specs_from_config,
     square_grayscale,
-    thesis_schedule_specs,
 )
+from ddpm.analysis.closeness import _gram_abs_sum
 from ddpm.diffusion import GaussianDiffusion, to_model_range
 from ddpm.schedules import make_schedule
 
@@ -241,7 +240,8 @@ def test_pixels_reading_limits(photo):
 )
 def test_bad_arguments_are_named(photo, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        closeness_table(photo=photo, **{"image_sizes": (4,), "noise_repeats": 2, **kwargs})
+        options = {"specs": SMALL_SPECS, "image_sizes": (4,), "noise_repeats": 2, **kwargs}
+        closeness_table(photo=photo, **options)
 
 
 def test_unknown_photo_is_named():

@@ -6,16 +6,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from schedule_specs import report_003_schedule_specs, thesis_schedule_specs
 
 from ddpm.analysis import (
     closeness_table,
     forward_samples,
     iterative_destruction,
     load_images_by_t,
-    report_003_schedule_specs,
     save_images_by_t,
     schedule_table,
-    thesis_schedule_specs,
 )
 from ddpm.plots import save_figure
 from ddpm.plots.thesis import (
