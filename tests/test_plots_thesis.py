@@ -23,6 +23,7 @@ from ddpm.plots.thesis import (
     fig_forward_samples_with_histograms,
     fig_iterative_destruction,
     fig_schedules_beta_and_one_minus_alpha_bar,
+    thesis_figure_from_file,
 )
 from ddpm.schedules import make_schedule
 
@@ -91,12 +92,24 @@ def test_fig_forward_samples_with_histograms(tmp_path):
     image = np.random.default_rng(0).integers(0, 256, (1, 12, 12), dtype=np.uint8)
     schedule = make_schedule("linear", 100, beta_start=1e-5, beta_end=0.01, rescale_to_T=True)
     samples = forward_samples(image, schedule, ts=(0, 20, 100))
-    save_images_by_t(tmp_path / "samples.npz", samples)
-    fig = fig_forward_samples_with_histograms(load_images_by_t(tmp_path / "samples.npz"))
+    save_images_by_t(tmp_path / "samples.npz", samples, T=100)
+    fig = fig_forward_samples_with_histograms(load_images_by_t(tmp_path / "samples.npz"), T=100)
     assert len(fig.get_axes()) == 6  # an image and a histogram per step
     assert_png(fig, tmp_path / "r3f2.png")
     colour = forward_samples(np.zeros((3, 6, 6), dtype=np.uint8), schedule, ts=(0, 50))
-    assert_png(fig_forward_samples_with_histograms(colour), tmp_path / "colour.png")
+    assert_png(fig_forward_samples_with_histograms(colour, T=100), tmp_path / "colour.png")
+
+
+def test_forward_samples_figure_reads_T_from_its_data(tmp_path):
+    image = np.zeros((1, 6, 6), dtype=np.uint8)
+    schedule = make_schedule("cosine", 250)
+    path = tmp_path / "forward.npz"
+    save_images_by_t(path, forward_samples(image, schedule), T=schedule.T)
+    fig = thesis_figure_from_file("report003_fig2_forward_samples_histograms", str(path))
+    assert "T = 250" in fig._suptitle.get_text()
+    save_images_by_t(path, forward_samples(image, schedule))  # an old file without T
+    with pytest.raises(ValueError, match="which T"):
+        thesis_figure_from_file("report003_fig2_forward_samples_histograms", str(path))
 
 
 def test_fig_iterative_destruction(tmp_path):

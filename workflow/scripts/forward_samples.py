@@ -10,4 +10,4 @@ images, _ = load_split(snakemake.input.data, "test")
 definition = snakemake.params.schedule
 T = snakemake.params.T
 schedule = make_schedule(definition["beta_schedule"], T, **definition.get("params", {}))
-save_images_by_t(snakemake.output[0], forward_samples(images[0].numpy(), schedule))
+save_images_by_t(snakemake.output[0], forward_samples(images[0].numpy(), schedule), T=T)

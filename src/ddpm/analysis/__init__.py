@@ -21,6 +21,7 @@ from .forward import (
     forward_samples,
     iterative_destruction,
     load_images_by_t,
+    load_T,
     save_images_by_t,
 )
 from .specs import normalise_specs, schedule_table, specs_from_config
@@ -38,6 +39,7 @@ __all__ = [
     "explain_closeness_readings",
     "forward_samples",
     "iterative_destruction",
+    "load_T",
     "load_images_by_t",
     "load_photo",
     "normalise_specs",

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_DESTRUCTION_KEEP",
     "forward_samples",
     "iterative_destruction",
+    "load_T",
     "load_images_by_t",
     "save_images_by_t",
 ]
@@ -150,9 +151,22 @@ def iterative_destruction(
     return out
 
 
-def save_images_by_t(path, images_by_t: Mapping[int, np.ndarray]) -> None:
-    """Write {t: image} to an .npz file with one array per step, named ``t<step>``."""
-    atomic_save_npz(path, **{f"t{int(t)}": np.asarray(image) for t, image in images_by_t.items()})
+def save_images_by_t(path, images_by_t: Mapping[int, np.ndarray], T: int | None = None) -> None:
+    """Write {t: image} to an .npz file with one array per step, named ``t<step>``.
+
+    ``T``, the schedule's number of steps, is stored too (as ``T``) so that a figure can
+    say which schedule the images come from; read it back with :func:`load_T`.
+    """
+    arrays = {f"t{int(t)}": np.asarray(image) for t, image in images_by_t.items()}
+    if T is not None:
+        arrays["T"] = np.asarray(int(T))
+    atomic_save_npz(path, **arrays)
+
+
+def load_T(path) -> int | None:
+    """The ``T`` that :func:`save_images_by_t` stored, or None if it stored none."""
+    with np.load(path) as archive:
+        return int(archive["T"]) if "T" in archive.files else None
 
 
 def load_images_by_t(path) -> dict[int, np.ndarray]:

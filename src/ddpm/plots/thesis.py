@@ -220,7 +220,7 @@ def _display_image(image: np.ndarray) -> tuple[np.ndarray, str | None]:
 
 
 def fig_forward_samples_with_histograms(
-    images_by_t: Mapping[int, np.ndarray], T: int = 100, bins: int = 50
+    images_by_t: Mapping[int, np.ndarray], T: int, bins: int = 50
 ) -> plt.Figure:
     """Report 003 figure 2: x_t at several t (top) and its pixel histogram with N(0, 1) (bottom).
 
@@ -264,14 +264,17 @@ THESIS_FIGURES = {
 
 def thesis_figure_from_file(name: str, path: str) -> plt.Figure:
     """Draw thesis / report figure ``name`` from its table or array file."""
-    from ..analysis import load_images_by_t
+    from ..analysis import load_images_by_t, load_T
 
     if name not in THESIS_FIGURES:
         raise ValueError(f"unknown figure {name!r}; known: {sorted(THESIS_FIGURES)}")
     if name == "thesis_fig4.3_iterative_destruction":
         return fig_iterative_destruction(load_images_by_t(path))
     if name == "report003_fig2_forward_samples_histograms":
-        return fig_forward_samples_with_histograms(load_images_by_t(path))
+        T = load_T(path)
+        if T is None:
+            raise ValueError(f"{path} does not say which T its forward samples come from")
+        return fig_forward_samples_with_histograms(load_images_by_t(path), T=T)
     table = pd.read_csv(path)
     if name == "thesis_fig5.1_beta_and_one_minus_alpha_bar":
         return fig_schedules_beta_and_one_minus_alpha_bar(table, T=int(table["T"].max()))
