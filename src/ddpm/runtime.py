@@ -10,6 +10,7 @@ faster (on a CPU without bf16 instructions autocast emulates it, several times s
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import platform
@@ -126,7 +127,7 @@ def _usable_gpu_count(requested: str) -> int:
 # (the OS drops the lock however the process ends). Lock "slot" k of a GPU is its k-th sharer:
 # all slots 0 are tried first, then all slots 1..., so an over-full machine shares evenly.
 MAX_JOBS_PER_GPU = 16
-_claimed: dict[int, tuple[int, IO | None]] = {}  # GPU count -> (index, open lock file)
+_claimed: dict[int, tuple[int, IO]] = {}  # GPU count -> (index, open lock file) of this process
 
 
 def gpu_lock_dir() -> Path:
@@ -163,6 +164,16 @@ def _try_lock(path: Path) -> IO | None:
     return handle
 
 
+def _first_free_lock(lock_dir: Path, count: int) -> tuple[int, int, IO]:
+    """(slot, GPU index, lock file) of the first free lock, all slots 0 first; OSError if none."""
+    keys = [_gpu_key(index) for index in range(count)]
+    for slot, (index, key) in itertools.product(range(MAX_JOBS_PER_GPU), enumerate(keys)):
+        handle = _try_lock(lock_dir / f"{key}.{slot}.lock")
+        if handle is not None:
+            return slot, index, handle
+    raise OSError(f"all {MAX_JOBS_PER_GPU} locks of every GPU are taken")
+
+
 def claim_gpu(count: int, lock_dir: Path | None = None) -> int:
     """The index of a GPU for this process among ``count`` visible ones, kept until it exits.
 
@@ -171,40 +182,23 @@ def claim_gpu(count: int, lock_dir: Path | None = None) -> int:
     """
     if count <= 1:
         return 0
-    if count in _claimed:
-        return _claimed[count][0]
-    lock_dir = lock_dir or gpu_lock_dir()
-    try:
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        keys = [_gpu_key(index) for index in range(count)]
-        for slot in range(MAX_JOBS_PER_GPU):
-            for index, key in enumerate(keys):
-                handle = _try_lock(lock_dir / f"{key}.{slot}.lock")
-                if handle is not None:
-                    if slot:
-                        logger.warning(
-                            "all %d GPUs are in use by other ddpm processes; sharing GPU %d "
-                            "with %d of them (lower Snakemake's --resources gpu=N)",
-                            count,
-                            index,
-                            slot,
-                        )
-                    _claimed[count] = (index, handle)
-                    logger.info("using GPU %d of %d (lock %s)", index, count, handle.name)
-                    return index
-    except (ImportError, OSError) as err:
-        logger.warning("cannot lock a GPU in %s (%s); using GPU 0", lock_dir, err)
-        return 0
-    logger.warning("all GPU locks in %s are taken; using GPU 0", lock_dir)
-    return 0
-
-
-def release_gpu() -> None:
-    """Give up this process's GPU claim (the next :func:`claim_gpu` claims afresh)."""
-    for _, handle in _claimed.values():
-        if handle is not None:
-            handle.close()
-    _claimed.clear()
+    if count not in _claimed:
+        lock_dir = lock_dir or gpu_lock_dir()
+        try:
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            slot, index, handle = _first_free_lock(lock_dir, count)
+        except (ImportError, OSError) as err:
+            logger.warning("cannot lock a GPU in %s (%s); using GPU 0", lock_dir, err)
+            return 0
+        if slot:
+            logger.warning(
+                "all %d GPUs are in use by other ddpm processes; GPU %d now runs %d jobs "
+                "(give Snakemake --resources gpu=N with N at most the number of GPUs)",
+                *(count, index, slot + 1),
+            )
+        logger.info("using GPU %d of %d (lock %s)", index, count, handle.name)
+        _claimed[count] = (index, handle)
+    return _claimed[count][0]
 
 
 # --- precision ------------------------------------------------------------------------------
