@@ -338,7 +338,8 @@ def _timed_choice(found: str, device, model, example_input) -> PrecisionChoice:
 
 
 def _seconds_per_pass(model, inputs, device, precision: str) -> float:
-    """Median seconds of one forward (+ backward in training mode) pass after a warm-up."""
+    """Fastest of a few forward (+ backward in training mode) passes after a warm-up: other
+    processes on a shared machine only ever add time, so the minimum is the least noisy."""
     params = [p for p in model.parameters() if p.requires_grad]
 
     def one_pass() -> None:
@@ -359,7 +360,7 @@ def _seconds_per_pass(model, inputs, device, precision: str) -> float:
         begin = time.perf_counter()
         one_pass()
         timings.append(time.perf_counter() - begin)
-    return sorted(timings)[len(timings) // 2]
+    return min(timings)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
