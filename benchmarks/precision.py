@@ -77,17 +77,23 @@ def training_images_per_second(model, batch: int, precision: str, args) -> float
     return batch / median_seconds(step, args.warmup, args.repeats)
 
 
-def sampling_ms_per_image_step(model, batch: int, precision: str, grad_mode, args) -> float:
+def sampling_ms_per_image_step(model, batch: int, precision: str, args) -> dict[str, float]:
+    """ms per image per step under each grad mode, the two timed in turn so that a change in
+    the machine's load affects both alike."""
     model.eval()
     eps_model = runtime.noise_predictor(model, CPU, precision, channels_last=False)
     size = model.config.image_size
     x, t = torch.randn(batch, 1, size, size), torch.full((batch,), 500)
-
-    def step():
-        with grad_mode():
-            eps_model(x, t)
-
-    return 1000 * median_seconds(step, args.warmup, args.repeats) / batch
+    modes = {"inference_mode": torch.inference_mode, "no_grad": torch.no_grad}
+    timings = {name: [] for name in modes}
+    for repetition in range(args.warmup + args.repeats):
+        for name, mode in modes.items():
+            started = time.perf_counter()
+            with mode():
+                eps_model(x, t)
+            if repetition >= args.warmup:
+                timings[name].append(time.perf_counter() - started)
+    return {name: 1000 * statistics.median(times) / batch for name, times in timings.items()}
 
 
 def auto_choices(model, batch: int) -> dict[str, runtime.PrecisionChoice]:
@@ -124,10 +130,7 @@ def main() -> None:
     )
     for precision in ("fp32", "bf16"):
         train_rate = training_images_per_second(model, args.batch, precision, args)
-        sampling = {
-            name: sampling_ms_per_image_step(model, args.batch, precision, mode, args)
-            for name, mode in (("inference_mode", torch.inference_mode), ("no_grad", torch.no_grad))
-        }
+        sampling = sampling_ms_per_image_step(model, args.batch, precision, args)
         print(
             f"{precision}: training {train_rate:.1f} img/s; sampling "
             + ", ".join(f"{ms:.2f} ms/img/step ({name})" for name, ms in sampling.items())

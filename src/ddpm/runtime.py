@@ -223,7 +223,7 @@ def cpu_bf16_support() -> tuple[bool, str]:
     """
     capability = torch.backends.cpu.get_cpu_capability()
     if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return False, capability
+        return False, capability if "512" not in capability else f"{capability}, no oneDNN bf16"
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
         return True, f"{capability}, oneDNN bf16"
     queries = (("AVX512_BF16", "_is_avx512_bf16_supported"), ("AMX", "_is_amx_tile_supported"))
