@@ -169,7 +169,9 @@ def test_cuda_without_a_visible_gpu_names_the_cause(monkeypatch):
     with pytest.raises(DeviceError, match="sees no CUDA device: there is no GPU or no working"):
         resolve_device("cuda")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    with pytest.raises(DeviceError, match="CUDA_VISIBLE_DEVICES='' hides every GPU"):
+    with pytest.raises(
+        DeviceError, match=r"\(check `nvidia-smi`\), or CUDA_VISIBLE_DEVICES='' hid"
+    ):
         resolve_device("cuda:0")
 
 

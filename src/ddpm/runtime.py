@@ -104,14 +104,11 @@ def _usable_gpu_count(requested: str) -> int:
     count = torch.cuda.device_count()
     if count == 0:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        cause = (
-            f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU"
-            if visible is not None
-            else "there is no GPU or no working NVIDIA driver (check `nvidia-smi`)"
-        )
+        hidden = "" if visible is None else f", or CUDA_VISIBLE_DEVICES={visible!r} hides them"
         raise DeviceError(
-            f"device {requested!r} was requested, but torch sees no CUDA device: {cause}; "
-            "run on a machine with a GPU, or use device 'cpu'"
+            f"device {requested!r} was requested, but torch sees no CUDA device: there is no "
+            f"GPU or no working NVIDIA driver (check `nvidia-smi`){hidden}; run where a GPU is "
+            "visible, or use device 'cpu'"
         )
     if not torch.cuda.is_available():
         raise DeviceError(
