@@ -343,7 +343,7 @@ def _seconds_per_pass(model, inputs, device, precision: str) -> float:
         if model.training and params:
             with autocast_context(device, precision):
                 loss = model(*inputs).float().square().mean()
-            torch.autograd.grad(loss, params)  # gradients are returned, not accumulated
+            torch.autograd.grad(loss, params, allow_unused=True)  # returned, not accumulated
         else:
             with torch.inference_mode(), autocast_context(device, precision):
                 model(*inputs)
