@@ -206,7 +206,7 @@ def reconstruction_series(
             f"fractions of T must be a non-empty list of numbers in (0, 1], got {fractions}"
         )
     eps_model, diffusion, _, device = _load_noise_predictor(
-        model_path, device, precision, len(images_uint8)
+        model_path, device, precision, max(1, len(images_uint8))
     )
     steps = sorted({max(1, round(f * diffusion.T)) for f in fractions})
     x0 = to_model_range(images_uint8).to(device)
