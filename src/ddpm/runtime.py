@@ -1,14 +1,26 @@
 """Where and how the U-Net runs: device, numeric precision, autocast, memory layout, threads.
 
-Training and sampling both go through these helpers, so a model trained in one
-precision on one device is evaluated the same way as it was trained.
+Training, sampling and scoring all resolve their device here, and training and sampling
+choose their precision here, so a model is run the same way wherever it is used.
+
+Precision ``"auto"`` is decided by the hardware: bf16 on a GPU that supports it; on a CPU,
+bf16 only where the CPU runs it natively *and* a timed pass of the actual model says it is
+faster (on a CPU without bf16 instructions autocast emulates it, several times slower).
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
+import os
+import platform
+import re
+import tempfile
+import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
-from typing import NamedTuple
+from pathlib import Path
+from typing import IO, NamedTuple
 
 import torch
 
@@ -18,6 +30,8 @@ __all__ = [
     "PrecisionChoice",
     "autocast_context",
     "choose_precision",
+    "claim_gpu",
+    "cpu_bf16_support",
     "noise_predictor",
     "resolve_device",
     "resolve_precision",
@@ -25,44 +39,220 @@ __all__ = [
     "use_channels_last",
 ]
 
+logger = logging.getLogger(__name__)
+
 PRECISIONS = ("auto", "bf16", "fp32")
+
+# bf16 must beat fp32 by this factor in the timed pass: run-to-run noise on a shared machine is
+# 15-25 %, and a near-tie is not worth fp32's precision nor a choice that flips between runs.
+BF16_MIN_SPEEDUP = 1.1
+# The timed pass uses at most this many images of the example batch: enough for the ratio of
+# the two precisions, and it keeps the start-up cost near a second for the default U-Net.
+TIMING_MAX_IMAGES = 32
+TIMING_WARMUP = 1
+TIMING_REPEATS = 3
+TIMING_BUDGET_S = 0.5  # per precision, after the warm-up; at least one timed pass is made
 
 
 class DeviceError(ValueError):
     """A device or precision cannot be used here; the message says why and what to use."""
 
 
+# --- devices --------------------------------------------------------------------------------
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available, else CPU; a CUDA device that is missing is an error."""
+    """``"auto"`` -> a GPU if CUDA is usable, else the CPU.
+
+    ``"cuda"`` takes a GPU no other ddpm process of this user holds (see
+    :func:`claim_gpu`); ``"cuda:N"`` pins GPU N. A GPU that cannot be used is
+    a :class:`DeviceError` naming the cause.
+    """
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        device = "cuda"
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise DeviceError(
-            f"device {device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'"
+            f"device {device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
         ) from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
+    if resolved.type != "cuda":
+        return resolved
+    count = _usable_gpu_count(str(device))
+    if resolved.index is None:
+        return torch.device("cuda", claim_gpu(count))
+    if resolved.index >= count:
         raise DeviceError(
-            f"device {device!r} was requested but CUDA is not available; use 'cpu' or 'auto'"
+            f"device {str(device)!r} was requested, but only {count} GPU(s) are visible "
+            f"(cuda:0 to cuda:{count - 1}){_visible_devices_note()}; use one of those or 'cuda'"
         )
     return resolved
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` -> ``"bf16"`` on CUDA, ``"fp32"`` on the CPU."""
-    if precision not in PRECISIONS:
-        raise DeviceError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
+def _visible_devices_note() -> str:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return "" if visible is None else f" with CUDA_VISIBLE_DEVICES={visible!r}"
 
 
+def _usable_gpu_count(requested: str) -> int:
+    """How many GPUs torch sees; a :class:`DeviceError` naming the cause when it sees none."""
+    if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+        raise DeviceError(
+            f"device {requested!r} was requested, but this PyTorch ({torch.__version__}) is a "
+            "CPU build; install a CUDA build in this environment, or use device 'cpu'"
+        )
+    count = torch.cuda.device_count()
+    if count == 0:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        hidden = "" if visible is None else f", or CUDA_VISIBLE_DEVICES={visible!r} hides them"
+        raise DeviceError(
+            f"device {requested!r} was requested, but torch sees no CUDA device: there is no "
+            f"GPU or no working NVIDIA driver (check `nvidia-smi`){hidden}; run where a GPU is "
+            "visible, or use device 'cpu'"
+        )
+    if not torch.cuda.is_available():
+        raise DeviceError(
+            f"device {requested!r} was requested and {count} GPU(s) are listed, but CUDA cannot "
+            f"start; check that the driver supports CUDA {torch.version.cuda} (`nvidia-smi`)"
+        )
+    return count
+
+
+# --- one GPU per process ---------------------------------------------------------------------
+# Snakemake bounds how many GPU jobs run at once (--resources gpu=N) but assigns no GPU ids, so
+# each process claims one by an exclusive lock on a per-GPU file, held until the process exits
+# (the OS drops the lock however the process ends). Lock "slot" k of a GPU is its k-th sharer:
+# all slots 0 are tried first, then all slots 1..., so an over-full machine shares evenly.
+MAX_JOBS_PER_GPU = 16
+_claimed: dict[int, tuple[int, IO]] = {}  # GPU count -> (index, open lock file) of this process
+
+
+def gpu_lock_dir() -> Path:
+    """``$DDPM_GPU_LOCK_DIR``, else ``$XDG_RUNTIME_DIR/ddpm-gpu-locks``, else a per-user /tmp dir."""
+    if os.environ.get("DDPM_GPU_LOCK_DIR"):
+        return Path(os.environ["DDPM_GPU_LOCK_DIR"])
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(os.environ["XDG_RUNTIME_DIR"]) / "ddpm-gpu-locks"
+    return Path(tempfile.gettempdir()) / f"ddpm-gpu-locks-{os.getuid()}"
+
+
+def _gpu_key(index: int) -> str:
+    """A name of GPU ``index`` that is the same in every process, whatever it sees as index 0."""
+    try:
+        key = str(torch.cuda.get_device_properties(index).uuid)
+    except Exception:  # no UUID from this build or driver: name it as the process sees it
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+        key = visible[index].strip() if index < len(visible) and visible[index].strip() else index
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"gpu-{key}")
+
+
+def _try_lock(path: Path) -> IO | None:
+    import fcntl  # POSIX only; claim_gpu falls back to GPU 0 without it
+
+    handle = open(path, "a+")  # noqa: SIM115 - kept open: closing it would release the lock
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")  # who holds it, for a person looking at the directory
+    handle.flush()
+    return handle
+
+
+def _first_free_lock(lock_dir: Path, count: int) -> tuple[int, int, IO]:
+    """(slot, GPU index, lock file) of the first free lock, all slots 0 first; OSError if none."""
+    keys = [_gpu_key(index) for index in range(count)]
+    for slot, (index, key) in itertools.product(range(MAX_JOBS_PER_GPU), enumerate(keys)):
+        handle = _try_lock(lock_dir / f"{key}.{slot}.lock")
+        if handle is not None:
+            return slot, index, handle
+    raise OSError(f"all {MAX_JOBS_PER_GPU} locks of every GPU are taken")
+
+
+def claim_gpu(count: int, lock_dir: Path | None = None) -> int:
+    """The index of a GPU for this process among ``count`` visible ones, kept until it exits.
+
+    One visible GPU (e.g. the scheduler narrowed ``CUDA_VISIBLE_DEVICES``) is used as is;
+    of several, the first no other process holds, else the least shared one, with a warning.
+    """
+    if count <= 1:
+        return 0
+    if count not in _claimed:
+        lock_dir = lock_dir or gpu_lock_dir()
+        try:
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            slot, index, handle = _first_free_lock(lock_dir, count)
+        except (ImportError, OSError) as err:
+            logger.warning("cannot lock a GPU in %s (%s); using GPU 0", lock_dir, err)
+            return 0
+        if slot:
+            logger.warning(
+                "all %d GPUs are in use by other ddpm processes; GPU %d now runs %d jobs "
+                "(give Snakemake --resources gpu=N with N at most the number of GPUs)",
+                *(count, index, slot + 1),
+            )
+        logger.info("using GPU %d of %d (lock %s)", index, count, handle.name)
+        _claimed[count] = (index, handle)
+    return _claimed[count][0]
+
+
+# --- precision ------------------------------------------------------------------------------
 class PrecisionChoice(NamedTuple):
     """The precision a run uses, and why (written into the run record)."""
 
     precision: str
     reason: str
+
+
+def cpu_bf16_support() -> tuple[bool, str]:
+    """(whether this CPU runs bf16 natively, what was found, e.g. ``"AVX512_BF16 + AMX"``).
+
+    ``torch.backends.cpu.get_cpu_capability()`` is the SIMD level ATen's own kernels use
+    (``"AVX2"``, ``"AVX512"``...; capped by ``ATEN_CPU_CAPABILITY``); it says nothing about bf16
+    ("AVX512" is also reported by CPUs without bf16 instructions).
+    ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` says oneDNN has bf16 kernels here (at least
+    AVX-512, natively or by conversion; capped by ``ONEDNN_MAX_CPU_ISA``); where it is False, bf16
+    convolutions fall back to slow reference code. ``torch.cpu._is_avx512_bf16_supported()`` and
+    ``_is_amx_tile_supported()`` read the instruction set itself. Native = oneDNN bf16 kernels
+    and (on x86) bf16 instructions; the timed pass of :func:`choose_precision` has the last word.
+    """
+    capability = torch.backends.cpu.get_cpu_capability()
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False, capability if "512" not in capability else f"{capability}, no oneDNN bf16"
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True, f"{capability}, oneDNN bf16"
+    queries = (("AVX512_BF16", "_is_avx512_bf16_supported"), ("AMX", "_is_amx_tile_supported"))
+    found = [name for name, query in queries if getattr(torch.cpu, query, lambda: False)()]
+    if not found:
+        return False, f"{capability} without bf16 instructions"
+    return True, " + ".join(found)
+
+
+def _cuda_has_native_bf16() -> bool:
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def _warn_if_emulated(precision: str, device: torch.device) -> str:
+    """Warn when an explicit bf16 will be emulated; return a note for the reason ("" if not)."""
+    if precision != "bf16":
+        return ""
+    if device.type == "cpu":
+        native, found = cpu_bf16_support()
+        note = "" if native else f"this CPU has no native bf16 ({found})"
+    elif device.type == "cuda":
+        note = "" if _cuda_has_native_bf16() else "this GPU has no native bf16"
+    else:
+        note = ""
+    if note:
+        logger.warning(
+            "precision 'bf16' was requested, but %s: bf16 is emulated and slow, often several "
+            "times slower than fp32; use precision 'auto' or 'fp32'",
+            note,
+        )
+        return f" (emulated: {note})"
+    return ""
 
 
 def choose_precision(
@@ -73,15 +263,110 @@ def choose_precision(
 ) -> PrecisionChoice:
     """The precision to run ``model`` in on ``device`` for a requested ``"auto"|"bf16"|"fp32"``.
 
-    ``model`` and ``example_input`` (the arguments of one forward pass) let ``"auto"``
-    measure which precision is faster on this hardware.
+    For ``"auto"`` on a CPU with native bf16, ``model`` is timed on ``example_input`` (the
+    arguments of one forward pass) in both precisions and the faster wins. A model in training
+    mode is timed on training steps (forward + backward, gradients neither kept nor applied), a
+    model in eval mode on forward passes under inference mode, as sampling runs it. The global
+    RNG state is left as it was, so a run's results do not depend on the timing. Decisions are
+    cached per (device, model shape, mode, batch, threads) for the life of the process.
     """
-    precision = resolve_precision(requested, device)
+    if requested not in PRECISIONS:
+        raise DeviceError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+    device = torch.device(device)
     if requested != "auto":
-        return PrecisionChoice(precision, f"{requested} was requested")
-    return PrecisionChoice(precision, f"auto on {device.type}")
+        return PrecisionChoice(
+            requested, f"{requested} was requested{_warn_if_emulated(requested, device)}"
+        )
+    if device.type == "cuda":
+        if _cuda_has_native_bf16():
+            return PrecisionChoice("bf16", "auto: this GPU supports bf16; bf16")
+        return PrecisionChoice("fp32", "auto: this GPU has no native bf16; fp32 (TF32)")
+    if device.type != "cpu":
+        return PrecisionChoice("fp32", f"auto: bf16 is not chosen on {device.type}; fp32")
+    native, found = cpu_bf16_support()
+    if not native:
+        return PrecisionChoice("fp32", f"auto: this CPU has no native bf16 ({found}); fp32")
+    if model is None or example_input is None:
+        return PrecisionChoice(
+            "fp32", f"auto: native bf16 ({found}), but no model to time the two on; fp32"
+        )
+    key = _cache_key(device, model, example_input)
+    if key not in _timed_choices:
+        _timed_choices[key] = _timed_choice(found, device, model, example_input)
+    return _timed_choices[key]
 
 
+_timed_choices: dict[tuple, PrecisionChoice] = {}
+
+
+def _cache_key(device, model, example_input) -> tuple:
+    shapes = tuple(tuple(p.shape) for p in model.parameters())
+    batch = tuple((tuple(x.shape), x.dtype) for x in example_input)
+    return (
+        str(device),
+        type(model).__name__,
+        shapes,
+        model.training,
+        batch,
+        torch.get_num_threads(),
+    )
+
+
+def _timed_choice(found: str, device, model, example_input) -> PrecisionChoice:
+    inputs = tuple(x[:TIMING_MAX_IMAGES] for x in example_input)
+    with torch.random.fork_rng(devices=[]):  # dropout in the timed passes must not move the RNG
+        seconds = {p: _seconds_per_pass(model, inputs, device, p) for p in ("fp32", "bf16")}
+    speedup = seconds["fp32"] / seconds["bf16"]
+    pass_name = "training step" if model.training else "forward pass"
+    figures = (
+        f"fp32 {1000 * seconds['fp32']:.1f} ms, bf16 {1000 * seconds['bf16']:.1f} ms per "
+        f"{pass_name} of {len(inputs[0])} images"
+    )
+    if speedup >= BF16_MIN_SPEEDUP:
+        verdict, choice = f"bf16 {speedup:.1f}x faster than fp32", "bf16"
+    elif speedup > 1:
+        verdict = f"bf16 only {speedup:.2f}x faster than fp32 (under {BF16_MIN_SPEEDUP}x)"
+        choice = "fp32"
+    else:
+        verdict, choice = f"fp32 {1 / speedup:.1f}x faster than bf16", "fp32"
+    reason = f"auto: native bf16 ({found}), {verdict} in a timed {pass_name} ({figures}); {choice}"
+    logger.info("precision %s", reason)
+    return PrecisionChoice(choice, reason)
+
+
+def _seconds_per_pass(model, inputs, device, precision: str) -> float:
+    """Fastest of a few forward (+ backward in training mode) passes after a warm-up: other
+    processes on a shared machine only ever add time, so the minimum is the least noisy."""
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def one_pass() -> None:
+        if model.training and params:
+            with autocast_context(device, precision):
+                loss = model(*inputs).float().square().mean()
+            torch.autograd.grad(loss, params, allow_unused=True)  # returned, not accumulated
+        else:
+            with torch.inference_mode(), autocast_context(device, precision):
+                model(*inputs)
+
+    for _ in range(TIMING_WARMUP):
+        one_pass()
+    timings, started = [], time.perf_counter()
+    while len(timings) < TIMING_REPEATS and (
+        not timings or time.perf_counter() - started < TIMING_BUDGET_S
+    ):
+        begin = time.perf_counter()
+        one_pass()
+        timings.append(time.perf_counter() - begin)
+    return min(timings)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision for ``precision`` on ``device`` without a model to time (see
+    :func:`choose_precision`): ``"auto"`` is bf16 on a GPU with bf16, fp32 on a CPU."""
+    return choose_precision(precision, device).precision
+
+
+# --- running the model ----------------------------------------------------------------------
 def autocast_context(device: torch.device, precision: str):
     """bf16 autocast for ``precision == "bf16"``, nothing otherwise."""
     if precision == "bf16":

@@ -25,7 +25,7 @@ import torch
 from .checkpoints import load_model
 from .diffusion import from_model_range, to_model_range
 from .files import atomic_save_npz, atomic_write
-from .runtime import noise_predictor, resolve_device, resolve_precision, use_channels_last
+from .runtime import choose_precision, noise_predictor, resolve_device, use_channels_last
 
 __all__ = [
     "SAMPLERS",
@@ -43,23 +43,30 @@ logger = logging.getLogger(__name__)
 SAMPLERS = ("ancestral", "ddim")
 
 
-def _load_noise_predictor(model_path, device: str, precision: str):
+def _load_noise_predictor(model_path, device: str, precision: str, batch_size: int):
     """Load ``model.pt`` for inference: (eps_model(x, t), diffusion, model config, device).
 
-    ``eps_model`` runs the EMA U-Net under the requested precision and returns float32.
+    ``eps_model`` runs the EMA U-Net in float32 or bf16 autocast and returns float32; for
+    ``precision="auto"`` :func:`ddpm.runtime.choose_precision` picks by the hardware, timing
+    forward passes of this model on a batch of ``batch_size`` where that decides.
     """
     device = resolve_device(device)
-    resolved_precision = resolve_precision(precision, device)
     channels_last = use_channels_last(device, precision)
     model, diffusion, _ = load_model(model_path, device=device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    logger.info("loaded %s on %s (%s)", model_path, device, resolved_precision)
-    eps_model = noise_predictor(model, device, resolved_precision, channels_last)
-    return eps_model, diffusion, model.config, device
+    c = model.config
+    example = torch.Generator().manual_seed(0)  # not the sampling generator: its noise is fixed
+    example_input = (
+        torch.randn(batch_size, c.image_channels, c.image_size, c.image_size, generator=example),
+        torch.full((batch_size,), max(1, diffusion.T // 2)),
+    )
+    choice = choose_precision(precision, device, model, tuple(x.to(device) for x in example_input))
+    logger.info("loaded %s on %s, precision %s", model_path, device, choice.reason)
+    eps_model = noise_predictor(model, device, choice.precision, channels_last)
+    return eps_model, diffusion, c, device
 
 
-@torch.no_grad()
 def generate(
     model_path: str | os.PathLike,
     num_samples: int,
@@ -83,8 +90,9 @@ def generate(
         batch_size: images per model call.
         seed: seed of the noise; the same seed and batch size give the same images.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``...
-        precision: ``"auto"`` (bf16 autocast + channels_last on CUDA, float32 on CPU),
-            ``"bf16"`` or ``"fp32"``.
+        precision: ``"auto"`` (bf16 autocast + channels_last on a GPU with bf16; on a CPU,
+            bf16 only where it is native and a timed forward pass says it is faster, else
+            float32), ``"bf16"`` or ``"fp32"``. The same precision gives the same images.
 
     Returns:
         uint8 tensor (num_samples, C, H, W) on the CPU.
@@ -100,7 +108,9 @@ def generate(
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
-    eps_model, diffusion, c, device = _load_noise_predictor(model_path, device, precision)
+    eps_model, diffusion, c, device = _load_noise_predictor(
+        model_path, device, precision, min(batch_size, num_samples)
+    )
     if sampler == "ddim" and ddim_steps > diffusion.T:
         logger.warning(
             "ddim_steps=%d exceeds T=%d; using %d DDIM steps", ddim_steps, diffusion.T, diffusion.T
@@ -123,21 +133,11 @@ def generate(
     for index in range(num_batches):
         n = min(batch_size, num_samples - index * batch_size)
         shape = (n, c.image_channels, c.image_size, c.image_size)
-        if sampler == "ancestral":
-            images = diffusion.sample(
-                eps_model, shape, generator=generator, device=device, progress=show_bar
+        batches.append(
+            _sample_batch(
+                eps_model, diffusion, shape, sampler, ddim_steps, eta, generator, device, show_bar
             )
-        else:
-            images = diffusion.ddim_sample(
-                eps_model,
-                shape,
-                steps=ddim_steps,
-                eta=eta,
-                generator=generator,
-                device=device,
-                progress=show_bar,
-            )
-        batches.append(from_model_range(images).cpu())
+        )
         done = index * batch_size + n
         seconds = time.perf_counter() - started
         logger.info(
@@ -149,10 +149,30 @@ def generate(
             1000 * seconds / (done * steps),
             seconds / done * (num_samples - done),
         )
-    return torch.cat(batches)
+    return torch.cat(batches)  # outside inference mode: a plain tensor the caller may modify
 
 
-@torch.no_grad()
+# Inference mode, not just no_grad: no autograd version counters or view tracking either.
+@torch.inference_mode()
+def _sample_batch(eps_model, diffusion, shape, sampler, ddim_steps, eta, generator, device, bar):
+    """One batch of uint8 images (CPU) from noise drawn from ``generator``."""
+    if sampler == "ancestral":
+        images = diffusion.sample(
+            eps_model, shape, generator=generator, device=device, progress=bar
+        )
+    else:
+        images = diffusion.ddim_sample(
+            eps_model,
+            shape,
+            steps=ddim_steps,
+            eta=eta,
+            generator=generator,
+            device=device,
+            progress=bar,
+        )
+    return from_model_range(images).cpu()
+
+
 def reconstruction_series(
     model_path: str | os.PathLike,
     images_uint8: torch.Tensor,
@@ -185,15 +205,18 @@ def reconstruction_series(
         raise ValueError(
             f"fractions of T must be a non-empty list of numbers in (0, 1], got {fractions}"
         )
-    eps_model, diffusion, _, device = _load_noise_predictor(model_path, device, precision)
+    eps_model, diffusion, _, device = _load_noise_predictor(
+        model_path, device, precision, max(1, len(images_uint8))
+    )
     steps = sorted({max(1, round(f * diffusion.T)) for f in fractions})
     x0 = to_model_range(images_uint8).to(device)
     generator = torch.Generator().manual_seed(seed)
     reconstructions = []
     for t in steps:
         logger.info("reconstructing %d images from t = %d of %d", len(x0), t, diffusion.T)
-        x = diffusion.reconstruct(eps_model, x0, t, generator=generator)
-        reconstructions.append(from_model_range(x).cpu().numpy())
+        with torch.inference_mode():
+            x = diffusion.reconstruct(eps_model, x0, t, generator=generator)
+            reconstructions.append(from_model_range(x).cpu().numpy())
     return {
         "t": np.asarray(steps, dtype=np.int64),
         "originals": images_uint8.cpu().numpy(),

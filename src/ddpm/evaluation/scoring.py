@@ -248,7 +248,8 @@ def compute_metrics(
         isc_splits: the generated set is split this many times for the IS mean and std.
         prc_neighborhood: k of the k-nearest-neighbour balls of precision/recall.
         batch_size: images per forward pass of the extractor.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (torch-fidelity uses the current CUDA device).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` (a GPU no other ddpm process holds) or
+            ``"cuda:N"``; it becomes torch-fidelity's current CUDA device.
 
     Returns:
         ``{extractor}_is_mean``, ``_is_std``, ``_fid``, ``_kid_mean``, ``_kid_std``,
@@ -283,11 +284,10 @@ def compute_metrics(
         if cache_dir is None:
             raise MetricsError("reference_cache_key needs cache_dir, the folder of the cache")
     torch_device = resolve_device(device)
-    if torch_device.type not in ("cpu", "cuda") or torch_device.index not in (None, 0):
-        raise MetricsError(
-            f"device must be 'auto', 'cpu' or 'cuda', got {device!r}; pick a GPU with "
-            "CUDA_VISIBLE_DEVICES"
-        )
+    if torch_device.type not in ("cpu", "cuda"):
+        raise MetricsError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if torch_device.type == "cuda":
+        torch.cuda.set_device(torch_device)  # torch-fidelity runs on the current CUDA device
 
     if extractor == "classifier":
         fidelity_name = register_classifier_extractor()

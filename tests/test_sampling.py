@@ -1,0 +1,86 @@
+"""Sampling's precision choice and grad mode."""
+
+import logging
+
+import pytest
+import torch
+
+from ddpm import runtime, sampling
+from ddpm.diffusion import GaussianDiffusion
+from ddpm.sampling import generate, reconstruction_series
+from ddpm.schedules import make_schedule
+from ddpm.training import TrainingConfig, train
+from ddpm.unet import UNetConfig
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    images = torch.randint(
+        0, 256, (16, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    diffusion = GaussianDiffusion(make_schedule("linear", 6, beta_start=1e-3, beta_end=0.2))
+    unet = UNetConfig(
+        image_size=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,),
+        num_groups=4,
+    )  # fmt: skip
+    config = TrainingConfig(steps=2, batch_size=8, checkpoint_every=2, precision="fp32")
+    with runtime.torch_threads(1):
+        return train(images, diffusion, unet, config, tmp_path_factory.mktemp("run"), record={})
+
+
+@pytest.fixture(autouse=True)
+def fresh_choices(monkeypatch):
+    monkeypatch.setattr(runtime, "_timed_choices", {})
+
+
+def bf16_timed(monkeypatch, faster: bool) -> list:
+    """A CPU with native bf16 whose timed pass says bf16 is (not) faster; returns the calls."""
+    monkeypatch.setattr(runtime, "cpu_bf16_support", lambda: (True, "AVX512_BF16"))
+    calls = []
+
+    def seconds(model, inputs, device, precision):
+        calls.append((model.training, tuple(inputs[0].shape)))
+        return {"fp32": 1.0, "bf16": 0.5 if faster else 2.0}[precision]
+
+    monkeypatch.setattr(runtime, "_seconds_per_pass", seconds)
+    return calls
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_auto_samples_in_the_precision_the_timed_pass_prefers(
+    monkeypatch, model_path, caplog, faster
+):
+    calls = bf16_timed(monkeypatch, faster)
+    with caplog.at_level(logging.INFO, logger="ddpm.sampling"):
+        auto = generate(model_path, 5, batch_size=3, seed=1, device="cpu")
+    expected = "bf16" if faster else "fp32"
+    assert torch.equal(auto, generate(model_path, 5, batch_size=3, seed=1, precision=expected))
+    # Timed as sampling runs the model: eval mode, a batch of the sampling batch size.
+    assert calls == [(False, (3, 1, 8, 8))] * 2
+    assert f"; {expected}" in caplog.text and "timed forward pass" in caplog.text
+
+
+def test_auto_on_a_cpu_without_native_bf16_samples_in_fp32(monkeypatch, model_path):
+    monkeypatch.setattr(runtime, "cpu_bf16_support", lambda: (False, "AVX2"))
+    auto = generate(model_path, 4, batch_size=4, seed=2, device="cpu")
+    assert torch.equal(auto, generate(model_path, 4, batch_size=4, seed=2, precision="fp32"))
+
+
+def test_the_model_runs_under_inference_mode(monkeypatch, model_path):
+    modes = []
+    original = sampling.noise_predictor
+
+    def recording_noise_predictor(*args):
+        eps_model = original(*args)
+
+        def recorded(x, t):
+            modes.append(torch.is_inference_mode_enabled())
+            return eps_model(x, t)
+
+        return recorded
+
+    monkeypatch.setattr(sampling, "noise_predictor", recording_noise_predictor)
+    images = generate(model_path, 2, batch_size=2, precision="fp32")
+    reconstruction_series(model_path, images, [0.5], precision="fp32")
+    assert modes and all(modes)
+    images += 1  # what the caller gets back is an ordinary tensor, not an inference tensor
