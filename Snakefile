@@ -9,6 +9,15 @@ min_version("9.0")
 # common.smk builds the config: config/config.yaml (found from any --directory), every
 # --configfile merged onto it, then every --config KEY=VALUE; see config/README.md.
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="|".join(config["datasets"]),
+    schedule="[A-Za-z0-9_]+",
+    T=r"\d+",
+    seed=r"\d+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/train.smk"

@@ -2,9 +2,9 @@
 
 ANALYSIS = config.get("analysis", {})
 
-from ddpm.plots.thesis import (
-    THESIS_FIGURES,
-)  # figure name -> the analysis table it draws
+# Figure name -> the analysis table it draws; read from the source, not imported, so that
+# parsing the workflow needs no Matplotlib.
+THESIS_FIGURES = literal_constant("plots/thesis.py", "THESIS_FIGURES")
 
 ANALYSIS_FILES = {
     "destruction": "results/analysis/destruction.npz",

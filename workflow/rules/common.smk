@@ -14,7 +14,12 @@ sys.path.insert(0, str(REPO / "src"))
 from ddpm.config_check import check_config  # noqa: E402
 from ddpm.config_load import ConfigFileError, resolve_config  # noqa: E402
 from ddpm.dataset_registry import DATASETS as DATASET_REGISTRY  # noqa: E402
-from ddpm.workflow_support import job_device, library_inputs, retry_runtime  # noqa: E402
+from ddpm.workflow_support import (  # noqa: E402
+    job_device,
+    library_inputs,
+    literal_constant,
+    retry_runtime,
+)
 
 
 class ConfigError(WorkflowError):
@@ -52,13 +57,6 @@ def _resolved_config():
 _config = _resolved_config()
 config.clear()
 config.update(_config)
-
-
-wildcard_constraints:
-    dataset="|".join(config["datasets"]),
-    schedule="[A-Za-z0-9_]+",
-    T=r"\d+",
-    seed=r"\d+",
 
 
 DATASETS = list(config["datasets"])
@@ -107,7 +105,9 @@ def lib(script, *modules):
     files = []
     for module in (script, *modules):
         path = package / module
-        files += sorted(map(str, path.glob("*.py"))) if path.is_dir() else [f"{path}.py"]
+        files += (
+            sorted(map(str, path.glob("*.py"))) if path.is_dir() else [f"{path}.py"]
+        )
     return files
 
 
