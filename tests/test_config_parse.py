@@ -17,7 +17,6 @@ from ddpm.config_load import load_config_file, parse_command_line_entry, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "config" / "config.yaml"
-HEAVY = ["numpy", "pandas", "torch", "matplotlib"]
 FULL_SCALE = ["mnist.yaml", "cifar10.yaml", "report002_mnist.yaml", "report002_fgvc_aircraft.yaml"]
 
 
@@ -128,36 +127,17 @@ def snakemake_only_python(tmp_path_factory) -> Path:
     return python
 
 
-@pytest.fixture
-def heavy_imports_fail(tmp_path) -> dict:
-    """An environment in which importing NumPy, pandas, PyTorch or Matplotlib fails.
-
-    The SLURM plugin brings NumPy and pandas along; the parse must not use them either.
-    """
-    blocker = tmp_path / "blocked"
-    for name in HEAVY:
-        (blocker / name).mkdir(parents=True)
-        (blocker / name / "__init__.py").write_text(
-            f"raise ImportError('parsing the workflow imported {name}')\n"
-        )
-    return {
-        **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-        "PYTHONPATH": str(blocker),
-    }
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("config", [None, *FULL_SCALE])
-def test_workflow_parses_with_snakemake_alone(
-    snakemake_only_python, heavy_imports_fail, tmp_path, config
-):
-    env = heavy_imports_fail
+def test_workflow_parses_with_snakemake_alone(snakemake_only_python, tmp_path, config):
+    # The SLURM plugin itself brings NumPy and pandas along (Snakemake imports every installed
+    # plugin at start); that the parse imports neither is checked by the import test above.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     probe = (
         "import importlib.util as u; print([m for m in ('torch', 'matplotlib') if u.find_spec(m)])"
     )
-    plain = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     found = subprocess.run(
-        [snakemake_only_python, "-c", probe], capture_output=True, text=True, env=plain
+        [snakemake_only_python, "-c", probe], capture_output=True, text=True, env=env
     )
     assert found.stdout.strip() == "[]", found.stderr
     args = [] if config is None else ["--configfile", f"config/{config}"]
@@ -165,5 +145,5 @@ def test_workflow_parses_with_snakemake_alone(
     assert planned_jobs(run("-n", "-q", "rules", "-d", str(tmp_path), *args))["train"] >= 1
     lint = run("--lint", "-d", str(tmp_path), *args)
     output = lint.stdout + lint.stderr
-    assert "Traceback" not in output and "ImportError" not in output, output
+    assert "Traceback" not in output and "Error" not in output, output
     assert run("--dag", "-d", str(tmp_path), *args).stdout.startswith("digraph")
