@@ -224,3 +224,12 @@ def test_snakemake_stops_before_any_job_with_a_short_message(tmp_path, name):
     assert re.search(r"stepz|T=5|duplicate key", output), output
     assert len(output.splitlines()) <= 10 and 'File "' not in output, output
     assert not (tmp_path / "run" / "results").exists()
+
+
+def test_command_line_check_names_the_line(tmp_path, capsys):
+    from ddpm.config_check import main
+
+    bad = _write(tmp_path / "tab.yaml", "training:\n\tsteps: 10\n")
+    assert main([str(bad)]) == 1
+    assert "tab.yaml, line 2, column 1" in capsys.readouterr().err
+    assert main([str(REPO / "config" / "mnist.yaml")]) == 0

@@ -227,3 +227,33 @@ def check_study_config(config: Mapping) -> list[str]:
             "to download them from scoring.inception.url, or set mode to 'auto' or 'off'"
         )
     return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ddpm.config_check [OVERLAY ...]``: check a config as the workflow would.
+
+    Snakemake reads a ``--configfile`` itself before the workflow starts and reports a YAML
+    syntax error without its line; this names file, line and column.
+    """
+    import sys
+
+    import yaml
+
+    from .config_load import ConfigFileError, resolve_config
+
+    repo = Path(__file__).resolve().parents[2]
+    overlays = sys.argv[1:] if argv is None else argv
+    try:
+        config = resolve_config(repo / "config" / "config.yaml", overlays)
+    except ConfigFileError as error:
+        print(error, file=sys.stderr)
+        return 1
+    schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    problems = check_config(config, schema)
+    for problem in problems:
+        print(f"- {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
