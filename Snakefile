@@ -1,21 +1,23 @@
 # The DDPM schedule study: schedules x diffusion steps T x seeds, trained, sampled, scored,
 # analysed and reported. Run `snakemake --cores all --use-conda`; see README.md.
 
-import os
-
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-# Config files given with --configfile replace the default one instead of being merged into it,
-# so that a full-scale or test config never inherits datasets or schedules it does not name.
-if not workflow.overwrite_configfiles:
-
-    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
-
-
+# common.smk builds the config: config/config.yaml (found from any --directory), every
+# --configfile merged onto it, then every --config KEY=VALUE; see config/README.md.
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="|".join(config["datasets"]),
+    schedule="[A-Za-z0-9_]+",
+    T=r"\d+",
+    seed=r"\d+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/train.smk"

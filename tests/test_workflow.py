@@ -14,6 +14,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from ddpm.config_load import resolve_config
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 
@@ -32,7 +34,9 @@ def snakemake(*args, cwd=REPO, check=True, timeout=900) -> subprocess.CompletedP
 
 
 def write_config(tmp_path: Path, change) -> Path:
-    config = yaml.safe_load(TINY.read_text())
+    """The tiny config in full (merged onto the default), changed; run it with
+    --replace-workflow-config so that the default cannot fill a key the change removed."""
+    config = resolve_config(REPO / "config" / "config.yaml", [TINY])
     change(config)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -44,7 +48,7 @@ def _unknown_schedule(c):
 
 
 def _unknown_dataset(c):
-    c["datasets"] = {"imagenet": {"image_size": 8}}
+    c["datasets"] = ["imagenet"]
 
 
 def _T_not_int(c):
@@ -64,7 +68,7 @@ def _wrong_type(c):
 
 
 def _image_size_model_cannot_take(c):
-    c["datasets"]["digits"]["image_size"] = 6
+    c["dataset_options"] = {"digits": {"image_size": 6}}
     c["model"]["channel_mults"] = [1, 2, 2]
 
 
@@ -86,19 +90,27 @@ def _kid_too_large(c):
         (_unknown_schedule, r"quadratic"),
         (_unknown_dataset, r"imagenet"),
         (_T_not_int, r"many"),
-        (_T_zero, r"grid.*T|minimum"),
+        (_T_zero, r"grid.T.0 = 0: must be >= 2"),
         (_missing_key, r"steps"),
         (_wrong_type, r"thirty-two"),
         (_image_size_model_cannot_take, r"image_size"),
         (_undefined_grid_schedule, r"grid.schedules: 'sigmoid_ho' is not defined"),
-        (_betas_reach_one, r"schedules.linear with T=10"),
+        (_betas_reach_one, r"schedules.linear at T=10"),
         (_kid_too_large, r"kid_subset_size"),
     ],
     ids=lambda v: getattr(v, "__name__", "")[1:] if callable(v) else None,
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, expected):
     bad = write_config(tmp_path, change)
-    result = snakemake("-n", "--configfile", str(bad), "-d", str(tmp_path / "run"), check=False)
+    result = snakemake(
+        "-n",
+        "--replace-workflow-config",
+        "--configfile",
+        str(bad),
+        "-d",
+        str(tmp_path / "run"),
+        check=False,
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert re.search(expected, output), output[-3000:]
@@ -111,6 +123,15 @@ def test_shipped_configs_dry_run(tmp_path, config):
         "-n", "--configfile", f"config/{config}", "-d", str(tmp_path), "--quiet", "rules"
     )
     assert "train" in result.stdout + result.stderr
+
+
+def test_default_config_is_found_from_any_directory(tmp_path):
+    # Run from elsewhere with -s: config/config.yaml is still the base of every config.
+    result = snakemake(
+        "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--quiet", "rules", cwd=tmp_path
+    )
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    assert counts["train"] == "15"
 
 
 def test_default_config_is_the_full_grid(tmp_path):

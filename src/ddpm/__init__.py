@@ -1,15 +1,35 @@
-"""Denoising diffusion probabilistic models (Ho et al. 2020) and a study of noise schedules."""
+"""Denoising diffusion probabilistic models (Ho et al. 2020) and a study of noise schedules.
 
-from .diffusion import GaussianDiffusion, from_model_range, to_model_range
-from .schedules import NoiseSchedule, ScheduleError, make_schedule
+The names below are imported on first use (PEP 562), so that importing a light submodule
+such as :mod:`ddpm.config_check` does not import PyTorch.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GaussianDiffusion",
-    "NoiseSchedule",
-    "ScheduleError",
-    "from_model_range",
-    "make_schedule",
-    "to_model_range",
-]
+# Public name -> the submodule that defines it.
+_EXPORTS = {
+    "GaussianDiffusion": "diffusion",
+    "from_model_range": "diffusion",
+    "to_model_range": "diffusion",
+    "NoiseSchedule": "schedules",
+    "ScheduleError": "beta_formulas",
+    "make_schedule": "schedules",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ddpm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,51 +1,224 @@
-"""Checks of a study configuration that a JSON schema cannot express.
+"""Checks of a study configuration, run by the workflow before any job.
 
-The workflow validates the config against its schema (types, allowed names, missing
-keys) and then calls :func:`check_study_config` so that a config that would fail in
-some job hours later (a schedule whose betas reach 1 at small T, a model that cannot
-take the image size, more KID subsets than samples) stops before any job runs.
+:func:`check_config` validates the config against the workflow's JSON schema (types, ranges,
+key names) and then checks what a schema cannot express, so that a config that would fail in
+some job hours later (a schedule whose betas reach 1 at small T, a model that cannot take the
+image size, more KID subsets than samples) stops at once. Every problem is one short line:
+the key, the value given, what is allowed. Importing this module needs neither NumPy nor
+PyTorch, so the workflow parses with Snakemake alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 
-from .schedules import ScheduleError, make_schedule
+import jsonschema
 
-__all__ = ["check_study_config", "library_files"]
+from .beta_formulas import FORMULAS, ScheduleError, schedule_betas
+from .dataset_registry import DATASETS
+from .unet_config import UNetConfig, UNetConfigError
+from .workflow_support import literal_defaults
+
+__all__ = ["check_config", "check_study_config", "schema_problems"]
+
+# More lines than this and the first problems scroll away; the rest are found on the next run.
+MAX_PROBLEMS = 8
 
 
-def check_study_config(config: dict) -> list[str]:
-    """Every problem found in ``config``, each naming the key and what is allowed."""
+def _path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "the top level"
+
+
+def _suggestion(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`? " if close else ""
+
+
+def _allowed_keys(error) -> list[str]:
+    return sorted(error.schema.get("properties", {}))
+
+
+def _describe_schema_error(error) -> str:
+    where, value, kind, rule = (
+        _path(error.absolute_path),
+        error.instance,
+        error.validator,
+        error.validator_value,
+    )
+    if kind == "additionalProperties" and isinstance(value, Mapping):
+        allowed = _allowed_keys(error)
+        extra = sorted(set(value) - set(allowed))
+        key = extra[0] if extra else "?"
+        inside = "" if where == "the top level" else f" under `{where}`"
+        return (
+            f"unknown key `{key}`{inside}: {_suggestion(key, allowed)}"
+            f"allowed keys: {', '.join(allowed)}"
+        )
+    if kind == "required":
+        missing = [k for k in rule if k not in value]
+        return f"{where}: missing key `{missing[0]}` (required: {', '.join(rule)})"
+    description = error.schema.get("description")
+    allowed = {
+        "type": lambda: f"must be of type {' or '.join(rule) if isinstance(rule, list) else rule}",
+        "enum": lambda: f"{_suggestion(value, rule)}must be one of {', '.join(map(str, rule))}",
+        "minimum": lambda: f"must be >= {rule}",
+        "maximum": lambda: f"must be <= {rule}",
+        "exclusiveMinimum": lambda: f"must be > {rule}",
+        "exclusiveMaximum": lambda: f"must be < {rule}",
+        "minItems": lambda: f"must hold at least {rule} item(s)",
+        "uniqueItems": lambda: "must not repeat an item",
+        "pattern": lambda: f"must match {rule}",
+    }.get(kind, lambda: error.message)()
+    if description:
+        allowed += f" ({description})"
+    return f"{where} = {value!r}: {allowed}"
+
+
+def schema_problems(config: Mapping, schema: Mapping) -> list[str]:
+    """One line per place where ``config`` breaks ``schema``, in the order of the keys."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.path])
+    return [_describe_schema_error(error) for error in errors]
+
+
+def check_config(config: Mapping, schema: Mapping) -> list[str]:
+    """Every problem of ``config`` (at most :data:`MAX_PROBLEMS`); empty if it is valid."""
+    problems = schema_problems(config, schema)
+    if not problems:
+        problems = check_study_config(config)
+    if len(problems) > MAX_PROBLEMS:
+        hidden = len(problems) - MAX_PROBLEMS
+        problems = [*problems[:MAX_PROBLEMS], f"... and {hidden} more"]
+    return problems
+
+
+def _check_schedule(key: str, definition: Mapping, all_T) -> list[str]:
+    name = definition["beta_schedule"]
+    if name not in FORMULAS:
+        return [
+            f"{key}.beta_schedule = {name!r}: {_suggestion(name, FORMULAS)}"
+            f"must be one of {', '.join(FORMULAS)}"
+        ]
+    params = definition.get("params", {})
+    start, end = params.get("beta_start"), params.get("beta_end")
+    if (
+        name in ("linear", "sigmoid")
+        and isinstance(start, float | int)
+        and isinstance(end, float | int)
+    ) and start > end:
+        return [
+            f"{key}.params: beta_start ({start}) is larger than beta_end ({end}); "
+            "the betas must grow with t: swap them"
+        ]
+    for T in sorted(set(all_T)):
+        try:
+            schedule_betas(name, T, **params)
+        except ScheduleError as error:
+            return [f"{key} at T={T}: {error}"]
+    return []
+
+
+def _check_schedules(config: Mapping) -> list[str]:
     problems: list[str] = []
-    grid = config["grid"]
-    defined = config["schedules"]
+    grid, defined = config["grid"], config["schedules"]
+    analysis = config["analysis"]
+    grid_T = [*grid["T"], *analysis["curves_T"]]
     for label in grid["schedules"]:
         if label not in defined:
             problems.append(
-                f"grid.schedules: {label!r} is not defined under `schedules` "
-                f"(defined: {sorted(defined)})"
+                f"grid.schedules: {label!r} is not defined under `schedules`: "
+                f"{_suggestion(label, defined)}defined: {', '.join(defined)}"
+            )
+    for label, definition in defined.items():
+        if label in grid["schedules"]:
+            problems += _check_schedule(f"schedules.{label}", definition, grid_T)
+    closeness = analysis["closeness"]
+    for label, definition in closeness["schedules"].items():
+        key = f"analysis.closeness.schedules.{label}"
+        problems += _check_schedule(key, definition, [closeness["T"]])
+    destruction = analysis["destruction"]
+    if destruction["beta_start"] > destruction["beta_end"]:
+        problems.append(
+            f"analysis.destruction: beta_start ({destruction['beta_start']}) is larger than "
+            f"beta_end ({destruction['beta_end']}); swap them"
+        )
+    return problems
+
+
+def _check_datasets(config: Mapping) -> list[str]:
+    problems = []
+    options = config.get("dataset_options", {})
+    for name in [*config["datasets"], *options]:
+        if name not in DATASETS:
+            where = "datasets" if name in config["datasets"] else "dataset_options"
+            problems.append(
+                f"{where}: unknown dataset {name!r}: {_suggestion(name, DATASETS)}"
+                f"known datasets: {', '.join(DATASETS)}"
+            )
+    if problems:
+        return problems
+    for name in config["datasets"]:
+        spec = DATASETS[name]
+        image_size = options.get(name, {}).get("image_size", spec.native_size)
+        if image_size is None:
+            problems.append(
+                f"dataset_options.{name}.image_size is missing: {name} images vary in size, "
+                "so the config must choose one (e.g. 32 or 64)"
             )
             continue
-        definition = defined[label]
-        for T in grid["T"]:
-            try:
-                make_schedule(definition["beta_schedule"], T, **definition.get("params", {}))
-            except ScheduleError as error:
-                problems.append(f"schedules.{label} with T={T}: {error}")
+        try:
+            model = {**config["model"], "image_channels": spec.channels, "image_size": image_size}
+            UNetConfig.from_dict(model).validate()
+        except (UNetConfigError, TypeError) as error:
+            problems.append(f"model (for {name} at image_size {image_size}): {error}")
+    return problems
 
-    problems += _check_model(config)
 
-    sampling, scoring = config["sampling"], config.get("scoring", {})
-    n = sampling["num_samples"]
-    kid = scoring.get("kid_subset_size", 100)
-    if kid > n:
+def _check_sample_counts(config: Mapping) -> list[str]:
+    """Options that need at least so many samples, against sampling.num_samples."""
+    n = config["sampling"]["num_samples"]
+    scoring = {
+        **literal_defaults("evaluation/scoring.py", "compute_metrics"),
+        **config["scoring"],
+    }
+    needs = {
+        "scoring.kid_subset_size": (scoring["kid_subset_size"], "KID draws subsets of this size"),
+        "scoring.isc_splits": (scoring["isc_splits"], "IS splits the samples into this many parts"),
+        "figures.grid_samples": (config.get("figures", {}).get("grid_samples", 16), "drawn"),
+    }
+    problems = [
+        f"{key} = {value} is larger than sampling.num_samples ({n}); {why}: "
+        f"lower it to at most {n} or raise num_samples"
+        for key, (value, why) in needs.items()
+        if value > n
+    ]
+    k = scoring["prc_neighborhood"]
+    if k >= n:
         problems.append(
-            f"scoring.kid_subset_size ({kid}) is larger than sampling.num_samples ({n}); "
-            f"KID needs subsets no larger than the sample: lower kid_subset_size to at most {n}"
+            f"scoring.prc_neighborhood = {k} must be smaller than sampling.num_samples ({n}): "
+            "precision/recall look at each sample's k nearest other samples"
         )
-    inception = scoring.get("inception", {})
+    return problems
+
+
+def check_study_config(config: Mapping) -> list[str]:
+    """The problems a schema cannot see, each naming the key and what is allowed.
+
+    ``config`` must already satisfy the schema (see :func:`check_config`).
+    """
+    problems = _check_datasets(config) + _check_schedules(config) + _check_sample_counts(config)
+    sampling, grid = config["sampling"], config["grid"]
+    ddim_steps = sampling.get(
+        "ddim_steps", literal_defaults("sampling.py", "generate")["ddim_steps"]
+    )
+    if sampling.get("sampler") == "ddim" and ddim_steps > min(grid["T"]):
+        problems.append(
+            f"sampling.ddim_steps = {ddim_steps} exceeds the smallest T of the grid "
+            f"({min(grid['T'])}); DDIM needs ddim_steps <= T"
+        )
+    inception = config["scoring"].get("inception", {})
     weights = inception.get("weights_path")
     if inception.get("mode") == "required" and weights and not Path(weights).exists():
         problems.append(
@@ -53,46 +226,34 @@ def check_study_config(config: dict) -> list[str]:
             "is 'required'; put torch-fidelity's Inception-v3 weights there, remove weights_path "
             "to download them from scoring.inception.url, or set mode to 'auto' or 'off'"
         )
-    grid_samples = config.get("figures", {}).get("grid_samples", 16)
-    if grid_samples > n:
-        problems.append(
-            f"figures.grid_samples ({grid_samples}) is larger than sampling.num_samples ({n})"
-        )
-    if sampling.get("sampler") == "ddim" and sampling.get("ddim_steps", 50) > min(grid["T"]):
-        problems.append(
-            f"sampling.ddim_steps ({sampling['ddim_steps']}) exceeds the smallest T of the grid "
-            f"({min(grid['T'])}); DDIM needs ddim_steps <= T"
-        )
     return problems
 
 
-def _check_model(config: dict) -> list[str]:
-    from .data import DATASETS
-    from .unet import UNetConfig, UNetConfigError
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ddpm.config_check [OVERLAY ...]``: check a config as the workflow would.
 
-    problems = []
-    for name, options in config["datasets"].items():
-        spec = DATASETS[name]
-        try:
-            model = {**config["model"], "image_channels": spec.channels}
-            UNetConfig.from_dict({**model, "image_size": options["image_size"]}).validate()
-        except (UNetConfigError, TypeError) as error:
-            problems.append(
-                f"model (for datasets.{name}.image_size={options['image_size']}): {error}"
-            )
-    return problems
+    Snakemake reads a ``--configfile`` itself before the workflow starts and reports a YAML
+    syntax error without its line; this names file, line and column.
+    """
+    import sys
+
+    import yaml
+
+    from .config_load import ConfigFileError, resolve_config
+
+    repo = Path(__file__).resolve().parents[2]
+    overlays = sys.argv[1:] if argv is None else argv
+    try:
+        config = resolve_config(repo / "config" / "config.yaml", overlays)
+    except ConfigFileError as error:
+        print(error, file=sys.stderr)
+        return 1
+    schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    problems = check_config(config, schema)
+    for problem in problems:
+        print(f"- {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
-def library_files(package_dir: str | Path, modules: Iterable[str]) -> list[str]:
-    """Source files of the named library modules (a name may be a subpackage)."""
-    package_dir = Path(package_dir)
-    files = []
-    for module in modules:
-        path = package_dir / module
-        if path.is_dir():
-            files += sorted(str(p) for p in path.glob("*.py"))
-        elif path.with_suffix(".py").exists():
-            files.append(str(path.with_suffix(".py")))
-        else:
-            raise FileNotFoundError(f"no library module {module!r} under {package_dir}")
-    return files
+if __name__ == "__main__":
+    raise SystemExit(main())

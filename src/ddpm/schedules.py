@@ -28,7 +28,7 @@ Schedules, by name (``beta_schedule`` in the config):
 
 from __future__ import annotations
 
-import inspect
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +36,9 @@ from functools import cached_property
 
 import numpy as np
 import torch
+
+from . import beta_formulas as formulas
+from .beta_formulas import ScheduleError, schedule_parameters
 
 __all__ = [
     "SCHEDULES",
@@ -50,80 +53,20 @@ __all__ = [
 ]
 
 
-class ScheduleError(ValueError):
-    """A schedule name or parameter is invalid; the message names it."""
+def _as_array(formula: Callable[..., list[float]]) -> Callable[..., np.ndarray]:
+    """``formula`` (from :mod:`ddpm.beta_formulas`) returning a float64 array."""
+
+    @functools.wraps(formula)
+    def betas(T: int, **params) -> np.ndarray:
+        return np.asarray(formula(T, **params), dtype=np.float64)
+
+    return betas
 
 
-def _check_T(T: int) -> int:
-    if isinstance(T, bool) or not isinstance(T, int | np.integer) or T < 1:
-        raise ScheduleError(
-            f"T must be a positive integer (the number of diffusion steps), got {T!r}"
-        )
-    return int(T)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def linear_betas(
-    T: int, beta_start: float = 1e-4, beta_end: float = 0.02, rescale_to_T: bool = False
-) -> np.ndarray:
-    """Ho et al.'s linear schedule; ``rescale_to_T`` multiplies both ends by 1000/T."""
-    T = _check_T(T)
-    scale = 1000.0 / T if rescale_to_T else 1.0
-    return np.linspace(beta_start * scale, beta_end * scale, T, dtype=np.float64)
-
-
-def cosine_betas(
-    T: int, s: float = 0.008, beta_min: float = 0.0, beta_max: float = 0.999
-) -> np.ndarray:
-    """Nichol & Dhariwal's cosine schedule (their paper: s=0.008, max 0.999; report 003: s=0.002, [1e-5, 0.9999])."""
-    T = _check_T(T)
-    if s < 0:
-        raise ScheduleError(f"cosine schedule: s must be >= 0, got {s}")
-    u = np.linspace(0.0, 1.0, T + 1, dtype=np.float64)
-    f = np.cos((u + s) / (1.0 + s) * math.pi / 2.0) ** 2
-    alpha_bar = f / f[0]
-    betas = 1.0 - alpha_bar[1:] / alpha_bar[:-1]
-    return np.clip(betas, beta_min, beta_max)
-
-
-def sigmoid_betas(
-    T: int,
-    beta_start: float = 1e-4,
-    beta_end: float = 0.02,
-    rescale_to_T: bool = False,
-    add_start: bool = True,
-    input_range: float = 10.0,
-) -> np.ndarray:
-    """Report 003's sigmoid in beta space; ``add_start=False`` is the report's code verbatim."""
-    T = _check_T(T)
-    scale = 1000.0 / T if rescale_to_T else 1.0
-    start, end = beta_start * scale, beta_end * scale
-    x = np.linspace(-input_range, input_range, T, dtype=np.float64)
-    betas = _sigmoid(x) * (end - start)
-    return betas + start if add_start else betas
-
-
-def sigmoid_alpha_bar_betas(
-    T: int, start: float = -3.0, end: float = 3.0, tau: float = 1.0, beta_max: float = 0.999
-) -> np.ndarray:
-    """Chen 2023's sigmoid in alpha_bar space (defaults: start -3, end 3, tau 1)."""
-    T = _check_T(T)
-    if not end > start:
-        raise ScheduleError(
-            f"sigmoid_alpha_bar schedule: end ({end}) must be greater than start ({start})"
-        )
-    if tau <= 0:
-        raise ScheduleError(f"sigmoid_alpha_bar schedule: tau must be > 0, got {tau}")
-    v_start, v_end = _sigmoid(start / tau), _sigmoid(end / tau)
-    u = np.linspace(0.0, 1.0, T + 1, dtype=np.float64)
-    gamma = (v_end - _sigmoid((u * (end - start) + start) / tau)) / (v_end - v_start)
-    gamma = np.clip(gamma, 1e-9, 1.0)
-    betas = 1.0 - gamma[1:] / gamma[:-1]
-    return np.clip(betas, 0.0, beta_max)
-
+linear_betas = _as_array(formulas.linear)
+cosine_betas = _as_array(formulas.cosine)
+sigmoid_betas = _as_array(formulas.sigmoid)
+sigmoid_alpha_bar_betas = _as_array(formulas.sigmoid_alpha_bar)
 
 SCHEDULES: dict[str, Callable[..., np.ndarray]] = {
     "linear": linear_betas,
@@ -133,47 +76,10 @@ SCHEDULES: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def schedule_parameters(name: str) -> dict[str, object]:
-    """The parameters of schedule ``name`` with their defaults (T excluded)."""
-    if name not in SCHEDULES:
-        raise ScheduleError(f"unknown beta_schedule {name!r}; choose one of {sorted(SCHEDULES)}")
-    signature = inspect.signature(SCHEDULES[name])
-    return {k: p.default for k, p in signature.parameters.items() if k != "T"}
-
-
-def _check_parameter(name: str, key: str, value, default) -> None:
-    """Reject a parameter of the wrong type or a non-finite number, naming it."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool | np.bool_):
-            raise ScheduleError(
-                f"beta_schedule {name!r}: parameter {key} must be true or false, got {value!r}"
-            )
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        # YAML 1.1 reads 1e-4 (no dot) as a string; 1.0e-4 is a float.
-        raise ScheduleError(
-            f"beta_schedule {name!r}: parameter {key} must be a number, got {value!r} "
-            f"({type(value).__name__}); in YAML write e.g. 1.0e-4, not 1e-4"
-        )
-    if not math.isfinite(value):
-        raise ScheduleError(
-            f"beta_schedule {name!r}: parameter {key} must be finite, got {value!r}"
-        )
-
-
 def make_schedule(name: str, T: int, **params) -> NoiseSchedule:
     """Build schedule ``name`` with ``T`` steps; unknown names or parameters are rejected by name."""
-    allowed = schedule_parameters(name)
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ScheduleError(
-            f"beta_schedule {name!r} has no parameter {', '.join(map(repr, unknown))}; "
-            f"its parameters are {sorted(allowed)}"
-        )
-    for key, value in params.items():
-        _check_parameter(name, key, value, allowed[key])
-    full = {**allowed, **params}
-    betas = SCHEDULES[name](_check_T(T), **full)
+    full = formulas.check_parameters(name, params)
+    betas = SCHEDULES[name](formulas.check_T(T), **full)
     return NoiseSchedule(betas=betas, name=name, params=full)
 
 
@@ -196,20 +102,7 @@ class NoiseSchedule:
             raise ScheduleError(
                 f"betas must be a 1-D array with T >= 1 entries, got shape {betas.shape}"
             )
-        bad = ~np.isfinite(betas)
-        if bad.any():
-            t = int(np.argmax(bad)) + 1
-            raise ScheduleError(
-                f"beta_{t} is not finite ({betas[t - 1]}); check the schedule parameters {self.params}"
-            )
-        outside = (betas <= 0) | (betas >= 1)
-        if outside.any():
-            t = int(np.argmax(outside)) + 1
-            raise ScheduleError(
-                f"beta_{t} = {betas[t - 1]:.3g} lies outside (0, 1) in schedule {self.name!r} "
-                f"with T={betas.size} and parameters {self.params}; every beta must be in (0, 1): "
-                f"change these parameters or T"
-            )
+        formulas.check_betas(betas.tolist(), self.name, self.params)
         betas.setflags(write=False)
         object.__setattr__(self, "betas", betas)
 

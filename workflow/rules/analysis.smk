@@ -2,9 +2,9 @@
 
 ANALYSIS = config.get("analysis", {})
 
-from ddpm.plots.thesis import (
-    THESIS_FIGURES,
-)  # figure name -> the analysis table it draws
+# Figure name -> the analysis table it draws; read from the source, not imported, so that
+# parsing the workflow needs no Matplotlib.
+THESIS_FIGURES = literal_constant("plots/thesis.py", "THESIS_FIGURES")
 
 ANALYSIS_FILES = {
     "destruction": "results/analysis/destruction.npz",
@@ -18,7 +18,7 @@ ANALYSIS_FILES = {
 rule schedule_table:
     # Every schedule x T of the grid (and of the schedule-curve figure), one row per step t.
     input:
-        lib("schedules", "analysis"),
+        lib("schedule_table.py"),
     output:
         report(
             "results/analysis/schedules.csv",
@@ -38,7 +38,7 @@ rule schedule_table:
 
 rule closeness_schedule_table:
     input:
-        lib("schedules", "analysis"),
+        lib("schedule_table.py"),
     output:
         "results/analysis/closeness_schedules.csv",
     log:
@@ -55,7 +55,7 @@ rule closeness_schedule_table:
 rule closeness:
     # Thesis section 5.1: 50 noised copies of one image, covariance minus identity.
     input:
-        lib("schedules", "diffusion", "analysis", "data"),
+        lib("closeness.py"),
     output:
         table="results/analysis/closeness.csv",
         closest=report(
@@ -77,7 +77,7 @@ rule closeness:
 rule destruction:
     # Thesis figure 4.3: a real photo at full resolution through the step-by-step chain.
     input:
-        lib("schedules", "diffusion", "analysis", "data"),
+        lib("destruction.py"),
     output:
         "results/analysis/destruction.npz",
     log:
@@ -94,7 +94,7 @@ rule forward_samples:
     # Report 003 figure 2: forward samples of a real test image at several t for T = 100.
     input:
         data=f"results/{DATASETS[0]}/data.npz",
-        lib=lib("schedules", "diffusion", "analysis", "data"),
+        lib=lib("forward_samples.py"),
     output:
         "results/analysis/forward_samples.npz",
     log:
@@ -111,7 +111,7 @@ rule forward_samples:
 rule thesis_figure:
     input:
         table=lambda wildcards: ANALYSIS_FILES[THESIS_FIGURES[wildcards.figure]],
-        lib=lib("plots", "analysis"),
+        lib=lib("thesis_figure.py"),
     output:
         pdf="results/figures/thesis/{figure}.pdf",
         png=report(

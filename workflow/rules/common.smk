@@ -3,28 +3,60 @@ import re
 import sys
 from pathlib import Path
 
+import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # The rules import this repository's library, whatever else is installed.
 REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "src"))
 
-from ddpm.config_check import check_study_config, library_files  # noqa: E402
+# These modules need neither NumPy nor PyTorch: the workflow parses with Snakemake alone.
+from ddpm.config_check import check_config  # noqa: E402
+from ddpm.config_load import ConfigFileError, resolve_config  # noqa: E402
+from ddpm.dataset_registry import DATASETS as DATASET_REGISTRY  # noqa: E402
+from ddpm.workflow_support import (  # noqa: E402
+    job_device,
+    library_inputs,
+    literal_constant,
+    retry_runtime,
+)
 
-validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
-_problems = check_study_config(config)
-if _problems:
-    raise WorkflowError(
-        "The configuration is not valid:\n  - " + "\n  - ".join(_problems)
-    )
+
+class ConfigError(WorkflowError):
+    """A bad config, reported as its message alone.
+
+    Snakemake prints the traceback of any exception raised while the Snakefile is read; for a
+    mistake in the user's config file that traceback into common.smk only hides the message.
+    """
+
+    # No traceback is ever recorded, so Snakemake finds none to print.
+    __traceback__ = property(lambda self: None, lambda self, value: None)
 
 
-wildcard_constraints:
-    dataset="|".join(config["datasets"]),
-    schedule="[A-Za-z0-9_]+",
-    T=r"\d+",
-    seed=r"\d+",
+def _resolved_config():
+    settings = workflow.config_settings
+    try:
+        resolved = resolve_config(
+            REPO / "config" / "config.yaml",
+            configfiles=workflow.overwrite_configfiles,
+            command_line=settings.config_args or [],
+            replace=settings.replace_workflow_config,
+        )
+    except ConfigFileError as error:
+        raise ConfigError(str(error)) from None
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    problems = check_config(resolved, schema)
+    if problems:
+        raise ConfigError(
+            "The configuration is not valid:\n  - " + "\n  - ".join(problems)
+        )
+    return resolved
+
+
+# The config object the rules read is Snakemake's own dict, refilled in place.
+_config = _resolved_config()
+config.clear()
+config.update(_config)
 
 
 DATASETS = list(config["datasets"])
@@ -32,6 +64,13 @@ SCHEDULES = config["grid"]["schedules"]
 STEPS = config["grid"]["T"]
 SEEDS = config["grid"]["seeds"]
 RUN = "results/{dataset}/runs/{schedule}-T{T}-seed{seed}"
+
+
+def dataset_options(name):
+    """The options of a dataset, its image size defaulting to the native one."""
+    options = dict(config.get("dataset_options", {}).get(name, {}))
+    options.setdefault("image_size", DATASET_REGISTRY[name].native_size)
+    return options
 
 
 def runs_of(dataset, name, T=None):
@@ -54,19 +93,37 @@ def schedule_spec(wildcards):
     }
 
 
-def lib(*modules):
-    """The library sources a rule depends on; editing them makes its outputs out of date."""
-    return library_files(REPO / "src" / "ddpm", modules)
+def lib(script, *modules):
+    """The library sources a rule depends on: editing any reruns the rule.
 
-
-def attempt_runtime(kind):
-    """Runtime in minutes for a rule, doubled on every retry (time limits, preemption)."""
-    base = config.get("resources", {}).get(kind, {}).get("runtime", 60)
-    return lambda wildcards, attempt: base * attempt
+    ``lib("train.py")`` reads the imports of workflow/scripts/train.py, transitively. Names of
+    library modules (``lib("evaluation")``) are still accepted, listed as given.
+    """
+    if script.endswith(".py") and not modules:
+        return library_inputs(REPO / "workflow" / "scripts" / script)
+    package = REPO / "src" / "ddpm"
+    files = []
+    for module in (script, *modules):
+        path = package / module
+        files += (
+            sorted(map(str, path.glob("*.py"))) if path.is_dir() else [f"{path}.py"]
+        )
+    return files
 
 
 def res(kind, key, default):
     return config.get("resources", {}).get(kind, {}).get(key, default)
+
+
+def attempt_runtime(kind):
+    """Runtime in minutes for a rule, growing with every retry up to resources.KIND.max_runtime."""
+    base, cap = res(kind, "runtime", 60), res(kind, "max_runtime", None)
+    return lambda wildcards, attempt: retry_runtime(base, attempt, cap)
+
+
+def device_for(kind, device):
+    """``cuda`` where the rule asks for a GPU and the config leaves the device to ``auto``."""
+    return job_device(device, res(kind, "gpu", 0))
 
 
 # Conda environments: the heavy rules need PyTorch (CUDA build on GPU nodes), the rest

@@ -1,7 +1,7 @@
 rule prepare_dataset:
     # A local rule: on a cluster it runs where the internet is (the login node).
     input:
-        lib("data"),
+        lib("prepare_dataset.py"),
     output:
         "results/{dataset}/data.npz",
     log:
@@ -10,7 +10,7 @@ rule prepare_dataset:
     conda:
         ENV_ANALYSIS
     params:
-        options=lambda wildcards: config["datasets"][wildcards.dataset],
+        options=lambda wildcards: dataset_options(wildcards.dataset),
         root="resources/datasets",
     script:
         "../scripts/prepare_dataset.py"

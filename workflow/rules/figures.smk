@@ -21,7 +21,7 @@ METRIC_FIGURES = [
 rule run_figure:
     input:
         runs=lambda wildcards: RUN_FIGURES[wildcards.figure](wildcards.dataset),
-        lib=lib("plots"),
+        lib=lib("run_figure.py"),
     output:
         pdf="results/figures/{dataset}/{figure}.pdf",
         png=report(
@@ -47,7 +47,7 @@ rule metric_figure:
     input:
         metrics="results/{dataset}/metrics.csv",
         floor="results/{dataset}/floor.json",
-        lib=lib("plots"),
+        lib=lib("metric_figure.py"),
     output:
         pdf="results/figures/{dataset}/{figure}.pdf",
         png=report(

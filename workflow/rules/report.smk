@@ -25,7 +25,7 @@ rule report:
             )
             for dataset in DATASETS
         ],
-        lib=lib("report", "results"),
+        lib=lib("report.py"),
     output:
         "results/report.html",
     log:

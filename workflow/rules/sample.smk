@@ -1,7 +1,7 @@
 rule sample:
     input:
         model=f"{RUN}/model.pt",
-        lib=lib("schedules", "diffusion", "unet", "runtime", "checkpoints", "sampling"),
+        lib=lib("sample.py"),
     output:
         samples=f"{RUN}/samples.npz",
         grid=report(
@@ -23,7 +23,10 @@ rule sample:
         runtime=attempt_runtime("sample"),
         mem_mb=res("sample", "mem_mb", 4000),
     params:
-        sampling=config["sampling"],
+        sampling={
+            **config["sampling"],
+            "device": device_for("sample", config["training"].get("device", "auto")),
+        },
         seed=lambda wildcards: int(wildcards.seed),
         grid_samples=config.get("figures", {}).get("grid_samples", 16),
     script:
@@ -35,15 +38,7 @@ rule reconstruct:
     input:
         model=f"{RUN}/model.pt",
         data="results/{dataset}/data.npz",
-        lib=lib(
-            "schedules",
-            "diffusion",
-            "unet",
-            "runtime",
-            "checkpoints",
-            "sampling",
-            "data",
-        ),
+        lib=lib("reconstruct.py"),
     output:
         f"{RUN}/reconstruction.npz",
     log:

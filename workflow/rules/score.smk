@@ -2,7 +2,7 @@ rule train_classifier:
     # The domain classifier whose features give IS / FID / KID that mean something for digits.
     input:
         data="results/{dataset}/data.npz",
-        lib=lib("evaluation", "data"),
+        lib=lib("train_classifier.py"),
     output:
         weights="results/{dataset}/classifier/classifier.pt",
         summary="results/{dataset}/classifier/classifier.json",
@@ -12,6 +12,7 @@ rule train_classifier:
         ENV_TORCH
     threads: res("score", "threads", 1)
     resources:
+        gpu=res("score", "gpu", 0),
         runtime=attempt_runtime("score"),
         mem_mb=res("score", "mem_mb", 4000),
     params:
@@ -47,7 +48,7 @@ rule real_floor:
         data="results/{dataset}/data.npz",
         classifier="results/{dataset}/classifier/classifier.pt",
         inception="resources/inception/status.json",
-        lib=lib("evaluation", "data"),
+        lib=lib("real_floor.py"),
     output:
         floor="results/{dataset}/floor.json",
         cache=directory("results/{dataset}/reference_cache"),
@@ -57,6 +58,7 @@ rule real_floor:
         ENV_TORCH
     threads: res("score", "threads", 1)
     resources:
+        gpu=res("score", "gpu", 0),
         runtime=attempt_runtime("score"),
         mem_mb=res("score", "mem_mb", 4000),
     params:
@@ -74,7 +76,7 @@ rule score:
         inception="resources/inception/status.json",
         floor="results/{dataset}/floor.json",
         cache="results/{dataset}/reference_cache",
-        lib=lib("evaluation", "data"),
+        lib=lib("score.py"),
     output:
         f"{RUN}/metrics.json",
     log:
@@ -100,7 +102,7 @@ rule collect_metrics:
         metrics=lambda wildcards: runs_of(wildcards.dataset, "metrics.json"),
         records=lambda wildcards: runs_of(wildcards.dataset, "run.json"),
         train_logs=lambda wildcards: runs_of(wildcards.dataset, "train_log.csv"),
-        lib=lib("results"),
+        lib=lib("collect_metrics.py"),
     output:
         report(
             "results/{dataset}/metrics.csv",

@@ -3,15 +3,7 @@ rule train:
     # time limit or a preemption resumes from them when Snakemake retries it.
     input:
         data="results/{dataset}/data.npz",
-        lib=lib(
-            "schedules",
-            "diffusion",
-            "unet",
-            "runtime",
-            "checkpoints",
-            "training",
-            "data",
-        ),
+        lib=lib("train.py"),
     output:
         **train_outputs(),
     log:
@@ -29,6 +21,10 @@ rule train:
         schedule=schedule_spec,
         model=config["model"],
         diffusion=config.get("diffusion", {}),
-        training=lambda wildcards: {**config["training"], "seed": int(wildcards.seed)},
+        training=lambda wildcards: {
+            **config["training"],
+            "seed": int(wildcards.seed),
+            "device": device_for("train", config["training"].get("device", "auto")),
+        },
     script:
         "../scripts/train.py"

@@ -14,6 +14,7 @@ images = generate(
     batch_size=options.get("batch_size", 256),
     seed=snakemake.params.seed,
     precision=options.get("precision", "auto"),
+    device=options.get("device", "auto"),
 )
 save_samples(snakemake.output.samples, images)
 shown = images[: snakemake.params.grid_samples]
