@@ -61,6 +61,8 @@ class TrainingRun:
     first_loss: float
     last_loss: float
     snapshots: list[Snapshot] = field(default_factory=list)
+    #: Ours only: the last checkpoint ``train`` wrote (to time how long writing one takes).
+    last_checkpoint: dict | None = None
 
 
 def _learning_rate(optimisation: Optimisation, step: int) -> float:
@@ -243,4 +245,5 @@ def train_ours(
         first_loss=rows[0][1],
         last_loss=rows[-1][1],
         snapshots=snapshots,
+        last_checkpoint=state,
     )

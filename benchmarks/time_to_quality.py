@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from budget_training import Optimisation, TrainingRun, train_ours, train_peer
+from loop_overhead import bare_loop_rate, print_overhead, step_parts_ms
 from peers import diffusers_system, lucidrains_betas, lucidrains_system
 from ttq_report import Evaluation, SystemResult, print_report
 
@@ -233,6 +234,14 @@ def run(args, work_dir: Path) -> list[SystemResult]:
         data.train_images, diffusion, unet_config, optimisation, args.budget, args.marks, work_dir
     )
     print(f"trained ours; load average {os.getloadavg()[0]:.2f}", flush=True)
+    overhead = (
+        bare_loop_rate(
+            data.train_images, diffusion, unet_config, optimisation, max(2.0, args.budget / 6)
+        ),
+        step_parts_ms(
+            data.train_images, diffusion, unet_config, args.batch_size, ours.last_checkpoint
+        ),
+    )
     results = [
         evaluate(ours, _ours_sampler(unet_config, diffusion, args.seed), scorer, args, args.T)
     ]
@@ -263,7 +272,7 @@ def run(args, work_dir: Path) -> list[SystemResult]:
         )
         print(f"trained {system.name}; load average {os.getloadavg()[0]:.2f}", flush=True)
         results.append(evaluate(trained, _peer_sampler(system), scorer, args, args.T))
-    return results, scorer
+    return results, scorer, overhead
 
 
 def main(argv=None) -> None:
@@ -282,8 +291,12 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="time-to-quality-") as scratch:
         work_dir = args.work_dir or Path(scratch)
         work_dir.mkdir(parents=True, exist_ok=True)
-        results, scorer = run(args, work_dir)
+        results, scorer, (bare_rate, parts) = run(args, work_dir)
     print_report(results, scorer.real_fid, scorer.real_is, scorer.summary["test_accuracy"])
+    ours = results[0].run
+    print_overhead(
+        ours.images_per_second, bare_rate, args.batch_size, parts, args.marks, ours.steps
+    )
 
 
 if __name__ == "__main__":
