@@ -61,6 +61,9 @@ class TrainingRun:
     first_loss: float
     last_loss: float
     snapshots: list[Snapshot] = field(default_factory=list)
+    #: CPU seconds of this process per wall-clock second while it trained: below 1 where the
+    #: machine's other users took the core for part of the budget.
+    cpu_share: float = 1.0
     #: Ours only: the last checkpoint ``train`` wrote (to time how long writing one takes).
     last_checkpoint: dict | None = None
 
@@ -137,7 +140,7 @@ def train_peer(
     batches = _batches(len(images), optimisation.batch_size, optimisation.seed)
     module.train()
     losses, step_ends, snapshots = [], [], []
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     while len(snapshots) < len(moments):
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(optimisation, len(losses) + 1)
@@ -161,6 +164,7 @@ def train_peer(
         first_loss=sum(losses[:WARMUP_STEPS]) / len(losses[:WARMUP_STEPS]),
         last_loss=sum(losses[-WARMUP_STEPS:]) / len(losses[-WARMUP_STEPS:]),
         snapshots=snapshots,
+        cpu_share=(time.process_time() - cpu_started) / step_ends[-1],
     )
 
 
@@ -225,7 +229,9 @@ def train_ours(
         keep_checkpoints=marks,
     )
     run_dir = Path(tempfile.mkdtemp(prefix="ours-", dir=work_dir))
+    started, cpu_started = time.perf_counter(), time.process_time()
     train(images, diffusion, unet_config, config, run_dir)
+    cpu_share = (time.process_time() - cpu_started) / (time.perf_counter() - started)
     snapshots = []
     for mark in range(1, marks + 1):
         path = run_dir / "checkpoints" / f"step-{mark * steps_per_mark:08d}.pt"
@@ -246,4 +252,5 @@ def train_ours(
         last_loss=rows[-1][1],
         snapshots=snapshots,
         last_checkpoint=state,
+        cpu_share=cpu_share,
     )

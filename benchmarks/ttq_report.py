@@ -16,6 +16,7 @@ SUMMARY_COLUMNS = (
     "params",
     "steps",
     "train_s",
+    "cpu_share",
     "train_img_per_s",
     "sample_ms_per_img_step",
     "fid",
@@ -95,6 +96,7 @@ def summary_rows(results: list[SystemResult]) -> list[tuple]:
                 f"{result.run.parameters:,}",
                 result.run.steps,
                 f"{result.run.seconds:.1f}",
+                f"{result.run.cpu_share:.2f}",
                 f"{result.run.images_per_second:.1f}",
                 f"{result.sample_ms:.3f}",
                 f"{result.final.fid:.2f}",
@@ -162,6 +164,10 @@ def print_report(
     print(
         f"scorer: domain classifier, test accuracy {100 * accuracy:.1f} %; real training images "
         f"against the test set: FID {real_fid:.2f}, IS {real_is:.2f}"
+    )
+    print(
+        "cpu_share: CPU seconds per wall-clock second while training (below 1: the machine's "
+        "other users had the core for part of the budget)"
     )
     print()
     _print_table(SUMMARY_COLUMNS, summary_rows(results))
