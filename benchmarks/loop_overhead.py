@@ -17,21 +17,21 @@ import time
 from pathlib import Path
 
 import torch
-from budget_training import Optimisation, train_peer
+from budget_training import Optimisation, TrainingRun, train_peer
 
 from ddpm.diffusion import GaussianDiffusion, to_model_range
 from ddpm.files import atomic_write
 from ddpm.unet import UNet, UNetConfig, count_parameters
 
 
-def bare_loop_rate(
+def bare_loop_run(
     images: torch.Tensor,
     diffusion: GaussianDiffusion,
     unet_config: UNetConfig,
     optimisation: Optimisation,
     seconds: float,
-) -> float:
-    """Training images per second of our U-Net and loss in the peers' loop."""
+) -> TrainingRun:
+    """Our U-Net and loss trained for ``seconds`` in the peers' loop."""
     torch.manual_seed(optimisation.seed)
     model = UNet(unet_config)
     run = train_peer(
@@ -43,16 +43,18 @@ def bare_loop_rate(
         [seconds],
         count_parameters(model),
     )
-    return run.images_per_second
+    return run
 
 
-def _median_ms(call, repeats: int = 20) -> float:
+def _median_cpu_ms(call, repeats: int = 20) -> float:
+    """Median CPU milliseconds of ``call``: CPU time, unlike wall time, does not count the
+    moments the machine's other users held the core."""
     call()  # the first call may allocate
     times = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = time.process_time()
         call()
-        times.append(time.perf_counter() - started)
+        times.append(time.process_time() - started)
     return 1000.0 * statistics.median(times)
 
 
@@ -96,26 +98,35 @@ def step_parts_ms(
             ),
         }
         return {
-            name: _median_ms(call, repeats=5 if "checkpoint" in name else 20)
+            name: _median_cpu_ms(call, repeats=5 if "checkpoint" in name else 20)
             for name, call in parts.items()
         }
 
 
 def print_overhead(
-    train_rate: float, bare_rate: float, batch_size: int, parts: dict, checkpoints: int, steps: int
+    ours: TrainingRun, bare: TrainingRun, batch_size: int, parts: dict, checkpoints: int
 ) -> None:
-    train_ms, bare_ms = 1000.0 * batch_size / train_rate, 1000.0 * batch_size / bare_rate
+    """Our loop against the bare one, per step in wall and (estimated) CPU milliseconds."""
+
+    def per_step(run: TrainingRun) -> tuple[float, float]:
+        wall_ms = 1000.0 * batch_size / run.images_per_second
+        return wall_ms, wall_ms * run.cpu_share
+
+    (ours_wall, ours_cpu), (bare_wall, bare_cpu) = per_step(ours), per_step(bare)
     print(
-        f"our loop: {train_rate:.1f} img/s through ddpm.training.train, {bare_rate:.1f} img/s for "
-        f"the same U-Net and loss in the bare loop: {train_ms:.2f} against {bare_ms:.2f} ms per "
-        f"step, {train_ms - bare_ms:+.2f} ms ({100 * (train_ms / bare_ms - 1):+.1f} %)"
+        f"our loop: {ours.images_per_second:.1f} img/s through ddpm.training.train, "
+        f"{bare.images_per_second:.1f} img/s for the same U-Net and loss in the bare loop: per "
+        f"step {ours_wall:.2f} against {bare_wall:.2f} ms wall ({ours_wall - bare_wall:+.2f} ms), "
+        f"about {ours_cpu:.2f} against {bare_cpu:.2f} ms CPU ({ours_cpu - bare_cpu:+.2f} ms, "
+        f"{100 * (ours_cpu / bare_cpu - 1):+.1f} %; wall ms x CPU share)"
     )
-    checkpoint_ms = parts["checkpoint write (each)"] * checkpoints / steps
+    checkpoint_ms = parts["checkpoint write (each)"] * checkpoints / ours.steps
     print(
-        f"  of which checkpoints: {checkpoints} in {steps} steps, {checkpoint_ms:.2f} ms per step "
-        f"on average (the time to each moment includes them)"
+        f"  checkpoints: {checkpoints} in {ours.steps} steps, "
+        f"{parts['checkpoint write (each)']:.1f} ms CPU each, {checkpoint_ms:.2f} ms per step on "
+        f"average (the time to each moment includes them)"
     )
     print(
-        "  parts of a step, ms (one call each, median): "
+        "  parts of a step, CPU ms (median of 20 calls): "
         + "; ".join(f"{name} {ms:.2f}" for name, ms in parts.items() if "checkpoint" not in name)
     )

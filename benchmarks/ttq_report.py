@@ -63,6 +63,20 @@ class SystemResult:
         """Training seconds at the first moment whose FID is at most ``fid`` (None: never)."""
         return next((e.seconds for e in self.evaluations if e.fid <= fid), None)
 
+    def interpolated_seconds_to(self, fid: float) -> float | None:
+        """An estimate between the moments: where the FID, linear in time between the moment
+        before and the first moment at most ``fid``, crosses ``fid`` (that first moment's time
+        when it is the first moment; None: never reached)."""
+        previous = None
+        for evaluation in self.evaluations:
+            if evaluation.fid <= fid:
+                if previous is None:
+                    return evaluation.seconds
+                fraction = (previous.fid - fid) / (previous.fid - evaluation.fid)
+                return previous.seconds + fraction * (evaluation.seconds - previous.seconds)
+            previous = evaluation
+        return None
+
 
 def faster_peer(results: list[SystemResult]) -> SystemResult:
     peers = [r for r in results if r.name != "ours"]
@@ -127,6 +141,12 @@ def moment_rows(results: list[SystemResult]) -> list[tuple]:
     ]
 
 
+def _interpolated(ours: SystemResult, peer: SystemResult, target: float) -> str:
+    ours_time = ours.interpolated_seconds_to(target)
+    peer_time = peer.interpolated_seconds_to(target)
+    return f"{ours_time:.1f} s against {peer_time:.1f} s, {ours_time / peer_time:.2f} x"
+
+
 def verdicts(results: list[SystemResult]) -> list[str]:
     ours = next(r for r in results if r.name == "ours")
     peer = faster_peer(results)
@@ -142,7 +162,8 @@ def verdicts(results: list[SystemResult]) -> list[str]:
         quality = (
             f"{met}: ours reached FID <= {target:.2f} after {ours_time:.1f} s, {ratio:.2f} x "
             f"{peer.name}'s {peer_time:.1f} s (target <= {TIME_TARGET:.2f}; moments are "
-            f"1/{len(ours.evaluations)} of the budget apart)"
+            f"1/{len(ours.evaluations)} of the budget apart; interpolated between them "
+            f"{_interpolated(ours, peer, target)})"
         )
     speed = ours.sample_ms / peer.sample_ms
     sampling = (

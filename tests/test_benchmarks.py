@@ -52,6 +52,8 @@ def test_time_to_the_faster_peers_fid_decides_the_quality_target():
     quality, sampling = verdicts(results)
     assert "met: ours reached FID <= 20.00 after 60.0 s, 0.67 x diffusers's 90.0 s" in quality
     assert "not met" not in quality
+    # Between the moments ours crosses FID 20 at 30 + 30 * 20/21 s = 58.6 s.
+    assert "interpolated between them 58.6 s against 90.0 s, 0.65 x" in quality
     assert sampling.startswith("sampling: met")
 
     # One moment later is not good enough, and sampling slower than the peer fails its target.
