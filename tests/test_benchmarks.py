@@ -95,7 +95,7 @@ def test_tiny_budget_trains_every_system_and_prints_the_table(capsys, tmp_path):
     time_to_quality.main(
         [
             "--budget", "5", "--marks", "2", "--samples", "20", "--image-size", "8",
-            "--T", "25", "--warmup-steps", "5", "--work-dir", str(tmp_path),
+            "--T", "25", "--warmup-steps", "5", "--batch-size", "16", "--work-dir", str(tmp_path),
         ]
     )  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
