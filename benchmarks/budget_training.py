@@ -1,9 +1,9 @@
 """Training under a wall-clock budget, with EMA snapshots at given moments, for each system.
 
 Ours runs through ``ddpm.training.train`` itself (its loop, checkpoints and all). ``train`` takes
-a number of steps, not a time, so a short calibration run measures its time per step first;
-the EMA weights at each moment are those of the rolling checkpoints it writes, which record
-the elapsed time too. The peers run in :func:`train_peer`, a loop with the same optimisation as
+a number of steps, not a time, so a short calibration run measures its time per step first and
+the run goes in one resumed chunk per moment, each sized by the speed measured so far; the EMA
+weights at each moment are those of the checkpoint that chunk ends with. The peers run in :func:`train_peer`, a loop with the same optimisation as
 ours (Adam, linear learning-rate warm-up, gradient clipping, the same EMA and its warm-up) that
 stops at the moments ours reached, so that every system gets the same wall-clock time.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -206,6 +205,23 @@ def seconds_per_step_of_ours(
     return (rows[-1][2] - rows[0][2]) / (rows[-1][0] - rows[0][0])
 
 
+def _train_chunk(images, diffusion, unet_config, optimisation, steps, marks, run_dir):
+    """``train`` up to ``steps`` in ``run_dir``, resuming from its last checkpoint there; return
+    the wall and CPU seconds it took and the checkpoint it wrote at ``steps``."""
+    config = _training_config(
+        optimisation,
+        steps,
+        log_every=WARMUP_STEPS,
+        checkpoint_every=steps,  # one checkpoint, at the end of the chunk
+        keep_checkpoints=marks,
+    )
+    started, cpu_started = time.perf_counter(), time.process_time()
+    train(images, diffusion, unet_config, config, run_dir)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    path = run_dir / "checkpoints" / f"step-{steps:08d}.pt"
+    return wall, cpu, torch.load(path, map_location="cpu", weights_only=True)
+
+
 def train_ours(
     images,
     diffusion: GaussianDiffusion,
@@ -215,28 +231,27 @@ def train_ours(
     marks: int,
     work_dir: Path,
 ) -> TrainingRun:
-    """``ddpm.training.train`` for about ``budget_seconds``, with a checkpoint at each mark."""
+    """``ddpm.training.train`` for about ``budget_seconds``, with a snapshot at each mark.
+
+    One call of ``train`` per mark, each resuming the run from the previous one's checkpoint
+    (which gives the same weights as one uninterrupted run); each chunk's number of steps comes
+    from the speed measured so far, so that a machine that slows down or speeds up during the
+    run moves the end of the budget by a fraction of one chunk only. Every call's start-up and
+    final writes count as training time.
+    """
     seconds_per_step = seconds_per_step_of_ours(
         images, diffusion, unet_config, optimisation, work_dir
     )
-    steps_per_mark = max(1, math.floor(budget_seconds / seconds_per_step / marks))
-    steps = steps_per_mark * marks
-    config = _training_config(
-        optimisation,
-        steps,
-        log_every=WARMUP_STEPS,
-        checkpoint_every=steps_per_mark,
-        keep_checkpoints=marks,
-    )
     run_dir = Path(tempfile.mkdtemp(prefix="ours-", dir=work_dir))
-    started, cpu_started = time.perf_counter(), time.process_time()
-    train(images, diffusion, unet_config, config, run_dir)
-    cpu_share = (time.process_time() - cpu_started) / (time.perf_counter() - started)
-    snapshots = []
-    for mark in range(1, marks + 1):
-        path = run_dir / "checkpoints" / f"step-{mark * steps_per_mark:08d}.pt"
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        snapshots.append(Snapshot(float(state["seconds"]), int(state["step"]), state["ema_model"]))
+    snapshots, elapsed, cpu, steps = [], 0.0, 0.0, 0
+    for mark in range(marks):
+        chunk = max(1, round((budget_seconds - elapsed) / (marks - mark) / seconds_per_step))
+        steps += chunk
+        wall, chunk_cpu, state = _train_chunk(
+            images, diffusion, unet_config, optimisation, steps, marks, run_dir
+        )
+        elapsed, cpu, seconds_per_step = elapsed + wall, cpu + chunk_cpu, wall / chunk
+        snapshots.append(Snapshot(elapsed, steps, state["ema_model"]))
     rows = _log_rows(run_dir)
     if len(rows) < 2:
         raise RuntimeError("our run was too short to measure its throughput; raise --budget")
@@ -246,11 +261,11 @@ def train_ours(
         name="ours",
         parameters=sum(p.numel() for p in UNet(unet_config).parameters()),
         steps=steps,
-        seconds=snapshots[-1].seconds,
+        seconds=elapsed,
         images_per_second=rate,
         first_loss=rows[0][1],
         last_loss=rows[-1][1],
         snapshots=snapshots,
         last_checkpoint=state,
-        cpu_share=cpu_share,
+        cpu_share=cpu / elapsed,
     )

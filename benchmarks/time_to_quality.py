@@ -145,10 +145,10 @@ def evaluate(run: TrainingRun, sampler, scorer: Scorer, args, T: int) -> SystemR
     evaluations = []
     for snapshot in run.snapshots:
         torch.manual_seed(args.seed)  # the peers draw their sampling noise from the global RNG
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         with torch.inference_mode():
             images = sampler(snapshot.ema_state, args.samples, args.sample_batch)
-        seconds = time.perf_counter() - started
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         fid, inception_score = scorer(from_model_range(images))
         evaluations.append(
             Evaluation(
@@ -157,6 +157,7 @@ def evaluate(run: TrainingRun, sampler, scorer: Scorer, args, T: int) -> SystemR
                 fid=fid,
                 inception_score=inception_score,
                 sample_ms=1000.0 * seconds / (args.samples * T),
+                sample_cpu_ms=1000.0 * cpu_seconds / (args.samples * T),
             )
         )
     return SystemResult(run=run, evaluations=evaluations)
@@ -218,7 +219,8 @@ def _ours(args) -> tuple[UNetConfig, GaussianDiffusion]:
     return unet_config, GaussianDiffusion(schedule, variance="beta_tilde", clip_denoised=True)
 
 
-def run(args, work_dir: Path) -> list[SystemResult]:
+def run(args, work_dir: Path) -> tuple[list[SystemResult], Scorer, tuple[TrainingRun, dict]]:
+    """Train, sample and score every system; also our loop against the bare one."""
     data = load_data(args.image_size, work_dir)
     scorer = Scorer(data, args.samples, work_dir, args.seed)
     optimisation = Optimisation(

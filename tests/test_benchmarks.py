@@ -28,7 +28,14 @@ def _result(name: str, rate: float, sample_ms: float, fids: list[float]) -> Syst
     seconds = [30.0 * (i + 1) for i in range(len(fids))]
     run = TrainingRun(name, 1000, 10 * len(fids), seconds[-1], rate, 1.0, 0.1)
     evaluations = [
-        Evaluation(seconds=s, steps=10 * (i + 1), fid=f, inception_score=2.0, sample_ms=sample_ms)
+        Evaluation(
+            seconds=s,
+            steps=10 * (i + 1),
+            fid=f,
+            inception_score=2.0,
+            sample_ms=sample_ms,
+            sample_cpu_ms=sample_ms / 2,
+        )
         for i, (s, f) in enumerate(zip(seconds, fids, strict=True))
     ]
     return SystemResult(run=run, evaluations=evaluations)
@@ -108,6 +115,7 @@ def test_tiny_budget_trains_every_system_and_prints_the_table(capsys, tmp_path):
         assert int(row["steps"]) > 10
         assert float(row["train_img_per_s"]) > 0
         assert float(row["sample_ms_per_img_step"]) > 0
+        assert float(row["train_img_per_cpu_s"]) > 0
         assert float(row["fid"]) > 0
 
     moments = _table(lines, MOMENT_COLUMNS)
