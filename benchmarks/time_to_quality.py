@@ -13,7 +13,7 @@ higher training throughput) ends with. Throughput leaves out the first steps (wa
 
 Usage::
 
-    python benchmarks/time_to_quality.py   # about 4 min on an idle core, 8 on a busy one
+    python benchmarks/time_to_quality.py   # about 8 min on a busy 2-core machine
     python benchmarks/time_to_quality.py --budget 20 --samples 128 --marks 2
 """
 
