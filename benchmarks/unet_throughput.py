@@ -25,6 +25,7 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
+from peers import DiffusersUNet, lucidrains_unet
 
 from ddpm.unet import UNet, UNetConfig, count_parameters
 
@@ -45,32 +46,8 @@ def ours(
     return UNet(config)
 
 
-class DiffusersUNet(torch.nn.Module):
-    """diffusers ``UNet2DModel`` with our layout: 32-64-64 channels, 1 block per level, attention at the lowest."""
-
-    def __init__(self, image_size: int):
-        super().__init__()
-        from diffusers import UNet2DModel
-
-        self.net = UNet2DModel(
-            sample_size=image_size,
-            in_channels=1,
-            out_channels=1,
-            block_out_channels=(32, 64, 64),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-            up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-            norm_num_groups=8,
-        )
-
-    def forward(self, x, t):
-        return self.net(x, t).sample
-
-
 def lucidrains(image_size: int) -> torch.nn.Module:
-    from denoising_diffusion_pytorch import Unet
-
-    return Unet(dim=32, dim_mults=(1, 2, 2), channels=1)
+    return lucidrains_unet(base_channels=32)
 
 
 MODELS: dict[str, Callable[[int], torch.nn.Module]] = {

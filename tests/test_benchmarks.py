@@ -1,0 +1,134 @@
+"""The time-to-quality benchmark: its verdicts from known numbers, and a tiny run end to end."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from budget_training import TrainingRun  # noqa: E402
+from ttq_report import (  # noqa: E402
+    MOMENT_COLUMNS,
+    SUMMARY_COLUMNS,
+    Evaluation,
+    SystemResult,
+    summary_rows,
+    verdicts,
+)
+
+SYSTEMS = ("ours", "diffusers", "lucidrains")
+
+
+def _result(name: str, rate: float, sample_ms: float, fids: list[float]) -> SystemResult:
+    seconds = [30.0 * (i + 1) for i in range(len(fids))]
+    run = TrainingRun(name, 1000, 10 * len(fids), seconds[-1], rate, 1.0, 0.1)
+    evaluations = [
+        Evaluation(
+            seconds=s,
+            steps=10 * (i + 1),
+            fid=f,
+            inception_score=2.0,
+            sample_ms=sample_ms,
+            sample_cpu_ms=sample_ms / 2,
+        )
+        for i, (s, f) in enumerate(zip(seconds, fids, strict=True))
+    ]
+    return SystemResult(run=run, evaluations=evaluations)
+
+
+def test_time_to_the_faster_peers_fid_decides_the_quality_target():
+    # diffusers trains faster than lucidrains, so its final FID (20) is the target; ours reaches
+    # it at the second of three moments, 60 s of diffusers' 90 s: exactly 2/3, the target.
+    results = [
+        _result("ours", 100.0, 0.4, [40.0, 19.0, 10.0]),
+        _result("diffusers", 120.0, 0.5, [50.0, 30.0, 20.0]),
+        _result("lucidrains", 50.0, 1.0, [60.0, 15.0, 12.0]),
+    ]
+    rows = {row[0]: dict(zip(SUMMARY_COLUMNS, row, strict=True)) for row in summary_rows(results)}
+    assert rows["ours"]["s_to_target_fid"] == "60.0"
+    assert rows["ours"]["time_ratio"] == "0.67"
+    assert rows["ours"]["img_per_s_ratio"] == "0.83"
+    assert rows["ours"]["sample_ms_ratio"] == "0.80"
+    assert rows["lucidrains"]["s_to_target_fid"] == "60.0"
+    assert rows["diffusers"]["time_ratio"] == "1.00"
+    quality, sampling = verdicts(results)
+    assert "met: ours reached FID <= 20.00 after 60.0 s, 0.67 x diffusers's 90.0 s" in quality
+    assert "not met" not in quality
+    # Between the moments ours crosses FID 20 at 30 + 30 * 20/21 s = 58.6 s.
+    assert "interpolated between them 58.6 s against 90.0 s, 0.65 x" in quality
+    assert sampling.startswith("sampling: met")
+
+    # One moment later is not good enough, and sampling slower than the peer fails its target.
+    results[0] = _result("ours", 100.0, 0.6, [40.0, 25.0, 19.0])
+    quality, sampling = verdicts(results)
+    assert "not met: ours reached FID <= 20.00 after 90.0 s, 1.00 x" in quality
+    assert sampling.startswith("sampling: not met")
+    results[0] = _result("ours", 100.0, 0.6, [40.0, 25.0, 21.0])
+    assert "ours never reached FID <= 20.00" in verdicts(results)[0]
+
+
+def test_a_schedule_that_cannot_be_rescaled_to_T_is_refused_by_name(capsys):
+    import time_to_quality
+
+    with pytest.raises(SystemExit):
+        time_to_quality.parse_args(["--T", "20"])
+    assert "--T must be more than 20" in capsys.readouterr().err
+
+
+def _table(lines: list[str], columns) -> dict[str, dict[str, str]]:
+    """The rows (by system) of the table whose header is ``columns``; each row must be complete."""
+    header = next(i for i, line in enumerate(lines) if line.split() == list(columns))
+    rows = {}
+    for line in lines[header + 2 :]:
+        if not line.strip():
+            break
+        values = line.split()
+        assert len(values) == len(columns), line
+        rows.setdefault(values[0], []).append(dict(zip(columns, values, strict=True)))
+    return rows
+
+
+@pytest.mark.slow
+def test_tiny_budget_trains_every_system_and_prints_the_table(capsys, tmp_path):
+    pytest.importorskip("diffusers")
+    pytest.importorskip("denoising_diffusion_pytorch")
+    import time_to_quality
+
+    time_to_quality.main(
+        [
+            "--budget", "5", "--marks", "2", "--samples", "20", "--image-size", "8",
+            "--T", "25", "--warmup-steps", "5", "--batch-size", "16", "--work-dir", str(tmp_path),
+        ]
+    )  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert re.search(r"^CPU: .+; native bf16: (yes|no)", "\n".join(lines), re.MULTILINE)
+
+    summary = _table(lines, SUMMARY_COLUMNS)
+    assert set(summary) == set(SYSTEMS)
+    for system in SYSTEMS:
+        (row,) = summary[system]
+        assert int(row["steps"]) > 10
+        assert float(row["train_img_per_s"]) > 0
+        assert float(row["sample_ms_per_img_step"]) > 0
+        assert float(row["train_img_per_cpu_s"]) > 0
+        assert float(row["fid"]) > 0
+
+    moments = _table(lines, MOMENT_COLUMNS)
+    for system in SYSTEMS:
+        assert [row["moment"] for row in moments[system]] == ["1", "2"]
+        steps = [int(row["steps"]) for row in moments[system]]
+        assert 0 < steps[0] < steps[1]
+
+    # Each system learned: its loss fell from its first steps to its last.
+    for system in SYSTEMS:
+        (line,) = [line for line in lines if line.startswith(f"{system}: mean training loss")]
+        first, last = map(float, re.findall(r"\d+\.\d+", line))
+        assert last < first, line
+    assert any(line.startswith("same FID in <= 2/3") for line in lines)
+    assert any(line.startswith("sampling: ") for line in lines)
+    assert any(line.startswith("our loop: ") for line in lines)
