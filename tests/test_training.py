@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ddpm.checkpoints import seal
 from ddpm.diffusion import GaussianDiffusion, from_model_range, to_model_range
 from ddpm.sampling import (
     generate,
@@ -389,7 +390,7 @@ def test_load_model_explains_missing_corrupt_and_foreign_files(tmp_path, trained
     content = torch.load(trained[0], weights_only=True)
     content["record"]["unet"]["base_channels"] = 16  # weights no longer fit the config
     mismatched = tmp_path / "mismatched.pt"
-    torch.save(content, mismatched)
+    torch.save(seal(content), mismatched)  # a consistent file, so the checksum passes
     with pytest.raises(ModelFileError, match="cannot be rebuilt"):
         load_model(mismatched)
 
