@@ -40,6 +40,9 @@ _PROBE_NAME = "write-probe"
 class StorageError(OSError):
     """A file cannot be written (disk full, read-only, no permission); the message says which."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)  # the whole message, which already names the file
+
 
 def storage_error(path: Path, err: OSError) -> StorageError | None:
     """The :class:`StorageError` for ``err`` while writing ``path``, or None if it is another kind."""

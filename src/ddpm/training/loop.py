@@ -51,11 +51,11 @@ def _format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _last_checkpoint(checkpoint_dir: Path) -> tuple[int, str]:
-    """(step, sentence for messages) of the newest checkpoint on disk."""
-    found = list_checkpoints(checkpoint_dir)
+def _last_checkpoint(checkpoint_dir: Path, before: int | None = None) -> tuple[int, str]:
+    """(step, sentence for messages) of the newest checkpoint on disk, of a step < ``before``."""
+    found = [(s, p) for s, p in list_checkpoints(checkpoint_dir) if before is None or s < before]
     if not found:
-        return 0, "no checkpoint was written yet"
+        return 0, "no good checkpoint was written yet"
     return found[0][0], f"the last good checkpoint is {found[0][1]}"
 
 
@@ -130,7 +130,7 @@ class _Run:
 
     def check_losses(self) -> None:
         """Read and check the pending losses (raises at a non-finite or diverged step)."""
-        self.state.monitor.check(_last_checkpoint(self.checkpoint_dir)[1])
+        self.state.monitor.check(lambda step: _last_checkpoint(self.checkpoint_dir, step)[1])
 
     def due(self, every: int | None) -> bool:
         step = self.state.step

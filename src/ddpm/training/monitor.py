@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 
 import torch
 
@@ -55,10 +56,10 @@ class LossMonitor:
         """Record the loss of optimizer step ``step`` (1-based) without reading it."""
         self._pending.append((step, lr, loss.detach().float()))
 
-    def check(self, last_checkpoint: str) -> None:
+    def check(self, last_checkpoint: Callable[[int], str]) -> None:
         """Read the pending losses (one transfer); raise at the first bad step, in step order.
 
-        ``last_checkpoint`` says, for the message, which checkpoint the run can go back to.
+        ``last_checkpoint(step)`` names, for the message, the newest checkpoint before ``step``.
         """
         if not self._pending:
             return
@@ -67,14 +68,15 @@ class LossMonitor:
         for (step, lr, _), value in zip(pending, values, strict=True):
             if not math.isfinite(value):
                 raise NonFiniteLossError(
-                    f"the training loss is {value} at step {step} (lr {lr:.3g}); {last_checkpoint}. "
+                    f"the training loss is {value} at step {step} (lr {lr:.3g}); "
+                    f"{last_checkpoint(step)}. "
                     f"Lower learning_rate, enable grad_clip or use precision='fp32'"
                 )
             self.interval[0] += value
             self.interval[1] += 1
             self._watch_divergence(step, lr, value, last_checkpoint)
 
-    def _watch_divergence(self, step: int, lr: float, value: float, last_checkpoint: str) -> None:
+    def _watch_divergence(self, step: int, lr: float, value: float, last_checkpoint) -> None:
         if self.reference is None:
             self.reference = value
         if self.factor is None:
@@ -84,10 +86,11 @@ class LossMonitor:
             return
         mean = sum(self.window) / len(self.window)
         if mean > self.factor * self.reference:
+            first = step - len(self.window) + 1  # checkpoints from here on hold diverged weights
             raise DivergenceError(
                 f"the training diverged: the mean loss over the {len(self.window)} steps up to "
                 f"step {step} is {mean:.3g}, more than {self.factor:g} x its early level "
-                f"{self.reference:.3g} (lr {lr:.3g}); {last_checkpoint}. Lower learning_rate or "
+                f"{self.reference:.3g} (lr {lr:.3g}); {last_checkpoint(first)}. Lower learning_rate or "
                 f"use warmup_steps; to train on regardless, set divergence_factor: null"
             )
         self.reference = min(self.reference, mean)
