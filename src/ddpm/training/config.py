@@ -30,6 +30,16 @@ class TrainingConfigError(ValueError):
     """A training setting is invalid; the message names it and what is allowed."""
 
 
+def _check_divergence_factor(value) -> None:
+    if value is not None and (
+        not isinstance(value, int | float) or isinstance(value, bool) or not 1 <= value < math.inf
+    ):
+        raise TrainingConfigError(
+            "TrainingConfig.divergence_factor must be a number >= 1, or null to switch the "
+            f"divergence check off, got {value!r}"
+        )
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """How to train.
@@ -107,15 +117,7 @@ class TrainingConfig:
         positive_int("seed", self.seed, allow_zero=True)
         positive_int("num_threads", self.num_threads, allow_none=True)
         positive_int("divergence_patience", self.divergence_patience)
-        if self.divergence_factor is not None and (
-            not isinstance(self.divergence_factor, int | float)
-            or isinstance(self.divergence_factor, bool)
-            or not 1 <= self.divergence_factor < math.inf
-        ):
-            raise TrainingConfigError(
-                "TrainingConfig.divergence_factor must be a number >= 1, or null to switch the "
-                f"divergence check off, got {self.divergence_factor!r}"
-            )
+        _check_divergence_factor(self.divergence_factor)
         if not isinstance(self.learning_rate, int | float) or not 0 < self.learning_rate < math.inf:
             raise TrainingConfigError(
                 f"TrainingConfig.learning_rate must be > 0, got {self.learning_rate!r}"

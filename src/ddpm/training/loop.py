@@ -114,7 +114,11 @@ class _Run:
         lr = learning_rate(config, state.step + 1)
         for group in state.optimizer.param_groups:
             group["lr"] = lr
-        x0 = to_model_range(self.images[state.sampler.next_batch().to(self.device)])
+        indices = state.sampler.next_batch()
+        if self.device.type == "cuda":
+            # From pinned memory the copy does not make the host wait for the device.
+            indices = indices.pin_memory().to(self.device, non_blocking=True)
+        x0 = to_model_range(self.images[indices])
         if self.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         with autocast_context(self.device, self.precision):
@@ -261,6 +265,15 @@ def _rng_devices(device: torch.device) -> list[int]:
     return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
+def _device(config: TrainingConfig) -> torch.device:
+    device = resolve_device(config.device)
+    if device.type == "cuda" and config.precision == "auto":
+        # Any float32 matmul or convolution that autocast leaves alone then uses TF32 tensor cores.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
 def _validate(images, unet_config: UNetConfig, config: TrainingConfig, record) -> dict:
     unet_config.validate()
     config.validate()
@@ -324,11 +337,7 @@ def train(
     """
     record = _validate(images, unet_config, config, record)
     run_dir = Path(run_dir)
-    device = resolve_device(config.device)
-    if device.type == "cuda" and config.precision == "auto":
-        # Any float32 matmul or convolution that autocast leaves alone then uses TF32 tensor cores.
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    device = _device(config)
     with (
         _own_run_directory(run_dir),
         StopSignals() as stop,
