@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ from ddpm.checkpoints import content_digest, load_model
 from ddpm.diffusion import GaussianDiffusion
 from ddpm.schedules import make_schedule
 from ddpm.training import ModelFileError, TrainingConfig, train
-from ddpm.training.fingerprint import code_modules
+from ddpm.training.fingerprint import code_fingerprint, code_modules
 from ddpm.unet import UNet, UNetConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,15 +165,6 @@ def test_a_checkpoint_written_by_different_code_is_set_aside(
     assert record["code_fingerprint"] == "edited code"
 
 
-def fingerprint_of(package_root: Path) -> str:
-    command = "from ddpm.training import code_fingerprint; print(code_fingerprint())"
-    env = {**os.environ, "PYTHONPATH": str(package_root)}
-    result = subprocess.run(
-        [sys.executable, "-c", command], env=env, capture_output=True, text=True, check=True
-    )
-    return result.stdout.strip()
-
-
 def test_the_code_fingerprint_follows_the_modules_the_training_imports(tmp_path):
     modules = {name for name, _ in code_modules()}
     assert {"unet", "diffusion", "schedules", "runtime", "training.loop"} <= modules
@@ -186,10 +174,10 @@ def test_the_code_fingerprint_follows_the_modules_the_training_imports(tmp_path)
     shutil.copytree(
         REPO / "src" / "ddpm", src / "ddpm", ignore=shutil.ignore_patterns("__pycache__")
     )
-    before = fingerprint_of(src)
+    before = code_fingerprint(package_dir=src / "ddpm")
     report = src / "ddpm" / "report.py"
     report.write_text(report.read_text() + "\n# an edit outside the training\n")
-    assert fingerprint_of(src) == before
+    assert code_fingerprint(package_dir=src / "ddpm") == before
     unet = src / "ddpm" / "unet.py"
     unet.write_text(unet.read_text().replace("10000.0", "5000.0"))
-    assert fingerprint_of(src) != before
+    assert code_fingerprint(package_dir=src / "ddpm") != before

@@ -159,6 +159,7 @@ def wait_for_first_checkpoint(run_dir: Path, child: subprocess.Popen) -> None:
 @pytest.mark.parametrize(
     ("signum", "code", "checkpoints"),
     [(signal.SIGINT, 130, False), (signal.SIGTERM, 143, True), (signal.SIGUSR1, 138, True)],
+    ids=["SIGINT", "SIGTERM", "SIGUSR1"],
 )
 def test_a_signal_stops_training_in_one_line_and_the_retry_resumes_exactly(
     tmp_path, uninterrupted, signum, code, checkpoints

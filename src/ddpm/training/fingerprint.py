@@ -25,9 +25,9 @@ _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _ROOT = "training"
 
 
-def _module_file(module: str) -> Path | None:
+def _module_file(package_dir: Path, module: str) -> Path | None:
     """The source file of ``ddpm.<module>`` (dotted below ddpm), or None if there is none."""
-    base = _PACKAGE_DIR.joinpath(*module.split(".")) if module else _PACKAGE_DIR
+    base = package_dir.joinpath(*module.split(".")) if module else package_dir
     if (base / "__init__.py").is_file():
         return base / "__init__.py"
     if base.with_suffix(".py").is_file():
@@ -61,13 +61,18 @@ def _imported_modules(module: str, path: Path) -> set[str]:
 
 
 @cache
-def code_modules(root: str = _ROOT) -> tuple[tuple[str, Path], ...]:
-    """(module, source file) of the import closure of ``ddpm.<root>``, sorted by module."""
+def code_modules(
+    root: str = _ROOT, package_dir: Path = _PACKAGE_DIR
+) -> tuple[tuple[str, Path], ...]:
+    """(module, source file) of the import closure of ``ddpm.<root>``, sorted by module.
+
+    ``package_dir`` is the ``ddpm`` directory to read (another checkout's, say).
+    """
     seen: dict[str, Path] = {}
     pending = [root]
     while pending:
         module = pending.pop()
-        path = _module_file(module)
+        path = _module_file(package_dir, module)
         if module in seen or path is None:
             continue
         seen[module] = path
@@ -77,10 +82,10 @@ def code_modules(root: str = _ROOT) -> tuple[tuple[str, Path], ...]:
     return tuple(sorted(seen.items()))
 
 
-def code_fingerprint(root: str = _ROOT) -> str:
+def code_fingerprint(root: str = _ROOT, package_dir: Path = _PACKAGE_DIR) -> str:
     """SHA-256 over the names and contents of :func:`code_modules`; read afresh each call."""
     digest = hashlib.sha256()
-    for module, path in code_modules(root):
+    for module, path in code_modules(root, Path(package_dir)):
         source = path.read_bytes()
         digest.update(f"{module or PACKAGE}\0{len(source)}\0".encode())
         digest.update(source)

@@ -77,8 +77,7 @@ class _Run:
         self.parameter_count = count_parameters(self.state.model)
         self.precision, self.precision_reason = self._choose_precision()
         self.resumed_from = None
-        self.started = time.perf_counter()
-        self.session = (0, self.started)  # (step, time) at which this session began
+        self.session = (0, time.perf_counter())  # (step, time) at which this session's steps began
 
     def _choose_precision(self) -> tuple[str, str]:
         c = self.unet_config
@@ -89,9 +88,6 @@ class _Run:
         with torch.random.fork_rng(devices=_rng_devices(self.device)):
             choice = choose_precision(self.config.precision, self.device, self.state.model, (x, t))
         return choice.precision, choice.reason
-
-    def elapsed(self) -> float:
-        return self.state.seconds + (time.perf_counter() - self.started)
 
     def resume(self) -> None:
         found = find_resumable_checkpoint(self.checkpoint_dir, self.identity, self.config.steps)
@@ -145,7 +141,7 @@ class _Run:
         state, config = self.state, self.config
         mean_loss = state.monitor.take_interval_mean()
         lr = state.optimizer.param_groups[0]["lr"]
-        state.log_rows.append((state.step, mean_loss, lr, self.elapsed()))
+        state.log_rows.append((state.step, mean_loss, lr, self.state.elapsed()))
         session_step, session_time = self.session
         seconds = max(time.perf_counter() - session_time, 1e-9)
         rate = (state.step - session_step) * config.batch_size / seconds
@@ -181,7 +177,7 @@ class _Run:
             save_checkpoint(
                 self.checkpoint_dir,
                 self.identity,
-                self.state.state_dict(self.elapsed()),
+                self.state.state_dict(),
                 self.config.keep_checkpoints,
             )
         except StorageError as err:
@@ -235,7 +231,7 @@ class _Run:
         self.take_snapshot()
 
     def finish(self, extra: Mapping) -> Path:
-        wall_seconds = self.elapsed()
+        wall_seconds = self.state.elapsed()
         record = outputs.run_record(extra, self, self.state, wall_seconds)
         try:
             path = outputs.write_outputs(

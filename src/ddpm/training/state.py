@@ -9,6 +9,7 @@ checkpoint continues exactly, bit for bit on the CPU, where the saved run stood.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -84,7 +85,7 @@ def ema_decay(config: TrainingConfig, step: int) -> float:
 class TrainState:
     """Everything a run's future depends on; see the module docstring.
 
-    ``seconds`` is the wall time of earlier sessions (a resumed run reports the total).
+    A resumed run reports its wall time over all sessions (:meth:`elapsed`).
     """
 
     model: UNet
@@ -98,7 +99,12 @@ class TrainState:
     log_rows: list = field(default_factory=list)  # (step, mean loss, lr, seconds)
     snapshot_steps: list = field(default_factory=list)
     snapshot_images: list = field(default_factory=list)
-    seconds: float = 0.0
+    seconds_before: float = 0.0  # wall time of the sessions before this one
+    session_start: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        """Wall time of the run so far, over all its sessions."""
+        return self.seconds_before + (time.perf_counter() - self.session_start)
 
     @classmethod
     def create(
@@ -130,8 +136,8 @@ class TrainState:
             device=device,
         )
 
-    def state_dict(self, seconds: float) -> dict:
-        """The checkpoint content; ``seconds`` is the run's wall time so far."""
+    def state_dict(self) -> dict:
+        """The checkpoint content."""
         cuda = self.device.type == "cuda"
         return {
             "step": self.step,
@@ -146,7 +152,7 @@ class TrainState:
             "log_rows": [list(row) for row in self.log_rows],
             "snapshot_steps": list(self.snapshot_steps),
             "snapshot_images": list(self.snapshot_images),
-            "seconds": seconds,
+            "seconds": self.elapsed(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -163,4 +169,4 @@ class TrainState:
         self.log_rows = [tuple(row) for row in state["log_rows"]]
         self.snapshot_steps = list(state["snapshot_steps"])
         self.snapshot_images = list(state["snapshot_images"])
-        self.seconds = float(state["seconds"])
+        self.seconds_before = float(state["seconds"])
