@@ -28,6 +28,7 @@ from ddpm.training import (
     TrainingConfig,
     TrainingConfigError,
     _BatchSampler,
+    code_fingerprint,
     load_model,
     train,
 )
@@ -147,6 +148,10 @@ def test_training_writes_model_log_record_and_snapshots(trained, diffusion):
     assert record["parameter_count"] == sum(p.numel() for p in UNet(UNET).parameters())
     assert set(record["versions"]) == {"python", "torch", "numpy", "ddpm"}
     assert record["wall_seconds"] > 0
+    # What precision the run used and why, and which code computed it.
+    assert record["precision"] == "fp32" and isinstance(record["precision_reason"], str)
+    assert record["precision_reason"]
+    assert record["code_fingerprint"] == code_fingerprint()
     assert torch.load(path, weights_only=True)["record"] == record
 
     with np.load(run_dir / "snapshots.npz") as snapshots:

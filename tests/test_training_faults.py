@@ -128,6 +128,47 @@ def test_invalid_divergence_settings_are_named(overrides):
         small(**overrides).validate()
 
 
+# --- reading the loss back --------------------------------------------------------------
+def test_the_loss_is_read_back_at_log_rows_and_checkpoints_not_every_step(tmp_path, monkeypatch):
+    # Each read of a device tensor on the host (item, tolist) makes the host wait for a GPU.
+    # Counted are the library's reads (torch's Adam reads its CPU step counters itself).
+    reads = {"item": 0, "tolist": 0}
+    for name in reads:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            if sys._getframe(1).f_globals.get("__name__", "").startswith("ddpm."):
+                reads[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    train(IMAGES(), DIFFUSION(), UNET, small(steps=12, log_every=4, checkpoint_every=6), tmp_path)
+    # One read per log row (4, 8, 12) and per checkpoint with unread losses (6): not 12.
+    assert reads == {"item": 0, "tolist": 4}, reads
+
+
+def test_a_non_finite_loss_between_log_rows_still_names_its_step(tmp_path, monkeypatch):
+    from ddpm.training import NonFiniteLossError
+    from ddpm.unet import UNet
+
+    original, calls = UNet.forward, {"n": 0}
+
+    def forward(self, x, t):
+        out = original(self, x, t)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] >= 3:
+                return out * float("inf")
+        return out
+
+    monkeypatch.setattr(UNet, "forward", forward)
+    cfg = small(steps=10, log_every=5, checkpoint_every=5, snapshot_every=5, snapshot_count=2)
+    with pytest.raises(NonFiniteLossError, match="at step 3 ") as info:
+        train(IMAGES(), DIFFUSION(), UNET, cfg, tmp_path)
+    assert "no good checkpoint was written yet" in str(info.value)
+    assert not checkpoint_steps(tmp_path)  # nothing was saved from the broken weights
+
+
 # --- signals ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -292,9 +293,7 @@ def _own_run_directory(run_dir: Path):
     with RunDirectoryLock(run_dir):
         # The lock proves that no live writer owns these temporaries.
         stale = remove_stale_temporaries(checkpoint_dir, [CHECKPOINT_NAME_PATTERN])
-        stale += remove_stale_temporaries(
-            run_dir, [n.replace(".", r"\.") for n in outputs.OUTPUT_NAMES]
-        )
+        stale += remove_stale_temporaries(run_dir, map(re.escape, outputs.OUTPUT_NAMES))
         for path in stale:
             logger.info("removed %s, left by a run killed while writing it", path)
         yield
