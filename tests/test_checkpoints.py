@@ -128,6 +128,20 @@ def test_a_damaged_model_file_is_refused_with_what_to_do(tmp_path, images, diffu
         load_model(tmp_path / "model.pt")
 
 
+def test_model_files_from_before_checksums_still_load(tmp_path, images, diffusion):
+    train(images, diffusion, UNET, config(steps=2), tmp_path)
+    content = torch.load(tmp_path / "model.pt", weights_only=True)
+    del content["sha256"]
+    content["record"]["format_version"] = 1  # the format without a checksum
+    torch.save(content, tmp_path / "old.pt")
+    model, _, _ = load_model(tmp_path / "old.pt")
+    assert_bit_identical(model.state_dict(), content["ema_state_dict"])
+    content["record"]["format_version"] = 2  # but a current file must carry one
+    torch.save(content, tmp_path / "unsealed.pt")
+    with pytest.raises(ModelFileError, match="no checksum"):
+        load_model(tmp_path / "unsealed.pt")
+
+
 def test_the_checksum_covers_every_tensor_byte_and_every_value():
     content = {"step": 3, "w": torch.arange(4.0), "rows": [[1, 0.5]], "name": "x"}
     digest = content_digest(content)

@@ -7,6 +7,9 @@ it) is killed once it has a checkpoint beyond step 10: locally with SIGKILL to t
 training process, and on the local SLURM cluster with ``scancel``. Snakemake's retry must
 then finish it, resuming from a checkpoint, with EMA weights, loss log and snapshots
 identical, bit for bit, to those of the same job run without interruption.
+
+The other way round, a rerun that an edit of the library causes must compute afresh:
+the finished run's checkpoints are still there, but were written by other code.
 """
 
 from __future__ import annotations
