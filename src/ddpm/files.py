@@ -23,6 +23,7 @@ __all__ = [
     "atomic_write_text",
     "check_writable",
     "remove_stale_temporaries",
+    "storage_error",
 ]
 
 # Why a write cannot succeed until someone acts, and what they should do.
@@ -55,7 +56,9 @@ def storage_error(path: Path, err: OSError) -> StorageError | None:
         else "use a directory this process may write to"
     )
     return StorageError(
-        err.errno, f"cannot write {path}: {cause} ({err.strerror or err}); {fix}", str(path)
+        err.errno,
+        f"cannot write {'into ' if path.is_dir() else ''}{path}: {cause} ({err.strerror or err}); {fix}",
+        str(path),
     )
 
 
@@ -132,8 +135,8 @@ def remove_stale_temporaries(directory: Path, target_names: Iterable[str]) -> li
 def check_writable(directory: Path) -> None:
     """Create and remove a probe file in ``directory`` (created if missing).
 
-    Asking the file system (``os.access``) is not enough: root passes it on a read-only
-    mount's permission bits, and a full disk passes it too. Raises :class:`StorageError`.
+    Asking about permissions (``os.access``) is not enough: root passes it where the
+    permission bits say no, and a full disk passes it too. Raises :class:`StorageError`.
     """
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -144,7 +147,7 @@ def check_writable(directory: Path) -> None:
             os.close(fd)
             os.unlink(probe)
     except OSError as err:
-        raise (storage_error(directory / ".probe", err) or err) from err
+        raise (storage_error(directory, err) or err) from err
 
 
 def _create_probe(directory: Path) -> tuple[int, str]:
