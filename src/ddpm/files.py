@@ -62,6 +62,24 @@ def storage_error(path: Path, err: OSError) -> StorageError | None:
     )
 
 
+def _storage_cause(path: Path, err: BaseException) -> StorageError | None:
+    """The :class:`StorageError` behind ``err``, or None.
+
+    torch.save on a full disk raises OSError(ENOSPC) inside its zip writer, whose clean-up
+    then raises a RuntimeError ("unexpected pos") that hides it; so the whole chain of
+    causes is searched.
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, StorageError):
+            return err
+        if isinstance(err, OSError) and (found := storage_error(path, err)) is not None:
+            return found
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, flush it to disk, rename it
     over ``path``. On any error the temporary file is removed and ``path`` is untouched.
@@ -88,10 +106,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except StorageError:
-        raise
-    except OSError as err:
-        raise (storage_error(path, err) or err) from err
+    except Exception as err:
+        storage = _storage_cause(path, err)
+        if storage is None or storage is err:
+            raise
+        raise storage from err
     finally:
         tmp.unlink(missing_ok=True)
     return path
