@@ -173,7 +173,12 @@ class _Run:
 
     def checkpoint(self) -> None:
         self.check_losses()  # a checkpoint holds only weights of finite, undiverged steps
-        previous = _last_checkpoint(self.checkpoint_dir)[1]
+        step, previous = _last_checkpoint(self.checkpoint_dir)
+        then = (
+            f"{previous}, and the run resumes from it once it can write again"
+            if step
+            else "no checkpoint was written yet: the run starts over once it can write"
+        )
         try:
             save_checkpoint(
                 self.checkpoint_dir,
@@ -184,7 +189,7 @@ class _Run:
         except StorageError as err:
             raise StorageError(
                 err.errno,
-                f"{err.strerror}; {previous}, and the run resumes from it once it can write again",
+                f"{err.strerror}; {then}",
                 err.filename,
             ) from err
 
