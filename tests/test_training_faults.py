@@ -42,12 +42,20 @@ LONG = dict(steps=200, batch_size=8, checkpoint_every=20, log_every=7, learning_
 
 #: The child: trains LONG into argv[1], logging to stderr as the CLI and the rules do.
 CHILD = f"""
-import logging, sys, torch
+import logging, os, sys, time, torch
 sys.path.insert(0, {str(REPO / "tests")!r})
 from test_training_faults import IMAGES, DIFFUSION, UNET, LONG
 from ddpm.training import TrainingConfig, train
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 torch.set_num_threads(1)
+stall = os.environ.get("STALL_WRITING")  # hang inside the write of this file, for a kill
+if stall:
+    save = torch.save
+    def stalling_save(obj, handle, *args, **kwargs):
+        save(obj, handle, *args, **kwargs)
+        if stall in getattr(handle, "name", ""):
+            time.sleep(600)
+    torch.save = stalling_save
 train(IMAGES(), DIFFUSION(), UNET, TrainingConfig(**LONG, device="cpu"), sys.argv[1])
 """
 
@@ -178,8 +186,9 @@ def uninterrupted(tmp_path_factory) -> dict:
     return ema_weights(run_dir)
 
 
-def start_child(run_dir: Path) -> subprocess.Popen:
+def start_child(run_dir: Path, stall_writing: str = "") -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    env["STALL_WRITING"] = stall_writing
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, str(run_dir)],
         env=env,
@@ -250,24 +259,27 @@ def test_signal_handlers_are_restored_after_training(tmp_path):
 def test_a_second_writer_is_refused_and_a_killed_ones_leftovers_are_cleared(
     tmp_path, uninterrupted
 ):
-    child = start_child(tmp_path)
-    wait_for_first_checkpoint(tmp_path, child)
-    # A temporary of a checkpoint write in progress, as the running writer would have it.
-    in_progress = tmp_path / "checkpoints" / ".step-00000999.pt.k3j4h5g6.tmp"
-    in_progress.write_bytes(b"half a checkpoint")
+    # The child hangs while writing its checkpoint of step 40, as if killed in the middle.
+    child = start_child(tmp_path, stall_writing="step-00000040")
+    deadline = time.monotonic() + 120
+    while not (leftovers := list((tmp_path / "checkpoints").glob(".step-00000040.pt.*.tmp"))):
+        assert child.poll() is None, child.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the child never wrote its step-40 checkpoint"
+        time.sleep(0.02)
     other = tmp_path / "checkpoints" / "notes.tmp"  # not a name the writer uses
     other.write_text("mine")
     started = time.monotonic()
     with pytest.raises(RunDirectoryBusyError, match=rf"pid {child.pid} on host \S+"):
         train(IMAGES(), DIFFUSION(), UNET, TrainingConfig(**LONG, device="cpu"), tmp_path)
     assert time.monotonic() - started < 5  # refused at once, not after a wait
-    assert in_progress.exists()  # a live writer's files are left alone
+    assert all(path.exists() for path in leftovers)  # a live writer's files are left alone
 
-    child.kill()  # SIGKILL: the process cannot release anything; the OS drops its lock
+    child.kill()  # SIGKILL mid-write: the temporary stays, the OS drops the lock
     child.communicate(timeout=60)
+    assert all(path.exists() for path in leftovers)
     train(IMAGES(), DIFFUSION(), UNET, TrainingConfig(**LONG, device="cpu"), tmp_path)
-    assert not in_progress.exists() and other.exists()
-    assert record(tmp_path)["resumed_from_step"] is not None
+    assert not any(path.exists() for path in leftovers) and other.exists()
+    assert record(tmp_path)["resumed_from_step"] == 20
     assert_bit_identical(ema_weights(tmp_path), uninterrupted)
 
 
