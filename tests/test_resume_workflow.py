@@ -7,6 +7,9 @@ it) is killed once it has a checkpoint beyond step 10: locally with SIGKILL to t
 training process, and on the local SLURM cluster with ``scancel``. Snakemake's retry must
 then finish it, resuming from a checkpoint, with EMA weights, loss log and snapshots
 identical, bit for bit, to those of the same job run without interruption.
+
+The other way round, a rerun that an edit of the library causes must compute afresh:
+the finished run's checkpoints are still there, but were written by other code.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import (
     TINY_CONFIG,
     assert_same_training,
     copy_workflow,
+    load_model_file,
     needs_slurm,
     run_snakemake_locally,
     script_process,
@@ -165,3 +170,38 @@ def test_training_cancelled_on_slurm_is_resubmitted_and_ends_as_if_never_stopped
         f"00:{2 * TRAIN_RUNTIME_MINUTES:02d}:00"
     )
     assert_resumed_and_identical(run_dir, workdir, stopped_at, uninterrupted)
+
+
+@pytest.mark.slow
+def test_editing_the_library_retrains_afresh_instead_of_resuming_old_weights(tmp_path):
+    """The rerun that an edited U-Net causes must not resume (or re-save) the old weights.
+
+    The finished run's checkpoints survive the rerun (they are not outputs); without the
+    code in their identity the rerun would find its final step done and write model.pt
+    from the old weights.
+    """
+    workdir = tmp_path / "repo"
+    copy_workflow(workdir)
+    run_dir = workdir / "results" / CELL
+    args = (TARGET, "--cores", "1", "--configfile", str(TINY_CONFIG))
+    first = run_snakemake_locally(workdir, *args, timeout=TIMEOUT)
+    assert first.returncode == 0, first.stdout[-6000:]
+    before = read_record(run_dir)
+    old_weights = load_model_file(run_dir / "model.pt")["ema_state_dict"]
+
+    # The time embedding's frequency scale: a change to what the weights compute.
+    unet = workdir / "src" / "ddpm" / "unet.py"
+    source = unet.read_text()
+    assert source.count("max_period: float = 10000.0") == 1
+    unet.write_text(source.replace("max_period: float = 10000.0", "max_period: float = 5000.0"))
+    second = run_snakemake_locally(workdir, *args, timeout=TIMEOUT)
+    assert second.returncode == 0, second.stdout[-6000:]
+    assert "rule train:" in second.stdout, "the edit did not reschedule the training"
+
+    after = read_record(run_dir)
+    assert after["resumed_from_step"] is None, after
+    assert after["code_fingerprint"] != before["code_fingerprint"]
+    log = (workdir / TRAIN_LOG).read_text()
+    assert "written by different code" in log, log[-3000:]
+    new_weights = load_model_file(run_dir / "model.pt")["ema_state_dict"]
+    assert any(not torch.equal(new_weights[k], old_weights[k]) for k in old_weights)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ddpm.checkpoints import seal
 from ddpm.diffusion import GaussianDiffusion, from_model_range, to_model_range
 from ddpm.sampling import (
     generate,
@@ -27,6 +28,7 @@ from ddpm.training import (
     TrainingConfig,
     TrainingConfigError,
     _BatchSampler,
+    code_fingerprint,
     load_model,
     train,
 )
@@ -146,6 +148,10 @@ def test_training_writes_model_log_record_and_snapshots(trained, diffusion):
     assert record["parameter_count"] == sum(p.numel() for p in UNet(UNET).parameters())
     assert set(record["versions"]) == {"python", "torch", "numpy", "ddpm"}
     assert record["wall_seconds"] > 0
+    # What precision the run used and why, and which code computed it.
+    assert record["precision"] == "fp32" and isinstance(record["precision_reason"], str)
+    assert record["precision_reason"]
+    assert record["code_fingerprint"] == code_fingerprint()
     assert torch.load(path, weights_only=True)["record"] == record
 
     with np.load(run_dir / "snapshots.npz") as snapshots:
@@ -389,7 +395,7 @@ def test_load_model_explains_missing_corrupt_and_foreign_files(tmp_path, trained
     content = torch.load(trained[0], weights_only=True)
     content["record"]["unet"]["base_channels"] = 16  # weights no longer fit the config
     mismatched = tmp_path / "mismatched.pt"
-    torch.save(content, mismatched)
+    torch.save(seal(content), mismatched)  # a consistent file, so the checksum passes
     with pytest.raises(ModelFileError, match="cannot be rebuilt"):
         load_model(mismatched)
 

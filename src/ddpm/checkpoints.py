@@ -5,15 +5,22 @@ diffusion (:func:`load_model`). Checkpoints (``checkpoints/step-NNNNNNNN.pt``) h
 whole training state; :func:`find_resumable_checkpoint` returns the newest one that
 belongs to the same run and moves unusable ones aside. Every file is written
 atomically and read with ``weights_only=True``, so a file cannot run code.
+
+Every file also carries a SHA-256 of its content (``"sha256"``: over every tensor's dtype,
+shape and bytes and every other value, in order; see :func:`content_digest`), computed
+when it is saved and checked when it is read. Bit rot or a torn write that still
+unpickles thus cannot be resumed from or sampled with unnoticed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import platform
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +37,12 @@ __all__ = [
     "FORMAT_VERSION",
     "MODEL_FORMAT",
     "ModelFileError",
+    "content_digest",
     "find_resumable_checkpoint",
     "list_checkpoints",
     "load_model",
     "save_checkpoint",
+    "seal",
     "write_model_file",
 ]
 
@@ -41,8 +50,12 @@ logger = logging.getLogger(__name__)
 
 MODEL_FORMAT = "ddpm-model"
 CHECKPOINT_FORMAT = "ddpm-checkpoint"
-FORMAT_VERSION = 1
+# Version 2 added the content checksum. Model files of version 1 (no checksum) are still read.
+FORMAT_VERSION = 2
+_READABLE_MODEL_VERSIONS = (1, 2)
+CHECKPOINT_NAME_PATTERN = r"step-\d+\.pt"
 _CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.pt$")
+_DIGEST_KEY = "sha256"
 
 
 class ModelFileError(ValueError):
@@ -74,6 +87,63 @@ def package_versions() -> dict:
     }
 
 
+# --- checksums ---------------------------------------------------------------------------
+def _feed(digest, value) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, Mapping):
+        digest.update(f"D{len(value)};".encode())
+        for key, item in value.items():
+            _feed(digest, key)
+            _feed(digest, item)
+    elif isinstance(value, list | tuple):
+        digest.update(f"L{len(value)};".encode())
+        for item in value:
+            _feed(digest, item)
+    elif value is None or isinstance(value, str | int | float | bool):
+        digest.update(f"{type(value).__name__}:{value!r};".encode())
+    else:
+        raise TypeError(f"cannot checksum a {type(value).__name__} in a checkpoint or model file")
+
+
+def content_digest(content: Mapping) -> str:
+    """SHA-256 over ``content`` except its own ``"sha256"`` entry (tensors by dtype, shape, bytes)."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in content.items() if k != _DIGEST_KEY})
+    return digest.hexdigest()
+
+
+def seal(content: dict) -> dict:
+    """``content`` with its checksum, ready to save."""
+    return {
+        **{k: v for k, v in content.items() if k != _DIGEST_KEY},
+        _DIGEST_KEY: content_digest(content),
+    }
+
+
+def _damage(content: Mapping) -> str | None:
+    """Why ``content`` fails its checksum, or None when it passes."""
+    stored = content.get(_DIGEST_KEY)
+    if stored is None:
+        return "it has no checksum"
+    if stored != content_digest(content):
+        return "its content does not match the checksum stored with it: the file is damaged"
+    return None
+
+
+def _save(content: dict, path: Path) -> Path:
+    """``torch.save`` through a Python file, so a full disk raises OSError(ENOSPC) (not a
+    RuntimeError of the zip writer), which :func:`atomic_write` turns into a clear message."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(content, handle)
+
+    return atomic_write(path, write)
+
+
 # --- checkpoints -------------------------------------------------------------------------
 def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     """(step, path) of every checkpoint file, newest first."""
@@ -87,25 +157,45 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
+def _checkpoint_problem(state, step: int, identity: dict, max_step: int) -> str | None:
+    """Why the loaded checkpoint ``state`` (named for ``step``) cannot be resumed, or None."""
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        return "it is not a training checkpoint"
+    if state.get("format_version") != FORMAT_VERSION:
+        return (
+            f"it has format version {state.get('format_version')}, this code reads {FORMAT_VERSION}"
+        )
+    damage = _damage(state)
+    if damage is not None:
+        return damage
+    theirs = dict(state.get("identity") or {})
+    ours = dict(identity)
+    if theirs.pop("code", None) != ours.pop("code", None) and theirs == ours:
+        return (
+            "it was written by different code (the library modules the weights depend on "
+            "have changed since), so the run computes afresh"
+        )
+    if theirs != ours:
+        return "it was written with different model, diffusion, training or data settings"
+    if state.get("step") != step or step > max_step:
+        return f"its step {state.get('step')} does not fit a run of {max_step} steps"
+    return None
+
+
 def find_resumable_checkpoint(directory: Path, identity: dict, max_step: int) -> dict | None:
-    """Load the newest usable checkpoint; move unusable newer ones aside, with a warning each."""
+    """Load the newest usable checkpoint; move unusable newer ones aside, with a warning each.
+
+    ``identity`` is what the checkpoint must agree on (settings, data and, under ``"code"``,
+    the fingerprint of the code); a checkpoint that is damaged or disagrees becomes
+    ``<name>.unusable``.
+    """
     for step, path in list_checkpoints(directory):
-        problem = None
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # a truncated or garbled file raises many kinds of errors
             problem = f"it is unreadable ({type(err).__name__}: {err})"
         else:
-            if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-                problem = "it is not a training checkpoint"
-            elif state.get("format_version") != FORMAT_VERSION:
-                problem = f"it has format version {state.get('format_version')}, this code reads {FORMAT_VERSION}"
-            elif state.get("identity") != identity:
-                problem = (
-                    "it was written with different model, diffusion, training or data settings"
-                )
-            elif state.get("step") != step or step > max_step:
-                problem = f"its step {state.get('step')} does not fit a run of {max_step} steps"
+            problem = _checkpoint_problem(state, step, identity, max_step)
         if problem is None:
             return state
         aside = path.with_name(path.name + ".unusable")
@@ -119,9 +209,15 @@ def find_resumable_checkpoint(directory: Path, identity: dict, max_step: int) ->
     return None
 
 
-def save_checkpoint(directory: Path, state: dict, keep: int) -> Path:
-    path = directory / f"step-{state['step']:08d}.pt"
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+def save_checkpoint(directory: Path, identity: dict, state: dict, keep: int) -> Path:
+    """Write ``state`` (with a ``"step"``) as ``step-NNNNNNNN.pt``; keep the ``keep`` newest."""
+    content = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "identity": identity,
+        **state,
+    }
+    path = _save(seal(content), directory / f"step-{state['step']:08d}.pt")
     for _, old in list_checkpoints(directory)[keep:]:
         old.unlink(missing_ok=True)
     return path
@@ -130,10 +226,7 @@ def save_checkpoint(directory: Path, state: dict, keep: int) -> Path:
 def write_model_file(path: str | os.PathLike, record: dict, ema_model: torch.nn.Module) -> Path:
     """Write ``model.pt``: the record and the EMA weights (on the CPU), atomically."""
     ema_state = {k: v.detach().cpu().contiguous() for k, v in ema_model.state_dict().items()}
-    content = {"record": record, "ema_state_dict": ema_state}
-    path = Path(path)
-    atomic_write(path, lambda tmp: torch.save(content, tmp))
-    return path
+    return _save(seal({"record": record, "ema_state_dict": ema_state}), Path(path))
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -162,11 +255,18 @@ def load_model(
         raise ModelFileError(
             f"{path} is not a ddpm model file (expected keys 'record' and 'ema_state_dict')"
         )
-    record = content["record"]
-    if record.get("format") != MODEL_FORMAT or record.get("format_version") != FORMAT_VERSION:
+    record = content["record"] if isinstance(content["record"], dict) else {}
+    version = record.get("format_version")
+    if record.get("format") != MODEL_FORMAT or version not in _READABLE_MODEL_VERSIONS:
         raise ModelFileError(
-            f"{path} has format {record.get('format')!r} version {record.get('format_version')!r}; this code reads "
-            f"{MODEL_FORMAT!r} version {FORMAT_VERSION}; train the model again with this version"
+            f"{path} has format {record.get('format')!r} version {version!r}; this code reads "
+            f"{MODEL_FORMAT!r} versions {_READABLE_MODEL_VERSIONS}; train the model again with this version"
+        )
+    damage = _damage(content) if version >= 2 else None
+    if damage is not None:
+        raise ModelFileError(
+            f"{path} cannot be used: {damage}. Train again (its run directory's checkpoints, if "
+            f"intact, let the training resume), or restore the file from a copy"
         )
     try:
         unet_config = UNetConfig.from_dict(record["unet"]).validate()
