@@ -190,7 +190,7 @@ def test_tiny_study_end_to_end(tiny_study):
     edit(work / "src" / "ddpm" / "plots" / "runs.py")
     plan = snakemake("-n", "--quiet", "rules", "--configfile", config, cwd=work).stdout
     assert "run_figure" in plan and "train" not in plan.split(), plan
-    edit(work / "src" / "ddpm" / "training.py")
+    edit(work / "src" / "ddpm" / "training" / "loop.py")
     plan = snakemake("-n", "--quiet", "rules", "--configfile", config, cwd=work).stdout
     assert re.search(r"^train\s+4$", plan, flags=re.M), plan
 

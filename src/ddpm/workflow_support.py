@@ -15,6 +15,8 @@ import ast
 import functools
 from pathlib import Path
 
+from .imports import PACKAGE_DIR, imported_modules, module_path
+
 __all__ = [
     "imported_modules",
     "job_device",
@@ -24,93 +26,11 @@ __all__ = [
     "retry_runtime",
 ]
 
-PACKAGE = "ddpm"
-PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def _module_path(module: str, package_dir: Path) -> Path | None:
-    """The file of ``ddpm.x.y`` (a module or a package's ``__init__.py``), or None."""
-    parts = module.split(".")[1:]
-    base = package_dir.joinpath(*parts)
-    if parts and base.with_suffix(".py").is_file():
-        return base.with_suffix(".py")
-    if (base / "__init__.py").is_file():
-        return base / "__init__.py"
-    return None
-
-
-class _ImportCollector(ast.NodeVisitor):
-    """The package-internal modules named by the import statements of one file."""
-
-    def __init__(self, module: str, is_package: bool, top_level_only: bool, package_dir: Path):
-        self.package = module if is_package else module.rpartition(".")[0]
-        self.top_level_only = top_level_only
-        self.package_dir = package_dir
-        self.found: set[str] = set()
-
-    def _add(self, name: str) -> None:
-        if name == PACKAGE or name.startswith(PACKAGE + "."):
-            self.found.add(name)
-
-    def visit_FunctionDef(self, node):
-        # Imports inside a function run only when it is called (lazy imports).
-        if not self.top_level_only:
-            self.generic_visit(node)
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def visit_Import(self, node):
-        for alias in node.names:
-            self._add(alias.name)
-
-    def visit_ImportFrom(self, node):
-        if node.level:
-            anchor = self.package.split(".")
-            anchor = anchor[: len(anchor) - (node.level - 1)]
-            base = ".".join([*anchor, node.module] if node.module else anchor)
-        else:
-            base = node.module or ""
-        self._add(base)
-        for alias in node.names:
-            # `from package import name`: name may be a submodule.
-            if _module_path(f"{base}.{alias.name}", self.package_dir):
-                self._add(f"{base}.{alias.name}")
-
-
-def _with_parents(module: str) -> set[str]:
-    parts = module.split(".")
-    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
-
-
-def imported_modules(
-    script: str | Path, top_level_only: bool = False, package_dir: Path = PACKAGE_DIR
-) -> set[str]:
-    """Every ``ddpm`` module that importing (or running) ``script`` imports, transitively.
-
-    A module's parent packages count too (Python runs their ``__init__``). With
-    ``top_level_only`` the imports inside functions are left out: the result is then what
-    ``import`` alone loads.
-    """
-    pending = [(Path(script), "__main__", False)]
-    seen: set[str] = set()
-    while pending:
-        path, module, is_package = pending.pop()
-        collector = _ImportCollector(module, is_package, top_level_only, package_dir)
-        collector.visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
-        for name in collector.found:
-            for parent in sorted(_with_parents(name) - seen):
-                file = _module_path(parent, package_dir)
-                if file is None:
-                    continue  # a name imported from a package, not a module
-                seen.add(parent)
-                pending.append((file, parent, file.name == "__init__.py"))
-    return seen
-
 
 def library_inputs(script: str | Path, package_dir: Path = PACKAGE_DIR) -> list[str]:
     """The library source files ``script`` depends on (lazy imports included), sorted."""
     modules = imported_modules(script, package_dir=package_dir)
-    return sorted(str(_module_path(m, package_dir)) for m in modules)
+    return sorted(str(module_path(m, package_dir)) for m in modules)
 
 
 @functools.cache
