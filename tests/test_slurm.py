@@ -16,8 +16,11 @@ status check after 2 s instead of 20 s, because the test jobs last seconds.
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -55,7 +58,10 @@ def test_profile_asks_for_what_the_cluster_tests_rely_on():
     assert settings["executor"] == "slurm"
     assert settings["retries"] >= 1, "a job killed by SLURM must be submitted again"
     assert settings["rerun-incomplete"] is True
-    assert settings["set-resources"]["train"]["gpu"] == 1
+    # One GPU per GPU job, requested once: as GRES, with `gpu` pinned to 0 so that the plugin
+    # adds no `--gpus` next to it.
+    for rule in ("train", "sample"):
+        assert settings["set-resources"][rule] == {"gres": "gpu:1", "gpu": 0}
     assert "gpu" not in settings["default-resources"], "only GPU rules should get a GPU"
     assert settings["slurm-status-command"] == "squeue"
     assert settings["slurm-keep-successful-logs"] is True
@@ -64,6 +70,97 @@ def test_profile_asks_for_what_the_cluster_tests_rely_on():
     assert 3 * settings["slurm-init-seconds-before-status-checks"] <= 300
     # No account: the plugin cannot guess one without accounting and submits without -A.
     assert "slurm_account" not in settings["default-resources"]
+
+
+# --------------------------------------------------------------------------------------
+# The sbatch command the plugin builds from the profile (fake SLURM clients, no cluster)
+
+#: Fake SLURM client commands: each logs its arguments; sbatch then fails, so the
+#: plugin gives up on the job right after building its submission.
+FAKE_CLIENTS = {
+    "sbatch": "exit 1",
+    "sinfo": 'printf "PARTITION\\ndebug*\\n"',
+    "scontrol": 'echo "MinJobAge = 300 sec"',
+    "sacct": "exit 1",
+    "sacctmgr": "exit 1",
+    "sshare": "exit 1",
+    "squeue": "exit 1",
+}
+
+GPU_AND_CPU_JOBS = """
+rule all:
+    input:
+        "data.txt",
+        "model.txt",
+
+
+rule prepare:
+    output:
+        "data.txt",
+    shell:
+        "touch {output}"
+
+
+rule train:
+    # A GPU count from the study's config (as on a workstation) must not add a second
+    # GPU request to the profile's.
+    output:
+        "model.txt",
+    resources:
+        gpu=1,
+    shell:
+        "touch {output}"
+"""
+
+
+def sbatch_calls(tmp_path: Path, snakefile: str, edit_profile=None) -> dict[str, str]:
+    """Rule name -> the sbatch command line the plugin ran for its job, with the profile
+    (``edit_profile(settings)`` may change it first)."""
+    bin_dir, workdir = tmp_path / "bin", tmp_path / "work"
+    bin_dir.mkdir()
+    workdir.mkdir()
+    log = tmp_path / "clients.log"
+    for name, action in FAKE_CLIENTS.items():
+        fake = bin_dir / name
+        fake.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\n{action}\n')
+        fake.chmod(0o755)
+    (workdir / "Snakefile").write_text(snakefile)
+    command = slurm_snakemake_command(workdir, "--retries", "0", timeout=STAND_IN_TIMEOUT)
+    if edit_profile is not None:
+        profile = Path(command[command.index("--profile") + 1]) / "config.yaml"
+        settings = yaml.safe_load(profile.read_text())
+        edit_profile(settings)
+        profile.write_text(yaml.safe_dump(settings, sort_keys=False))
+    env = snakemake_env()
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    calls = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        match = re.search(r"--comment rule_(\w+)", line)
+        if line.startswith("sbatch ") and match:
+            calls[match.group(1)] = line
+    return calls
+
+
+def gpu_requests(sbatch_call: str) -> list[str]:
+    return re.findall(r"--(?:gres=gpu\S*|gpus[=\s]\S+|gpus-per-\w+[=\s]\S+)", sbatch_call)
+
+
+def test_each_gpu_job_asks_for_its_gpu_exactly_once(tmp_path):
+    calls = sbatch_calls(tmp_path, GPU_AND_CPU_JOBS)
+    assert set(calls) == {"prepare", "train"}, calls
+    assert gpu_requests(calls["train"]) == ["--gres=gpu:1"], calls["train"]
+    assert gpu_requests(calls["prepare"]) == [], calls["prepare"]
+
+
+def test_a_gpu_model_from_the_docs_still_gives_one_gpu_request(tmp_path):
+    """docs/cluster.md: a GPU model goes into the profile's gres string."""
+
+    def ask_for_a100(settings):
+        settings["set-resources"]["train"]["gres"] = "gpu:a100:1"
+
+    calls = sbatch_calls(tmp_path, GPU_AND_CPU_JOBS, ask_for_a100)
+    assert gpu_requests(calls["train"]) == ["--gres=gpu:a100:1"], calls["train"]
 
 
 # --------------------------------------------------------------------------------------
@@ -118,13 +215,22 @@ def test_jobs_run_as_slurm_jobs_through_the_profile(slurm_cluster, tmp_path):
 
     # The train job asked SLURM for one GPU (the profile's set-resources), the others none.
     train_job = ran_as["model.txt"]
-    assert "gpu:1" in slurm_job_details(slurm_cluster, train_job).get("TresPerJob", "")
+    assert gpus_asked_for(slurm_job_details(slurm_cluster, train_job)) == 1
     for path in ("data/a.txt", "data/b.txt"):
-        assert "gpu" not in slurm_job_details(slurm_cluster, ran_as[path]).get("TresPerJob", "")
+        assert gpus_asked_for(slurm_job_details(slurm_cluster, ran_as[path])) == 0
 
     # Successful jobs keep their SLURM logs (--slurm-keep-successful-logs).
     logs = {path.stem for path in (workdir / ".snakemake" / "slurm_logs").rglob("*.log")}
     assert submitted <= logs
+
+
+def gpus_asked_for(job_details: dict[str, str]) -> int:
+    """GPUs a job asked SLURM for, by GRES per node (``--gres``) and per job (``--gpus``)."""
+    total = 0
+    for key in ("TresPerNode", "TresPerJob"):
+        for count in re.findall(r"gpu(?::[\w.]+)?:(\d+)", job_details.get(key, "")):
+            total += int(count)
+    return total
 
 
 RESUMABLE_TRAIN = """
@@ -249,7 +355,7 @@ def test_real_workflow_through_slurm_matches_the_local_run(slurm_cluster, tiny_s
         if rule == "train":
             for job_id in job_ids:
                 details = slurm_job_details(slurm_cluster, job_id)
-                assert "gpu:1" in details.get("TresPerJob", ""), details
+                assert gpus_asked_for(details) == 1, details
     for rule in LOCAL_RULES:
         assert not (slurm_logs / f"rule_{rule}").exists(), f"{rule} ran as a SLURM job"
 
@@ -260,3 +366,89 @@ def test_real_workflow_through_slurm_matches_the_local_run(slurm_cluster, tiny_s
         assert_same_training(local_run, slurm_run)
         assert_same_samples(local_run, slurm_run)
         assert_same_metrics(local_run, slurm_run)
+
+
+# --------------------------------------------------------------------------------------
+# A training job that runs into its time limit
+
+#: The grid cell whose training outlasts its first time limit.
+LIMIT_CELL = "digits/runs/linear-T50-seed0"
+LIMIT_TARGET = f"results/{LIMIT_CELL}/model.pt"
+LIMIT_TRAIN_LOG = "logs/digits/train/linear-T50-seed0.log"
+
+#: Training steps that take about 2 minutes here (16-30 steps/s of the tiny model, 1 thread,
+#: on a shared 2-core machine), against a first time limit of 1 minute (SLURM's smallest):
+#: the first attempt runs out of time; later attempts get 2, then 3 minutes.
+LIMIT_STEPS = 3000
+
+#: Hard limit (seconds) on the Snakemake run through SLURM (up to 1 + 2 + 3 minutes of jobs).
+LIMIT_TIMEOUT = 540
+
+
+def write_time_limit_study(workdir: Path) -> Path:
+    """A copy of the workflow whose training needs about 2 minutes against a 1-minute limit."""
+    copy_workflow(workdir)
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["training"].update(
+        steps=LIMIT_STEPS, checkpoint_every=100, log_every=100, snapshot_every=LIMIT_STEPS
+    )
+    config["resources"]["train"]["runtime"] = 1
+    path = workdir / "tests" / "configs" / "time-limit.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@needs_slurm
+def test_training_past_its_time_limit_is_retried_with_more_time_and_resumes(
+    slurm_cluster, tmp_path
+):
+    reference_dir, workdir = tmp_path / "uninterrupted", tmp_path / "repo"
+    reference_config = write_time_limit_study(reference_dir)
+    config = write_time_limit_study(workdir)
+    # The uninterrupted run goes on locally at the same time, to save wall-clock time.
+    reference = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", LIMIT_TARGET, "--cores", "1"]
+        + ["--configfile", str(reference_config)],
+        cwd=reference_dir,
+        env=snakemake_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        result = run_snakemake_on_slurm(
+            slurm_cluster,
+            workdir,
+            LIMIT_TARGET,
+            "--configfile",
+            str(config),
+            timeout=LIMIT_TIMEOUT,
+        )
+        reference_output, _ = reference.communicate(timeout=LIMIT_TIMEOUT)
+    finally:
+        if reference.poll() is None:
+            reference.kill()
+            reference.wait()
+    assert reference.returncode == 0, reference_output[-4000:]
+    assert result.returncode == 0, slurm_failure_report(result, slurm_cluster)
+
+    # SLURM ended the first attempt at its 1-minute limit; Snakemake submitted it again with
+    # the runtime of the next attempt, and the last attempt completed.
+    jobs = submitted_job_ids(result.stdout)
+    states = slurm_states(slurm_cluster)
+    assert len(jobs) >= 2, (jobs, result.stdout[-4000:])
+    assert [states[job] for job in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"], states
+    for attempt, job in enumerate(jobs, start=1):
+        assert slurm_job_details(slurm_cluster, job)["TimeLimit"] == f"00:{attempt:02d}:00"
+
+    # The last attempt resumed from a checkpoint and ended with the uninterrupted weights.
+    run_dir = workdir / "results" / LIMIT_CELL
+    record = json.loads((run_dir / "run.json").read_text())
+    resumed = record["resumed_from_step"]
+    assert record["steps_trained"] == LIMIT_STEPS
+    assert resumed is not None and 0 < resumed < LIMIT_STEPS, record
+    log = (workdir / LIMIT_TRAIN_LOG).read_text()
+    assert f"resuming from checkpoint at step {resumed} of {LIMIT_STEPS}" in log, log[-3000:]
+    assert_same_training(reference_dir / "results" / LIMIT_CELL, run_dir)
