@@ -382,7 +382,7 @@ LIMIT_TRAIN_LOG = "logs/digits/train/linear-T50-seed0.log"
 LIMIT_STEPS = 3000
 
 #: Hard limit (seconds) on the Snakemake run through SLURM (up to 1 + 2 + 3 minutes of jobs).
-LIMIT_TIMEOUT = 540
+LIMIT_TIMEOUT = 600
 
 
 def write_time_limit_study(workdir: Path) -> Path:

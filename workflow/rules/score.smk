@@ -27,11 +27,11 @@ INCEPTION_RESOURCES = "resources/inception"
 def inception_weights_provided(wildcards):
     # A function of the wildcards alone: Snakemake ignores changes of params derived from the
     # input or output, so this must not take `output`.
-    from ddpm.evaluation.inception import provided_weights_state
-
     options = config.get("scoring", {}).get("inception", {})
     if options.get("mode", "auto") == "off":
         return "not looked for"
+    from ddpm.evaluation.inception import provided_weights_state
+
     return provided_weights_state(
         options.get("weights_path"), options.get("url"), INCEPTION_RESOURCES
     )
