@@ -230,6 +230,7 @@ def _snakemake(workdir: pathlib.Path, *args: str) -> subprocess.CompletedProcess
     return result
 
 
+@pytest.mark.slow
 def test_weights_rule_is_not_redone_after_it_downloaded(tmp_path):
     served = _small_state_dict(tmp_path / "served.pth")
     published = tmp_path / f"weights-{_sha256(served)[:8]}.pth"
@@ -238,6 +239,23 @@ def test_weights_rule_is_not_redone_after_it_downloaded(tmp_path):
     target = "resources/inception/status.json"
     _snakemake(workdir, target)
     assert (workdir / "resources/inception/downloaded" / published.name).is_file()
+    assert _planned_jobs(_snakemake(workdir, "-n", target).stdout) == {}
+
+
+@pytest.mark.slow
+def test_weights_rule_reruns_once_for_a_file_added_after_an_offline_run(tmp_path):
+    workdir = _workflow_with_inception(tmp_path, OFFLINE_URL)
+    target = "resources/inception/status.json"
+    _snakemake(workdir, target)
+    assert _planned_jobs(_snakemake(workdir, "-n", target).stdout) == {}
+
+    drop_in = workdir / "resources/inception" / inception.INCEPTION_WEIGHTS_FILENAME
+    _small_state_dict(drop_in)
+    assert _planned_jobs(_snakemake(workdir, "-n", target).stdout) == {"inception_weights": 1}
+    _snakemake(workdir, target)
+    status = yaml.safe_load((workdir / target).read_text())
+    assert status["weights_path"] == str(drop_in.relative_to(workdir)), status
+    # Once is enough: the file in place and the status agree, nothing is redone.
     assert _planned_jobs(_snakemake(workdir, "-n", target).stdout) == {}
 
 
