@@ -61,7 +61,10 @@ def test_profile_asks_for_what_the_cluster_tests_rely_on():
     # One GPU per GPU job, requested once: as GRES, with `gpu` pinned to 0 so that the plugin
     # adds no `--gpus` next to it.
     for rule in ("train", "sample"):
-        assert settings["set-resources"][rule] == {"gres": "gpu:1", "gpu": 0}
+        gpu_request = {key: settings["set-resources"][rule][key] for key in ("gres", "gpu")}
+        assert gpu_request == {"gres": "gpu:1", "gpu": 0}
+    # Training hears of its time limit early enough to write a checkpoint.
+    assert "--signal=USR1@" in settings["set-resources"]["train"]["slurm_extra"]
     assert "gpu" not in settings["default-resources"], "only GPU rules should get a GPU"
     assert settings["slurm-status-command"] == "squeue"
     assert settings["slurm-keep-successful-logs"] is True
@@ -113,6 +116,17 @@ rule train:
 """
 
 
+def slurm_command_with_profile(workdir: Path, *args: str, timeout: int, edit_profile=None):
+    """`slurm_snakemake_command`, with ``edit_profile(settings)`` applied to its profile."""
+    command = slurm_snakemake_command(workdir, *args, timeout=timeout)
+    if edit_profile is not None:
+        profile = Path(command[command.index("--profile") + 1]) / "config.yaml"
+        settings = yaml.safe_load(profile.read_text())
+        edit_profile(settings)
+        profile.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return command
+
+
 def sbatch_calls(tmp_path: Path, snakefile: str, edit_profile=None) -> dict[str, str]:
     """Rule name -> the sbatch command line the plugin ran for its job, with the profile
     (``edit_profile(settings)`` may change it first)."""
@@ -125,12 +139,9 @@ def sbatch_calls(tmp_path: Path, snakefile: str, edit_profile=None) -> dict[str,
         fake.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\n{action}\n')
         fake.chmod(0o755)
     (workdir / "Snakefile").write_text(snakefile)
-    command = slurm_snakemake_command(workdir, "--retries", "0", timeout=STAND_IN_TIMEOUT)
-    if edit_profile is not None:
-        profile = Path(command[command.index("--profile") + 1]) / "config.yaml"
-        settings = yaml.safe_load(profile.read_text())
-        edit_profile(settings)
-        profile.write_text(yaml.safe_dump(settings, sort_keys=False))
+    command = slurm_command_with_profile(
+        workdir, "--retries", "0", timeout=STAND_IN_TIMEOUT, edit_profile=edit_profile
+    )
     env = snakemake_env()
     env["PATH"] = f"{bin_dir}:{env['PATH']}"
     subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -151,6 +162,8 @@ def test_each_gpu_job_asks_for_its_gpu_exactly_once(tmp_path):
     assert set(calls) == {"prepare", "train"}, calls
     assert gpu_requests(calls["train"]) == ["--gres=gpu:1"], calls["train"]
     assert gpu_requests(calls["prepare"]) == [], calls["prepare"]
+    # The early warning reaches sbatch as one option, unquoted.
+    assert " --signal=USR1@120 " in calls["train"], calls["train"]
 
 
 def test_a_gpu_model_from_the_docs_still_gives_one_gpu_request(tmp_path):
@@ -368,6 +381,69 @@ def test_real_workflow_through_slurm_matches_the_local_run(slurm_cluster, tiny_s
         assert_same_metrics(local_run, slurm_run)
 
 
+EARLY_SIGNAL_TRAIN = """
+rule train:
+    # Like real training: on SIGUSR1 it writes a checkpoint (taking its time) and exits
+    # with an error; started again, it resumes from that checkpoint.
+    output:
+        "model.txt",
+    resources:
+        runtime=lambda wildcards, attempt: 2 * attempt,
+    shell:
+        '''
+        python3 -c '
+import os, signal, sys, time
+if os.path.exists("checkpoint.txt"):
+    open("model.txt", "w").write(open("checkpoint.txt").read() + " " + os.environ["SLURM_JOB_ID"])
+    sys.exit(0)
+def write_checkpoint(signum, frame):
+    time.sleep(5)
+    open("checkpoint.txt", "w").write(os.environ["SLURM_JOB_ID"] + " " + str(time.time()))
+    sys.exit(3)
+signal.signal(signal.SIGUSR1, write_checkpoint)
+open("started.txt", "w").write(str(time.time()))
+time.sleep(600)
+'
+        '''
+"""
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@needs_slurm
+def test_training_hears_of_its_time_limit_early_and_its_retry_resumes(slurm_cluster, tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text(EARLY_SIGNAL_TRAIN)
+
+    def signal_a_minute_early(settings):
+        # The profile's 2 minutes, scaled to the 2-minute limit of this job.
+        extra = settings["set-resources"]["train"]["slurm_extra"]
+        assert "--signal=USR1@120" in extra
+        settings["set-resources"]["train"]["slurm_extra"] = extra.replace("@120", "@60")
+
+    result = subprocess.run(
+        slurm_command_with_profile(
+            workdir, timeout=STAND_IN_TIMEOUT, edit_profile=signal_a_minute_early
+        ),
+        env=snakemake_env(slurm_cluster.env()),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, slurm_failure_report(result, slurm_cluster)
+
+    first_job, written_at, second_job = (workdir / "model.txt").read_text().split()
+    started_at = float((workdir / "started.txt").read_text())
+    # The signal reached the training process (through Snakemake's job step) before the
+    # limit, and it had time to write its checkpoint; the job then failed, not timed out.
+    assert float(written_at) - started_at < 2 * 60, "the checkpoint came after the limit"
+    states = slurm_states(slurm_cluster)
+    assert states[first_job] == "FAILED" and states[second_job] == "COMPLETED", states
+    assert submitted_job_ids(result.stdout) == [first_job, second_job]
+
+
 # --------------------------------------------------------------------------------------
 # A training job that runs into its time limit
 
@@ -417,14 +493,27 @@ def test_training_past_its_time_limit_is_retried_with_more_time_and_resumes(
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+    def without_early_signal(settings):
+        # Under a 1-minute limit the profile's SIGUSR1 "2 minutes before" would come at once;
+        # this test is about the limit itself (SIGTERM). The early signal has its own test.
+        del settings["set-resources"]["train"]["slurm_extra"]
+
     try:
-        result = run_snakemake_on_slurm(
-            slurm_cluster,
-            workdir,
-            LIMIT_TARGET,
-            "--configfile",
-            str(config),
-            timeout=LIMIT_TIMEOUT,
+        result = subprocess.run(
+            slurm_command_with_profile(
+                workdir,
+                LIMIT_TARGET,
+                "--configfile",
+                str(config),
+                timeout=LIMIT_TIMEOUT,
+                edit_profile=without_early_signal,
+            ),
+            env=snakemake_env(slurm_cluster.env()),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
         )
         reference_output, _ = reference.communicate(timeout=LIMIT_TIMEOUT)
     finally:
