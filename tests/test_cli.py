@@ -201,3 +201,58 @@ def test_train_rejects_an_impossible_model_before_training(fake_data_module, tmp
     assert status == 1
     assert "attention_resolutions" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_version_is_printed(capsys):
+    from ddpm import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ddpm {__version__}"
+
+
+def _described(help_text: str, heading: str) -> str:
+    """The help of one option: from its heading in the option list to the next option."""
+    # The last occurrence: the usage line at the top names the options too.
+    return help_text.rsplit(f" {heading} ", 1)[1].split(" --", 1)[0]
+
+
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_help_shows_each_default_once_and_none_for_required_options(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # undo the line wrapping
+    assert "(default: None)" not in text
+    assert "(default: False)" not in text
+    for heading in ("--device DEVICE", "--precision {auto,bf16,fp32}"):
+        described = _described(text, heading)
+        assert described.count("default") == 1, f"{heading}: {described}"
+        assert "(default: auto)" in described
+    if command == "train":
+        steps = _described(text, "--steps STEPS")
+        assert "default" not in steps, "--steps is required: it has no default to show"
+        mults = _described(text, "--channel-mults CHANNEL_MULTS")
+        assert "(default: 1,2,2)" in mults, "a list default is shown the way it is typed"
+    else:
+        eta = _described(text, "--eta ETA")
+        assert "(default: 0.0)" in eta, "a default of zero is still a default"
+
+
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_precision_defaults_to_auto(command):
+    required = ["data.npz", "run", "--steps", "1"] if command == "train" else ["m.pt", "o.npz"]
+    args = build_parser().parse_args([command, *required])
+    assert args.precision == "auto"
+    assert args.device == "auto"
+
+
+def test_license_file_is_the_one_pyproject_declares():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["license"]
+    text = (root / "LICENSE").read_text()
+    assert declared == "MIT" and text.startswith("MIT License")
+    assert "Copyright (c)" in text and "the ddpm authors" in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import math
+import shutil
 import threading
 from unittest import mock
 
@@ -430,15 +431,18 @@ def test_inception_weights_off_and_found(tmp_path):
         "disabled in config",
     )
     given = tmp_path / "mine.pth"
-    given.write_bytes(b"weights")
+    torch.save({"fc.weight": torch.zeros(3, 2048)}, given)
     for mode in ("auto", "required"):
         path, reason = resolve_inception_weights(mode, given, None, tmp_path / "resources")
         assert path == given and "found" in reason
-    kept = tmp_path / "resources" / "x.pth"  # downloaded earlier, found without a network
-    kept.parent.mkdir()
-    kept.write_bytes(b"weights")
+    # downloaded earlier, found without a network
+    kept = tmp_path / "resources" / "downloaded" / "x.pth"
+    kept.parent.mkdir(parents=True)
+    shutil.copy(given, kept)
     assert (
-        resolve_inception_weights("required", None, "http://127.0.0.1:9/x.pth", kept.parent)[0]
+        resolve_inception_weights("required", None, "http://127.0.0.1:9/x.pth", kept.parent.parent)[
+            0
+        ]
         == kept
     )
     with pytest.raises(MetricsError, match="mode must be one of"):
@@ -448,10 +452,10 @@ def test_inception_weights_off_and_found(tmp_path):
 def test_inception_weights_download_from_a_local_server(server, tmp_path):
     resources = tmp_path / "resources"
     path, reason = resolve_inception_weights("auto", None, server.url("/weights.pth"), resources)
-    assert path == resources / "weights.pth"
+    assert path == resources / "downloaded" / "weights.pth"
     assert "downloaded" in reason
     assert torch.load(path, weights_only=True)["fc.weight"].shape == (3, 2048)
-    assert [p.name for p in resources.iterdir()] == ["weights.pth"]
+    assert [p.name for p in path.parent.iterdir()] == ["weights.pth"]
 
 
 @pytest.mark.parametrize("route", ["/missing.pth", "/page.pth"])
@@ -466,7 +470,7 @@ def test_inception_weights_failed_download(server, tmp_path, route):
     with pytest.raises(MetricsError, match="not available offline") as error:
         resolve_inception_weights("required", tmp_path / "nowhere.pth", url, resources)
     assert "nowhere.pth does not exist" in str(error.value)
-    assert not resources.exists() or not any(resources.iterdir())  # nothing half-written
+    assert not [p for p in resources.rglob("*") if p.is_file()]  # nothing half-written
 
 
 # --- metrics.json -------------------------------------------------------------------------------

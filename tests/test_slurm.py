@@ -3,9 +3,11 @@
 `tests/slurm_cluster.py` brings up munged, slurmctld and slurmd (Debian 12's SLURM 22.05;
 `bash .ci/install-slurm.sh` installs them) and Snakemake runs workflows through
 ``profiles/slurm``. The tests check what a cluster user relies on: every job really is a
-SLURM job, ``train`` asks SLURM for a GPU, a job that SLURM kills is submitted again and
-picks up where it stopped, and the real workflow run on ``tests/configs/tiny.yaml``
-through SLURM gives the same numbers, bit for bit, as the same study run locally.
+SLURM job, ``train`` asks SLURM for a GPU (once: the sbatch line the plugin builds is
+checked with fake SLURM commands, without a cluster), a job that SLURM kills is submitted
+again and picks up where it stopped, and the real workflow run on
+``tests/configs/tiny.yaml`` through SLURM gives the same numbers, bit for bit, as the same
+study run locally. Time limits are in ``tests/test_slurm_time_limits.py``.
 
 They run whenever SLURM is installed and the tests run as root, and are skipped with the
 reason otherwise; ``-m "not slurm"`` deselects them. Two settings of the profile are
@@ -16,6 +18,7 @@ status check after 2 s instead of 20 s, because the test jobs last seconds.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -55,7 +58,13 @@ def test_profile_asks_for_what_the_cluster_tests_rely_on():
     assert settings["executor"] == "slurm"
     assert settings["retries"] >= 1, "a job killed by SLURM must be submitted again"
     assert settings["rerun-incomplete"] is True
-    assert settings["set-resources"]["train"]["gpu"] == 1
+    # One GPU per GPU job, requested once: as GRES, with `gpu` pinned to 0 so that the plugin
+    # adds no `--gpus` next to it.
+    for rule in ("train", "sample"):
+        gpu_request = {key: settings["set-resources"][rule][key] for key in ("gres", "gpu")}
+        assert gpu_request == {"gres": "gpu:1", "gpu": 0}
+    # Training hears of its time limit early enough to write a checkpoint.
+    assert "--signal=USR1@" in settings["set-resources"]["train"]["slurm_extra"]
     assert "gpu" not in settings["default-resources"], "only GPU rules should get a GPU"
     assert settings["slurm-status-command"] == "squeue"
     assert settings["slurm-keep-successful-logs"] is True
@@ -64,6 +73,107 @@ def test_profile_asks_for_what_the_cluster_tests_rely_on():
     assert 3 * settings["slurm-init-seconds-before-status-checks"] <= 300
     # No account: the plugin cannot guess one without accounting and submits without -A.
     assert "slurm_account" not in settings["default-resources"]
+
+
+# --------------------------------------------------------------------------------------
+# The sbatch command the plugin builds from the profile (fake SLURM clients, no cluster)
+
+#: Fake SLURM client commands: each logs its arguments; sbatch then fails, so the
+#: plugin gives up on the job right after building its submission.
+FAKE_CLIENTS = {
+    "sbatch": "exit 1",
+    "sinfo": 'printf "PARTITION\\ndebug*\\n"',
+    "scontrol": 'echo "MinJobAge = 300 sec"',
+    "sacct": "exit 1",
+    "sacctmgr": "exit 1",
+    "sshare": "exit 1",
+    "squeue": "exit 1",
+}
+
+GPU_AND_CPU_JOBS = """
+rule all:
+    input:
+        "data.txt",
+        "model.txt",
+
+
+rule prepare:
+    output:
+        "data.txt",
+    shell:
+        "touch {output}"
+
+
+rule train:
+    # A GPU count from the study's config (as on a workstation) must not add a second
+    # GPU request to the profile's.
+    output:
+        "model.txt",
+    resources:
+        gpu=1,
+    shell:
+        "touch {output}"
+"""
+
+
+def slurm_command_with_profile(workdir: Path, *args: str, timeout: int, edit_profile=None):
+    """`slurm_snakemake_command`, with ``edit_profile(settings)`` applied to its profile."""
+    command = slurm_snakemake_command(workdir, *args, timeout=timeout)
+    if edit_profile is not None:
+        profile = Path(command[command.index("--profile") + 1]) / "config.yaml"
+        settings = yaml.safe_load(profile.read_text())
+        edit_profile(settings)
+        profile.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return command
+
+
+def sbatch_calls(tmp_path: Path, snakefile: str, edit_profile=None) -> dict[str, str]:
+    """Rule name -> the sbatch command line the plugin ran for its job, with the profile
+    (``edit_profile(settings)`` may change it first)."""
+    bin_dir, workdir = tmp_path / "bin", tmp_path / "work"
+    bin_dir.mkdir()
+    workdir.mkdir()
+    log = tmp_path / "clients.log"
+    for name, action in FAKE_CLIENTS.items():
+        fake = bin_dir / name
+        fake.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\n{action}\n')
+        fake.chmod(0o755)
+    (workdir / "Snakefile").write_text(snakefile)
+    command = slurm_command_with_profile(
+        workdir, "--retries", "0", timeout=STAND_IN_TIMEOUT, edit_profile=edit_profile
+    )
+    env = snakemake_env()
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    calls = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        match = re.search(r"--comment rule_(\w+)", line)
+        if line.startswith("sbatch ") and match:
+            calls[match.group(1)] = line
+    return calls
+
+
+def gpu_requests(sbatch_call: str) -> list[str]:
+    return re.findall(r"--(?:gres=gpu\S*|gpus[=\s]\S+|gpus-per-\w+[=\s]\S+)", sbatch_call)
+
+
+def test_each_gpu_job_asks_for_its_gpu_exactly_once(tmp_path):
+    calls = sbatch_calls(tmp_path, GPU_AND_CPU_JOBS)
+    assert set(calls) == {"prepare", "train"}, calls
+    assert gpu_requests(calls["train"]) == ["--gres=gpu:1"], calls["train"]
+    assert gpu_requests(calls["prepare"]) == [], calls["prepare"]
+    # The early warning reaches sbatch as one option, unquoted.
+    assert " --signal=USR1@120 " in calls["train"], calls["train"]
+
+
+def test_a_gpu_model_from_the_docs_still_gives_one_gpu_request(tmp_path):
+    """docs/cluster.md: a GPU model goes into the profile's gres string."""
+
+    def ask_for_a100(settings):
+        settings["set-resources"]["train"]["gres"] = "gpu:a100:1"
+
+    calls = sbatch_calls(tmp_path, GPU_AND_CPU_JOBS, ask_for_a100)
+    assert gpu_requests(calls["train"]) == ["--gres=gpu:a100:1"], calls["train"]
 
 
 # --------------------------------------------------------------------------------------
@@ -118,13 +228,22 @@ def test_jobs_run_as_slurm_jobs_through_the_profile(slurm_cluster, tmp_path):
 
     # The train job asked SLURM for one GPU (the profile's set-resources), the others none.
     train_job = ran_as["model.txt"]
-    assert "gpu:1" in slurm_job_details(slurm_cluster, train_job).get("TresPerJob", "")
+    assert gpus_asked_for(slurm_job_details(slurm_cluster, train_job)) == 1
     for path in ("data/a.txt", "data/b.txt"):
-        assert "gpu" not in slurm_job_details(slurm_cluster, ran_as[path]).get("TresPerJob", "")
+        assert gpus_asked_for(slurm_job_details(slurm_cluster, ran_as[path])) == 0
 
     # Successful jobs keep their SLURM logs (--slurm-keep-successful-logs).
     logs = {path.stem for path in (workdir / ".snakemake" / "slurm_logs").rglob("*.log")}
     assert submitted <= logs
+
+
+def gpus_asked_for(job_details: dict[str, str]) -> int:
+    """GPUs a job asked SLURM for, by GRES per node (``--gres``) and per job (``--gpus``)."""
+    total = 0
+    for key in ("TresPerNode", "TresPerJob"):
+        for count in re.findall(r"gpu(?::[\w.]+)?:(\d+)", job_details.get(key, "")):
+            total += int(count)
+    return total
 
 
 RESUMABLE_TRAIN = """
@@ -249,7 +368,7 @@ def test_real_workflow_through_slurm_matches_the_local_run(slurm_cluster, tiny_s
         if rule == "train":
             for job_id in job_ids:
                 details = slurm_job_details(slurm_cluster, job_id)
-                assert "gpu:1" in details.get("TresPerJob", ""), details
+                assert gpus_asked_for(details) == 1, details
     for rule in LOCAL_RULES:
         assert not (slurm_logs / f"rule_{rule}").exists(), f"{rule} ran as a SLURM job"
 

@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import __version__
+
 __all__ = ["build_parser", "main", "parse_key_value"]
 
 logger = logging.getLogger("ddpm.cli")
@@ -191,28 +193,54 @@ def _cmd_sample(args) -> int:
 
 
 # --- the parser --------------------------------------------------------------------------
+class _DefaultsOnceFormatter(argparse.HelpFormatter):
+    """Append ``(default: X)`` to an option's help once, and only where there is a default to
+    show: not for required options, flags, options without a default, or help that already
+    names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or action.required
+            # Identity, not equality: a default of 0 is worth showing, False is not.
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or isinstance(action, (argparse._StoreTrueAction, argparse._VersionAction))
+            or not action.option_strings
+        ):
+            return text
+        if isinstance(default, tuple):
+            # Shown the way it is typed: 1,2,2 rather than (1, 2, 2).
+            default = ",".join(str(item) for item in default) or "none"
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
         default="auto",
-        help="'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N' (default: auto)",
+        help="'auto' (a CUDA GPU if there is one, else the CPU), 'cpu', 'cuda' or 'cuda:N'",
     )
     parser.add_argument(
         "--precision",
         default="auto",
         choices=("auto", "bf16", "fp32"),
-        help="'auto' = bf16 autocast + TF32 + channels_last on CUDA, float32 on CPU; "
-        "'bf16' = bf16 autocast on any device; 'fp32' = float32 (default: auto)",
+        help="'auto' = picked for the device (bf16 autocast where the hardware runs it fast, "
+        "float32 elsewhere); 'bf16' = bf16 autocast on any device; 'fp32' = float32",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    formatter = argparse.ArgumentDefaultsHelpFormatter
+    formatter = _DefaultsOnceFormatter
     parser = argparse.ArgumentParser(
         prog="ddpm",
         description="Denoising diffusion probabilistic models (Ho et al. 2020) and a study of noise schedules.",
         formatter_class=formatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     parser.add_argument(

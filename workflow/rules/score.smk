@@ -22,13 +22,32 @@ rule train_classifier:
         "../scripts/train_classifier.py"
 
 
+INCEPTION_RESOURCES = "resources/inception"
+
+
+def inception_weights_provided(wildcards):
+    # A function of the wildcards alone: Snakemake ignores changes of params derived from the
+    # input or output, so this must not take `output`.
+    options = config.get("scoring", {}).get("inception", {})
+    if options.get("mode", "auto") == "off":
+        return "not looked for"
+    from ddpm.evaluation.inception import provided_weights_state
+
+    return provided_weights_state(
+        options.get("weights_path"), options.get("url"), INCEPTION_RESOURCES
+    )
+
+
 rule inception_weights:
     # A local rule: fetches torch-fidelity's Inception-v3 weights once, where there is internet.
     # Offline with `mode: auto` it records why the Inception metrics are not computed.
+    # `provided` names the weights files the user has put in place (with size and mtime): a file
+    # added after an offline run changes it, so Snakemake's params trigger reruns this rule and
+    # the scoring after it. The rule's own downloads do not change it (they go to downloaded/).
     input:
         lib("evaluation"),
     output:
-        "resources/inception/status.json",
+        f"{INCEPTION_RESOURCES}/status.json",
     log:
         "logs/inception_weights.log",
     localrule: True
@@ -36,7 +55,8 @@ rule inception_weights:
         ENV_TORCH
     params:
         inception=config.get("scoring", {}).get("inception", {}),
-        resources_dir=lambda wildcards, output: os.path.dirname(output[0]),
+        resources_dir=INCEPTION_RESOURCES,
+        provided=inception_weights_provided,
     script:
         "../scripts/inception_weights.py"
 

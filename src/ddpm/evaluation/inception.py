@@ -1,38 +1,59 @@
-"""Where torch-fidelity's Inception-v3 weights come from.
+"""Where torch-fidelity's Inception-v3 weights come from, and loading them without running code.
 
 torch-fidelity downloads its Inception-v3 weights from GitHub the first time it is used, which fails
 on an offline machine or a cluster node without internet. Here the weights are a plain file: found
-where the configuration says, or downloaded once into the resources folder (on a machine with
-internet, e.g. by a local workflow rule), then handed to torch-fidelity with
-``feature_extractor_weights_path``.
+where the configuration says (``scoring.inception.weights_path``) or where the offline message says
+(``resources/inception/<file name>``), or downloaded once into ``resources/inception/downloaded/``
+(on a machine with internet, e.g. by a local workflow rule), then handed to torch-fidelity.
+
+A ``.pth`` file is a pickle, and torch-fidelity unpickles a weights file it is given with
+``torch.load(..., weights_only=False)``, which runs whatever code the file carries. So the project
+never hands torch-fidelity a file it did not write itself: :class:`VerifiedInceptionV3` (registered
+with torch-fidelity as :data:`INCEPTION_EXTRACTOR_NAME`) reads the user's file with
+``weights_only=True`` (tensors only; a file with code is refused before anything of it runs),
+checks it, and gives torch-fidelity a fresh copy holding nothing but those tensors. Downloads are
+checked against the SHA-256 prefix in the file name of torch-fidelity's URL (torch.hub's
+convention), which torch-fidelity itself does not check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+from torch.hub import HASH_REGEX
+from torch_fidelity.feature_extractor_inceptionv3 import (
+    URL_INCEPTION_V3,
+    FeatureExtractorInceptionV3,
+)
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
 from .common import MetricsError, atomic_write
 
 __all__ = [
     "INCEPTION_EXTRACTOR_NAME",
     "INCEPTION_MODES",
+    "INCEPTION_SHA256_PREFIX",
     "INCEPTION_WEIGHTS_FILENAME",
     "INCEPTION_WEIGHTS_URL",
+    "VerifiedInceptionV3",
     "download_file",
+    "load_inception_state_dict",
+    "provided_weights_state",
     "resolve_inception_weights",
 ]
 
 logger = logging.getLogger(__name__)
 
-INCEPTION_EXTRACTOR_NAME = "inception-v3-compat"
-"""torch-fidelity's name for the Inception-v3 network that reproduces the TensorFlow FID/IS."""
+INCEPTION_EXTRACTOR_NAME = "inception-v3-compat-verified"
+"""The name under which :class:`VerifiedInceptionV3` is registered with torch-fidelity: its
+``inception-v3-compat`` network (which reproduces the TensorFlow FID/IS), loaded safely."""
 
 INCEPTION_WEIGHTS_URL = URL_INCEPTION_V3
 """Where torch-fidelity itself fetches the weights (converted from the 2015-12-05 TF release)."""
@@ -41,21 +62,118 @@ INCEPTION_WEIGHTS_FILENAME = Path(urlparse(URL_INCEPTION_V3).path).name
 
 INCEPTION_MODES = ("auto", "required", "off")
 
+DOWNLOAD_SUBDIR = "downloaded"
+"""Downloads go to a folder of their own under the resources folder, apart from the place where
+the offline message asks the user to put the file: so the workflow can tell a file the user added
+(which must make the next run compute the Inception metrics) from one it fetched itself."""
+
+
+def _hash_prefix(filename: str) -> str | None:
+    """The SHA-256 prefix a torch.hub-style file name carries (``name-<hex>.pth``), if any."""
+    match = HASH_REGEX.search(filename)
+    return match.group(1) if match and match.group(1) else None
+
+
+INCEPTION_SHA256_PREFIX = _hash_prefix(INCEPTION_WEIGHTS_FILENAME)
+"""The start of the SHA-256 of torch-fidelity's published weights file, from its name."""
+
 
 def _weights_filename(url: str | None) -> str:
     name = Path(urlparse(url).path).name if url else ""
     return name or INCEPTION_WEIGHTS_FILENAME
 
 
-def _check_inception_state_dict(path: Path) -> None:
-    """Fail unless ``path`` holds a state dict with Inception's classifier layer: a download that
-    returned an error page must not be saved as weights."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _how_to_get_weights() -> str:
+    return (
+        f"use torch-fidelity's weights {INCEPTION_WEIGHTS_FILENAME} from {INCEPTION_WEIGHTS_URL} "
+        f"(SHA-256 starting {INCEPTION_SHA256_PREFIX}), or save your own Inception-v3 weights as a "
+        "plain state dict with torch.save(model.state_dict(), path)"
+    )
+
+
+def load_inception_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read an Inception-v3 state dict without running any code the file may carry.
+
+    Raises:
+        MetricsError: the file is not a plain state dict of tensors (e.g. a pickle of other Python
+            objects, whose loading could execute code: it is refused before any of it runs), or
+            has no Inception classifier layer. The message says what to use instead.
+    """
+    path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise MetricsError(f"the downloaded file is not a PyTorch state dict ({error})") from error
-    if not isinstance(state, dict) or "fc.weight" not in state:
-        raise MetricsError("the downloaded file is not an Inception-v3 state dict (no 'fc.weight')")
+        raise MetricsError(
+            f"Inception weights {path} are not a plain PyTorch state dict of tensors, so they are "
+            f"not loaded: unpickling the file could run code it carries, and nothing of it was run "
+            f"(torch.load(weights_only=True) said: {str(error).splitlines()[0]}). "
+            f"Replace the file: {_how_to_get_weights()}"
+        ) from error
+    plain = isinstance(state, dict) and all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
+    )
+    if not plain or "fc.weight" not in state:
+        raise MetricsError(
+            f"Inception weights {path} are not an Inception-v3 state dict (expected a dict of "
+            f"tensors with 'fc.weight'); {_how_to_get_weights()}"
+        )
+    return dict(state)
+
+
+class VerifiedInceptionV3(FeatureExtractorInceptionV3):
+    """torch-fidelity's Inception-v3 whose weights file is read with ``weights_only=True``.
+
+    torch-fidelity's own class unpickles the file with ``weights_only=False``. This one reads the
+    file safely, then hands its parent a copy it wrote itself, in a private temporary folder, that
+    holds only the checked tensors: unpickling that copy cannot run foreign code. It never
+    downloads: the weights come from :func:`resolve_inception_weights`.
+    """
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        if feature_extractor_weights_path is None:
+            raise MetricsError(
+                "the Inception extractor needs feature_extractor_weights_path (no download here); "
+                "get the file with resolve_inception_weights"
+            )
+        state = load_inception_state_dict(feature_extractor_weights_path)
+        with tempfile.TemporaryDirectory(prefix="ddpm-inception-") as private:
+            tensors_only = Path(private) / "weights.pth"
+            torch.save(state, tensors_only)
+            del state
+            super().__init__(
+                name, features_list, feature_extractor_weights_path=str(tensors_only), **kwargs
+            )
+
+
+if INCEPTION_EXTRACTOR_NAME not in FEATURE_EXTRACTORS_REGISTRY:  # a name registers once
+    register_feature_extractor(INCEPTION_EXTRACTOR_NAME, VerifiedInceptionV3)
+
+
+def _downloaded_weights_check(url: str):
+    """The check of a downloaded file: a plain Inception state dict and, when the URL's file name
+    carries a SHA-256 prefix (torch.hub's convention), that hash, so that a tampered or truncated
+    download is not kept."""
+    expected = _hash_prefix(_weights_filename(url))
+
+    def check(path: Path) -> None:
+        if expected is not None:
+            digest = _sha256(path)
+            if not digest.startswith(expected):
+                raise MetricsError(
+                    f"the downloaded file's SHA-256 is {digest}, not the {expected}... its name "
+                    "promises; the download is damaged or not the published file"
+                )
+        load_inception_state_dict(path)
+
+    return check
 
 
 def download_file(
@@ -104,6 +222,45 @@ def download_file(
     return destination
 
 
+def _provided_candidates(weights_path, url, resources_dir) -> list[Path]:
+    """Where a user may put the weights: ``weights_path``, then the place the offline message names."""
+    drop_in = Path(resources_dir) / _weights_filename(url)
+    return [Path(weights_path), drop_in] if weights_path else [drop_in]
+
+
+def provided_weights_state(
+    weights_path: str | Path | None, url: str | None, resources_dir: str | Path
+) -> str:
+    """Which weights files the user has provided, with size and modification time: ``"none"``
+    when there are none.
+
+    A workflow rule takes this as a parameter, so that adding (or replacing) a weights file after an
+    offline run makes the next run resolve the weights again. The rule's own downloads go elsewhere
+    (:data:`DOWNLOAD_SUBDIR`) and do not change it, so an online run is not redone.
+    """
+    found = []
+    for candidate in _provided_candidates(weights_path, url, resources_dir):
+        if candidate.is_file():
+            stat = candidate.stat()
+            found.append(f"{candidate} ({stat.st_size} bytes, mtime {stat.st_mtime_ns} ns)")
+    return "; ".join(found) or "none"
+
+
+def _describe_found(path: Path, how: str) -> str:
+    """``how`` plus whether ``path`` is torch-fidelity's published file (by its SHA-256 prefix)."""
+    digest = _sha256(path)
+    if INCEPTION_SHA256_PREFIX and digest.startswith(INCEPTION_SHA256_PREFIX):
+        return f"{how} (torch-fidelity's published weights, SHA-256 {digest[:16]}...)"
+    logger.warning(
+        "Inception weights %s are not torch-fidelity's published file (SHA-256 %s, expected %s...): "
+        "the Inception metrics will not be comparable with published numbers",
+        path,
+        digest,
+        INCEPTION_SHA256_PREFIX,
+    )
+    return f"{how} (not torch-fidelity's published weights: SHA-256 {digest[:16]}...)"
+
+
 def resolve_inception_weights(
     mode: str,
     weights_path: str | Path | None,
@@ -122,35 +279,45 @@ def resolve_inception_weights(
         weights_path: a file the user provides; used when it exists.
         url: where to download the weights from (``INCEPTION_WEIGHTS_URL``); ``None`` never
             downloads.
-        resources_dir: where downloaded weights are kept (and looked for), under the URL's file name.
+        resources_dir: a user may put the weights here, under the URL's file name; downloads are
+            kept in its ``downloaded/`` folder.
         timeout_s: network timeout of the download.
 
     Returns:
         ``(path, reason)``: the weights file (or ``None``) and a sentence saying where it came from
         or why there is none.
+
+    Raises:
+        MetricsError: a weights file is present but unusable (:func:`load_inception_state_dict`),
+            in every mode but ``"off"``: a file the user put there is never skipped silently.
     """
     if mode not in INCEPTION_MODES:
         raise MetricsError(f"Inception mode must be one of {INCEPTION_MODES}, got {mode!r}")
     if mode == "off":
         return None, "disabled in config"
 
-    downloaded = Path(resources_dir) / _weights_filename(url)
-    for candidate in (Path(weights_path) if weights_path else None, downloaded):
-        if candidate is not None and candidate.is_file():
-            return candidate, f"found at {candidate}"
+    provided = _provided_candidates(weights_path, url, resources_dir)
+    downloaded = Path(resources_dir) / DOWNLOAD_SUBDIR / _weights_filename(url)
+    for candidate in [*provided, downloaded]:
+        if candidate.is_file():
+            load_inception_state_dict(candidate)
+            return candidate, _describe_found(candidate, f"found at {candidate}")
 
     if url:
         logger.info("Inception weights not found; downloading %s to %s", url, downloaded)
         try:
-            download_file(url, downloaded, timeout_s=timeout_s, check=_check_inception_state_dict)
-            return downloaded, f"downloaded from {url} to {downloaded}"
+            download_file(
+                url, downloaded, timeout_s=timeout_s, check=_downloaded_weights_check(url)
+            )
+            return downloaded, _describe_found(downloaded, f"downloaded from {url} to {downloaded}")
         except Exception as error:  # network, HTTP, disk or content errors all mean "not available"
             failure = f"download from {url} failed: {error}"
     else:
         failure = "no download URL configured"
+    drop_in = provided[-1]
     missing = f"; {weights_path} does not exist" if weights_path else ""
     reason = (
-        f"Inception weights not available offline: put {downloaded.name} at {downloaded} or set "
+        f"Inception weights not available offline: put {drop_in.name} at {drop_in} or set "
         f"scoring.inception.weights_path ({failure}{missing})"
     )
     if mode == "required":

@@ -11,6 +11,10 @@ matplotlib.use("Agg")  # figures are written to files; no display is needed or a
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+#: Embed fonts as TrueType (Type 42) in PDF and PostScript. Matplotlib's default, Type 3, is
+#: rejected by journals' and theses' PDF checks and renders blurry in some viewers.
+FONT_EMBEDDING = {"pdf.fonttype": 42, "ps.fonttype": 42}
+
 SCHEDULE_PALETTE = {
     "linear": "#1b9e77",
     "cosine": "#d95f02",
@@ -20,13 +24,15 @@ SCHEDULE_PALETTE = {
 
 
 def use_style() -> None:
-    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1, rc=FONT_EMBEDDING)
 
 
 def save_figure(fig: plt.Figure, *paths: str | Path, dpi: int = 150) -> None:
     """Save ``fig`` to every path given (the suffix picks the format) and close it."""
-    for path in paths:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    # Also for figures drawn without use_style(): every PDF the project writes embeds TrueType.
+    with matplotlib.rc_context(FONT_EMBEDDING):
+        for path in paths:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
