@@ -48,6 +48,27 @@ def test_importing_the_config_check_leaves_out_heavy_libraries():
     assert out.stdout.splitlines()[-1] == "[]"
 
 
+def test_dry_run_imports_no_heavy_library(tmp_path):
+    # A stand-in torch / torch_fidelity / matplotlib that fails on import, found first on the path:
+    # the parse of the whole workflow (every rule's params and inputs included) must not need them.
+    for name in ("torch", "torch_fidelity", "matplotlib"):
+        package = tmp_path / "blocked" / name
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text(
+            f"raise ImportError('{name} was imported while the workflow was parsed')\n"
+        )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "blocked")}
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "was imported while the workflow was parsed" not in result.stdout + result.stderr
+
+
 def test_overlay_with_one_key_changes_only_that_key(tmp_path):
     overlay = tmp_path / "steps.yaml"
     overlay.write_text("training: {steps: 123}\n")

@@ -315,7 +315,7 @@ def _bad_calls(weights, tmp_path):
             {**base, "reference_cache_key": "a/b", "cache_dir": tmp_path},
             "without slashes",
         ),
-        ((ok, ok), {**base, "device": "cuda:1"}, "device"),
+        ((ok, ok), {**base, "device": "cuda:99"}, "device"),
     ]
 
 

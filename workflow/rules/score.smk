@@ -31,7 +31,7 @@ def inception_weights_provided(wildcards):
     options = config.get("scoring", {}).get("inception", {})
     if options.get("mode", "auto") == "off":
         return "not looked for"
-    from ddpm.evaluation.inception import provided_weights_state
+    from ddpm.evaluation.weights_files import provided_weights_state
 
     return provided_weights_state(
         options.get("weights_path"), options.get("url"), INCEPTION_RESOURCES

@@ -4,60 +4,52 @@ Two feature extractors: torch-fidelity's Inception-v3 (the numbers papers report
 file, see :func:`resolve_inception_weights`) and a small classifier trained on the dataset's own
 labels (:func:`train_classifier`), registered with torch-fidelity so that the same metric code
 runs on features that mean something for digits. Metric keys are prefixed with the extractor.
+
+The names below are imported on first use (PEP 562): :mod:`.weights_files` is read while the
+workflow is parsed, which must not import PyTorch or torch-fidelity.
 """
 
-from .classifier import (
-    CLASSIFIER_EXTRACTOR_NAME,
-    ClassifierFeatureExtractor,
-    DomainClassifier,
-    load_classifier,
-    read_classifier_config,
-    register_classifier_extractor,
-    train_classifier,
-)
-from .common import MetricsError
-from .inception import (
-    INCEPTION_EXTRACTOR_NAME,
-    INCEPTION_MODES,
-    INCEPTION_WEIGHTS_FILENAME,
-    INCEPTION_WEIGHTS_URL,
-    download_file,
-    resolve_inception_weights,
-)
-from .scoring import (
-    EXTRACTORS,
-    METRIC_SUFFIXES,
-    compute_metrics,
-    file_sha256,
-    metric_columns,
-    read_metrics,
-    real_floor,
-    reference_cache_name,
-    write_metrics,
-)
+from __future__ import annotations
 
-__all__ = [
-    "CLASSIFIER_EXTRACTOR_NAME",
-    "EXTRACTORS",
-    "INCEPTION_EXTRACTOR_NAME",
-    "INCEPTION_MODES",
-    "INCEPTION_WEIGHTS_FILENAME",
-    "INCEPTION_WEIGHTS_URL",
-    "METRIC_SUFFIXES",
-    "ClassifierFeatureExtractor",
-    "DomainClassifier",
-    "MetricsError",
-    "compute_metrics",
-    "download_file",
-    "file_sha256",
-    "load_classifier",
-    "metric_columns",
-    "read_classifier_config",
-    "read_metrics",
-    "real_floor",
-    "reference_cache_name",
-    "register_classifier_extractor",
-    "resolve_inception_weights",
-    "train_classifier",
-    "write_metrics",
-]
+import importlib
+
+# Public name -> the submodule that defines it.
+_EXPORTS = {
+    "CLASSIFIER_EXTRACTOR_NAME": "classifier",
+    "ClassifierFeatureExtractor": "classifier",
+    "DomainClassifier": "classifier",
+    "EXTRACTORS": "scoring",
+    "INCEPTION_EXTRACTOR_NAME": "inception",
+    "INCEPTION_MODES": "inception",
+    "INCEPTION_WEIGHTS_FILENAME": "inception",
+    "INCEPTION_WEIGHTS_URL": "inception",
+    "METRIC_SUFFIXES": "scoring",
+    "MetricsError": "common",
+    "compute_metrics": "scoring",
+    "download_file": "inception",
+    "file_sha256": "scoring",
+    "load_classifier": "classifier",
+    "metric_columns": "scoring",
+    "read_classifier_config": "classifier",
+    "read_metrics": "scoring",
+    "real_floor": "scoring",
+    "reference_cache_name": "scoring",
+    "register_classifier_extractor": "classifier",
+    "resolve_inception_weights": "inception",
+    "train_classifier": "classifier",
+    "write_metrics": "scoring",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ddpm.evaluation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -24,7 +24,6 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 from torch.hub import HASH_REGEX
@@ -35,6 +34,17 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
 from .common import MetricsError, atomic_write
+from .weights_files import (
+    DOWNLOAD_SUBDIR,
+    INCEPTION_WEIGHTS_FILENAME,
+    provided_weights_state,
+)
+from .weights_files import (
+    provided_candidates as _provided_candidates,
+)
+from .weights_files import (
+    weights_filename as _weights_filename,
+)
 
 __all__ = [
     "INCEPTION_EXTRACTOR_NAME",
@@ -58,14 +68,8 @@ INCEPTION_EXTRACTOR_NAME = "inception-v3-compat-verified"
 INCEPTION_WEIGHTS_URL = URL_INCEPTION_V3
 """Where torch-fidelity itself fetches the weights (converted from the 2015-12-05 TF release)."""
 
-INCEPTION_WEIGHTS_FILENAME = Path(urlparse(URL_INCEPTION_V3).path).name
 
 INCEPTION_MODES = ("auto", "required", "off")
-
-DOWNLOAD_SUBDIR = "downloaded"
-"""Downloads go to a folder of their own under the resources folder, apart from the place where
-the offline message asks the user to put the file: so the workflow can tell a file the user added
-(which must make the next run compute the Inception metrics) from one it fetched itself."""
 
 
 def _hash_prefix(filename: str) -> str | None:
@@ -76,11 +80,6 @@ def _hash_prefix(filename: str) -> str | None:
 
 INCEPTION_SHA256_PREFIX = _hash_prefix(INCEPTION_WEIGHTS_FILENAME)
 """The start of the SHA-256 of torch-fidelity's published weights file, from its name."""
-
-
-def _weights_filename(url: str | None) -> str:
-    name = Path(urlparse(url).path).name if url else ""
-    return name or INCEPTION_WEIGHTS_FILENAME
 
 
 def _sha256(path: Path) -> str:
@@ -220,30 +219,6 @@ def download_file(
 
     atomic_write(destination, fetch)
     return destination
-
-
-def _provided_candidates(weights_path, url, resources_dir) -> list[Path]:
-    """Where a user may put the weights: ``weights_path``, then the place the offline message names."""
-    drop_in = Path(resources_dir) / _weights_filename(url)
-    return [Path(weights_path), drop_in] if weights_path else [drop_in]
-
-
-def provided_weights_state(
-    weights_path: str | Path | None, url: str | None, resources_dir: str | Path
-) -> str:
-    """Which weights files the user has provided, with size and modification time: ``"none"``
-    when there are none.
-
-    A workflow rule takes this as a parameter, so that adding (or replacing) a weights file after an
-    offline run makes the next run resolve the weights again. The rule's own downloads go elsewhere
-    (:data:`DOWNLOAD_SUBDIR`) and do not change it, so an online run is not redone.
-    """
-    found = []
-    for candidate in _provided_candidates(weights_path, url, resources_dir):
-        if candidate.is_file():
-            stat = candidate.stat()
-            found.append(f"{candidate} ({stat.st_size} bytes, mtime {stat.st_mtime_ns} ns)")
-    return "; ".join(found) or "none"
 
 
 def _describe_found(path: Path, how: str) -> str:
