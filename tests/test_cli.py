@@ -256,3 +256,36 @@ def test_license_file_is_the_one_pyproject_declares():
     text = (root / "LICENSE").read_text()
     assert declared == "MIT" and text.startswith("MIT License")
     assert "Copyright (c)" in text and "the ddpm authors" in text
+
+
+def test_train_options_default_to_the_library_defaults():
+    # One source of defaults: `ddpm train` with only the required options trains with
+    # TrainingConfig's own defaults (CLI names that differ: --lr, --threads).
+    from dataclasses import fields
+
+    from ddpm.cli import build_parser
+    from ddpm.training import TrainingConfig
+
+    args = build_parser().parse_args(
+        ["train", "data.npz", "run", "--schedule", "linear", "--T", "10", "--steps", "5"]
+    )
+    cli_name = {"learning_rate": "lr", "num_threads": "threads"}
+    for field in fields(TrainingConfig):
+        if field.name == "steps":
+            continue
+        assert getattr(args, cli_name.get(field.name, field.name)) == field.default, field.name
+
+
+def test_model_options_default_to_the_library_defaults():
+    from dataclasses import fields
+
+    from ddpm.cli import build_parser
+    from ddpm.unet import UNetConfig
+
+    args = build_parser().parse_args(
+        ["train", "data.npz", "run", "--schedule", "linear", "--T", "10", "--steps", "5"]
+    )
+    for field in fields(UNetConfig):
+        if field.name in ("image_channels", "image_size"):  # taken from the data
+            continue
+        assert getattr(args, field.name) == field.default, field.name

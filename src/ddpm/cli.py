@@ -149,6 +149,8 @@ def _cmd_train(args) -> int:
         log_every=args.log_every,
         snapshot_every=args.snapshot_every,
         snapshot_count=args.snapshot_count,
+        divergence_factor=args.divergence_factor,
+        divergence_patience=args.divergence_patience,
         seed=args.seed,
         device=args.device,
         precision=args.precision,
@@ -399,6 +401,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="steps between EMA sample snapshots; none = off",
     )
     g.add_argument("--snapshot-count", type=int, default=16, help="images per snapshot")
+    g.add_argument(
+        "--divergence-factor",
+        type=_optional_float,
+        default=100.0,
+        help="stop when the loss stays this many times above its early level; none = off",
+    )
+    g.add_argument(
+        "--divergence-patience",
+        type=int,
+        default=100,
+        help="steps the loss must stay that high before the run stops",
+    )
     g.add_argument(
         "--seed", type=int, default=0, help="seed of weights, dropout, data order, t and noise"
     )
