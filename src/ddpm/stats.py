@@ -104,13 +104,14 @@ def spearman_with_bootstrap(
     rho = float(scipy_stats.spearmanr(x, y).statistic)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(resamples, n))
-    rhos = np.array(
-        [
-            scipy_stats.spearmanr(x[d], y[d]).statistic
-            for d in draws
-            if np.ptp(x[d]) and np.ptp(y[d])
-        ]
-    )
+    # Spearman's rho is Pearson's correlation of the ranks (ties get their mean rank).
+    rank_x = scipy_stats.rankdata(x[draws], axis=1)
+    rank_y = scipy_stats.rankdata(y[draws], axis=1)
+    rank_x -= rank_x.mean(axis=1, keepdims=True)
+    rank_y -= rank_y.mean(axis=1, keepdims=True)
+    norm = np.sqrt((rank_x**2).sum(axis=1) * (rank_y**2).sum(axis=1))
+    defined = norm > 0  # a resample of one repeated pair has no correlation
+    rhos = (rank_x * rank_y).sum(axis=1)[defined] / norm[defined]
     lo, hi = np.quantile(rhos, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
     return {"rho": rho, "lo": float(lo), "hi": float(hi), "n": n}
 
