@@ -283,9 +283,7 @@ def best_cell(runs: pd.DataFrame, floor: Mapping, extractor: str = "classifier")
         "schedule": schedule,
         "T": int(t),
         "seeds": sorted(int(s) for s in cell["seed"]),
-        "median_seed": int(
-            cell.loc[(cell[fid] - cell[fid].median()).abs().idxmin(), "seed"]
-        ),
+        "median_seed": int(cell.loc[(cell[fid] - cell[fid].median()).abs().idxmin(), "seed"]),
         "fid": fid_interval,
         "is": is_interval,
         "floor_fid": float(floor[fid]),
