@@ -91,7 +91,7 @@ rule best_cell_figure:
     conda:
         ENV_ANALYSIS
     params:
-        count=config.get("figures", {}).get("best_cell_samples", 64),
+        images=config.get("figures", {}).get("best_cell_samples", 64),
     script:
         "../scripts/best_cell_figure.py"
 

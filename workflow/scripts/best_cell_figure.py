@@ -14,6 +14,6 @@ figure = best_cell_figure_from_files(
     read_metrics(snakemake.input.floor),
     list(snakemake.input.samples),
     snakemake.input.data,
-    snakemake.params.count,
+    snakemake.params.images,
 )
 save_figure(figure, snakemake.output.pdf, snakemake.output.png)
