@@ -90,14 +90,13 @@ def test_metric_figure_draws_the_floor_band_from_its_bootstrap(runs):
     floor = {
         "n_generated": 200,
         "classifier_fid": 3.0,
-        "classifier_fid_boot_lo": 2.0,
-        "classifier_fid_boot_hi": 4.5,
+        "classifier_fid_boot_sd": 0.5,
     }
     ax = metric_figure("classifier_fid_vs_T", runs, floor).axes[0]
     (band,) = [p for p in ax.patches if p.get_alpha() == pytest.approx(0.15)]
     corners = band.get_transform().transform(band.get_path().vertices)
     data_y = ax.transData.inverted().transform(corners)[:, 1]
-    assert min(data_y) == pytest.approx(2.0) and max(data_y) == pytest.approx(4.5)
+    assert min(data_y) == pytest.approx(2.02) and max(data_y) == pytest.approx(3.98)
 
 
 def test_metric_vs_T_with_an_uncomputed_metric_draws_a_labelled_empty_panel(runs, tmp_path):

@@ -40,8 +40,7 @@ def study(tmp_path):
     floor = {
         "n_generated": 200,
         "classifier_fid": 5.0,
-        "classifier_fid_boot_lo": 4.0,
-        "classifier_fid_boot_hi": 6.5,
+        "classifier_fid_boot_sd": 0.5,
         "classifier_is_mean": 9.0,
         "classifier_kid_mean": 0.001,
     }
@@ -104,4 +103,4 @@ def test_the_report_opens_with_the_answers(study, tmp_path):
 def test_the_quality_table_shows_both_spreads(study, tmp_path):
     page = build_report(tmp_path / "report.html", **study).read_text()
     assert "FID, classifier features: sd over samples" in page
-    assert "real vs real [bootstrap 95 %]" in page and "5.0 [4.0, 6.5]" in page
+    assert "real vs real [± 1.96 bootstrap sd]" in page and "5.00 [4.02, 5.98]" in page

@@ -166,7 +166,7 @@ def _metric_name(metric: str) -> str:
     return metric_label(metric).split(" (")[0]
 
 
-def _interval(value, lo, hi) -> str:
+def _interval(value, lo=float("nan"), hi=float("nan")) -> str:
     from .plots.metrics import format_interval
 
     return format_interval(value, lo, hi)
@@ -258,7 +258,7 @@ def _grid_section(config: Mapping) -> str:
 
 
 def _quality_section(runs, floor, classifier, status, figures, n_samples) -> str:
-    from .plots.metrics import metrics_summary_table
+    from .plots.metrics import floor_band, metrics_summary_table
 
     order = ["classifier_fid", "classifier_kid_mean", "classifier_is_mean"]
     order += ["inception_fid", "inception_kid_mean", "inception_is_mean"]
@@ -268,10 +268,8 @@ def _quality_section(runs, floor, classifier, status, figures, n_samples) -> str
         [
             {
                 "metric": _metric_name(m),
-                "real vs real [bootstrap 95 %]": _interval(
-                    floor.get(m, float("nan")),
-                    floor.get(f"{m}_boot_lo", float("nan")),
-                    floor.get(f"{m}_boot_hi", float("nan")),
+                "real vs real [± 1.96 bootstrap sd]": _interval(
+                    **floor_band(floor, m) if m in floor else {"value": float("nan")}
                 ),
                 "sd over samples": floor.get(f"{m}_boot_sd", float("nan")),
             }

@@ -316,13 +316,14 @@ def metrics_summary_table(runs: pd.DataFrame, metrics: Sequence[str] | str) -> p
 
 
 def floor_band(floor: Mapping, metric: str) -> dict:
-    """The floor of ``metric`` from a ``floor.json`` record: its value and bootstrap interval."""
+    """The floor of ``metric`` from a ``floor.json`` record: its value ± 1.96 x its bootstrap sd.
+
+    The sd, not the bootstrap's percentiles: resampling with replacement repeats images, which
+    biases FID upwards, so the percentile interval can miss the value itself; its width is sound.
+    """
     value = float(floor.get(metric, math.nan))
-    return {
-        "value": value,
-        "lo": float(floor.get(f"{metric}_boot_lo", value)),
-        "hi": float(floor.get(f"{metric}_boot_hi", value)),
-    }
+    half = 1.96 * float(floor.get(f"{metric}_boot_sd", 0.0))
+    return {"value": value, "lo": value - half, "hi": value + half}
 
 
 # The column that summarises each metric: KID and IS are means over subsets / splits.
