@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+import ddpm.training
 from ddpm.data import load_split, prepare_dataset
 from ddpm.diffusion import GaussianDiffusion
 from ddpm.evaluation import compute_metrics, real_floor, train_classifier
@@ -44,6 +46,37 @@ def _ints(text: str) -> tuple[int, ...]:
     return () if text == "none" else tuple(int(v) for v in text.split(","))
 
 
+GRID_T = (50, 100, 200, 400, 800)
+GRID_SCHEDULES = 3
+JOB_OVERHEAD_S = 4.0  # CPU seconds to start one job's Python with torch (measured: 3.1)
+FIXED_S = 300.0  # forward-process analysis and thesis figures, classifier, floor, report
+
+
+def _projection(args, train_cpu: float, sample_cpu: float) -> dict:
+    """The whole default study on the AVX2 machine, 2 single-threaded jobs at a time."""
+    runs = GRID_SCHEDULES * len(GRID_T) * args.seeds
+    train = runs * train_cpu * args.train_factor
+    per_img_step = sample_cpu / (args.num_samples * args.T) * args.sample_factor
+    sample = GRID_SCHEDULES * sum(GRID_T) * args.seeds * args.num_samples * per_img_step
+    score = runs * 4.0  # metrics + 100 bootstrap replicates, measured 2-4 CPU s
+    overhead = 3 * runs * JOB_OVERHEAD_S + FIXED_S
+    total = train + sample + score + overhead
+    return {
+        "projected_train_s": round(train),
+        "projected_sample_s": round(sample),
+        "projected_total_core_s": round(total),
+        "projected_wall_min_2_cores": round(total / 2 / 60, 1),
+    }
+
+
+def _cosine_learning_rate(config, step: int) -> float:
+    """Linear warm-up, then cosine decay from the learning rate to 0 at the last step."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return config.learning_rate * step / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mnist5k")
@@ -62,8 +95,30 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None)
+    parser.add_argument(
+        "--train-factor",
+        type=float,
+        default=1.84,
+        help="AVX2 machine's training time / this machine's (docs: 95.7 vs 176 img/s measured here)",
+    )
+    parser.add_argument(
+        "--sample-factor",
+        type=float,
+        default=0.95,
+        help="AVX2 machine's sampling time / this machine's (2.78 vs 2.92 ms/img/step here)",
+    )
+    parser.add_argument(
+        "--lr-decay",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="after warm-up: constant (the library's) or cosine decay to 0 (an experiment: "
+        "patches the training module's learning-rate function for this process only)",
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell, for the projection")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.lr_decay == "cosine":
+        ddpm.training._learning_rate = _cosine_learning_rate
     work = Path(args.workdir or tempfile.mkdtemp(prefix="study_cell_"))
     data = work / f"{args.dataset}-{args.image_size}.npz"
     if not data.exists():
@@ -137,6 +192,7 @@ def main() -> None:
         "floor_is": floor["classifier_is_mean"],
         "run_dir": str(run_dir),
     }
+    result.update(_projection(args, train_cpu, sample_cpu))
     result["passes_is"] = result["is"] >= 0.8 * result["floor_is"]
     result["passes_fid"] = result["fid"] <= 3 * result["floor_fid"]
     print(json.dumps(result))
