@@ -178,6 +178,9 @@ def _little_change(runs: pd.DataFrame, metrics: Sequence[str]) -> tuple[list[str
 
 
 def _short(metric: str) -> str:
+    """``classifier_kid_mean`` -> ``KID``; ``final_loss`` -> ``final loss``."""
+    if metric == "final_loss":
+        return "final loss"
     return metric.split("_", 1)[1].removesuffix("_mean").upper()
 
 
