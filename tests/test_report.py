@@ -31,6 +31,7 @@ def study(tmp_path):
             "classifier_kid_mean": 0.1 + 0.01 * rng.normal(),
             "classifier_is_mean": 7.5 + 0.1 * rng.normal(),
             "bootstrap_resamples": 100,
+            "inception_fid": np.nan,
         }
         for schedule in ("linear", "cosine", "sigmoid")
         for t in (50, 100, 200, 400, 800)
@@ -43,6 +44,7 @@ def study(tmp_path):
         "classifier_fid_boot_sd": 0.5,
         "classifier_is_mean": 9.0,
         "classifier_kid_mean": 0.001,
+        "inception_fid": None,  # not computed: metrics.json writes NaN as null
     }
     (dataset / "floor.json").write_text(json.dumps(floor))
     (dataset / "classifier.json").write_text(json.dumps({"test_accuracy": 0.97}))

@@ -320,7 +320,9 @@ def build_report(
         metrics_tables, floors, classifiers, strict=True
     ):
         dataset = Path(metrics_path).parent.name
-        runs, floor = pd.read_csv(metrics_path), _read_json(floor_path)
+        runs = pd.read_csv(metrics_path)
+        # metrics.json writes NaN (a metric not computed) as null
+        floor = {k: float("nan") if v is None else v for k, v in _read_json(floor_path).items()}
         ours = [p for p in figures if Path(p).parent.name == dataset]
         best_figure = next((p for p in ours if Path(p).stem == "best_cell"), None)
         answers += _answers_section(runs, floor, best_figure, dataset)
