@@ -158,3 +158,29 @@ def test_scoring_records_the_bootstrap_spread_next_to_each_metric(digits_classif
         assert "classifier_fid_boot_sd" in record and "inception_fid_boot_sd" not in record
     # Real digits sit far below noise, beyond both sets' sample spread.
     assert floor["classifier_fid_boot_hi"] < generated["classifier_fid_boot_lo"]
+
+
+def test_reference_features_are_extracted_once_per_cache(digits_classifier, tmp_path, monkeypatch):
+    from ddpm.evaluation import spread
+    from ddpm.evaluation.study import score_against_test_set
+
+    images, weights = digits_classifier
+    calls = []
+    extract = spread.extract_metric_features
+    monkeypatch.setattr(
+        spread,
+        "extract_metric_features",
+        lambda x, **kw: calls.append(len(x)) or extract(x, **kw),
+    )
+    scoring = {
+        "dataset": "digits",
+        "classifier_path": weights,
+        "inception_status": {"weights_path": None, "reason": "offline"},
+        "cache_dir": tmp_path,
+        "options": {"kid_subset_size": 50, "isc_splits": 2, "bootstrap_resamples": 5},
+    }
+    first = score_against_test_set(images[:60], images[1200:], **scoring)
+    second = score_against_test_set(images[:60], images[1200:], **scoring)
+    # the test set once (then cached), the generated set every time
+    assert calls == [len(images) - 1200, 60, 60]
+    assert first["classifier_fid_boot_sd"] == second["classifier_fid_boot_sd"]

@@ -17,11 +17,11 @@ import torch_fidelity.utils
 
 from ..stats import bootstrap_sample_metrics
 from .classifier import register_classifier_extractor
-from .common import MetricsError, as_uint8_images, resolve_device
+from .common import MetricsError, as_uint8_images, atomic_write, resolve_device
 from .inception import INCEPTION_EXTRACTOR_NAME
-from .scoring import EXTRACTORS, _ImageBatch
+from .scoring import EXTRACTORS, _ImageBatch, file_sha256
 
-__all__ = ["bootstrap_metrics", "extract_metric_features"]
+__all__ = ["bootstrap_metrics", "cached_reference_features", "extract_metric_features"]
 
 
 def extract_metric_features(
@@ -99,3 +99,20 @@ def bootstrap_metrics(
         (key if key == "bootstrap_resamples" else f"{extractor}_{key}"): value
         for key, value in spread.items()
     }
+
+
+def cached_reference_features(
+    reference, *, extractor: str, weights_path: str | Path, cache_dir, cache_key: str
+) -> dict[str, torch.Tensor]:
+    """The reference set's features, from ``cache_dir`` when there, else extracted and saved.
+
+    The floor rule scores first and fills the cache; every run's scoring then only reads it, so
+    Inception-v3 (slow on a CPU) sees the test set once per dataset, not once per run.
+    """
+    digest = file_sha256(weights_path)[:12]
+    path = Path(cache_dir) / f"{cache_key}-w{digest}-features.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    features = extract_metric_features(reference, extractor=extractor, weights_path=weights_path)
+    atomic_write(path, lambda tmp: torch.save(features, tmp))
+    return features

@@ -19,7 +19,7 @@ import torch
 
 from .common import atomic_write
 from .scoring import compute_metrics, draw_real_set, metric_columns, reference_cache_name
-from .spread import bootstrap_metrics
+from .spread import bootstrap_metrics, cached_reference_features
 
 __all__ = [
     "DEFAULT_BOOTSTRAP_RESAMPLES",
@@ -99,8 +99,22 @@ def score_against_test_set(
         metrics.pop("n_reference", None)
         results.update(metrics)
         if resamples:
+            reference = cached_reference_features(
+                test_images,
+                extractor=extractor,
+                weights_path=weights,
+                cache_dir=cache_dir,
+                cache_key=cache_key,
+            )
             results.update(
-                bootstrap_metrics(images, test_images, resamples=resamples, seed=seed, **common)
+                bootstrap_metrics(
+                    images,
+                    test_images,
+                    resamples=resamples,
+                    seed=seed,
+                    reference_features=reference,
+                    **common,
+                )
             )
         results[f"{extractor}_status"] = "computed"
     return results
