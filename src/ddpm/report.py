@@ -131,7 +131,7 @@ def _answers_section(runs: pd.DataFrame, floor: Mapping, best_cell_figure, datas
         f"<h3>{html.escape(dataset)}</h3><p class='note'>Every interval is 95 %: over seeds a "
         f"Student-t interval with n = {seeds.min()}"
         + (f"–{seeds.max()}" if seeds.max() != seeds.min() else "")
-        + f" seeds per cell; {n_samples} samples per run, scored with the domain classifier's "
+        + f" seed{'s' if seeds.max() > 1 else ''} per cell; {n_samples} samples per run, scored with the domain classifier's "
         "features against the test set. The spread that the finite samples alone cause is a "
         f"bootstrap over the samples within each run ({resamples:.0f} resamples) and is shown "
         "apart from the seed spread in the table and figures below.</p>"

@@ -46,6 +46,9 @@ RELATIVE_MARGIN = 0.10
 RHO_MARGIN = 0.5
 """The loss "does not predict" image quality if the rank correlation is surely below this."""
 
+MIN_CELLS_FOR_RHO = 6
+"""Fewer grid cells than this give no verdict on the rank correlation."""
+
 QUALITY_BARS = {"is_fraction_of_real": 0.8, "fid_multiple_of_floor": 3.0}
 """The best cell's samples count as recognisable digits: IS >= 0.8 x the real data's IS and
 FID <= 3 x the real-vs-real floor, both at the same number of images."""
@@ -253,7 +256,9 @@ def claim_verdicts(runs: pd.DataFrame, fid: str = "classifier_fid") -> pd.DataFr
 def _loss_predicts_quality(runs: pd.DataFrame, fid: str) -> dict:
     cells = runs.groupby(["schedule", "T"])[["final_loss", fid]].mean().dropna()
     rho = spearman_with_bootstrap(cells["final_loss"], cells[fid])
-    if math.isfinite(rho["lo"]) and rho["lo"] > 0:
+    if rho["n"] < MIN_CELLS_FOR_RHO:
+        verdict = CANNOT_TELL  # resampling a handful of cells gives no usable interval
+    elif math.isfinite(rho["lo"]) and rho["lo"] > 0:
         verdict = DOES_NOT_HOLD
     elif math.isfinite(rho["hi"]) and rho["hi"] < RHO_MARGIN:
         verdict = HOLDS
@@ -265,7 +270,8 @@ def _loss_predicts_quality(runs: pd.DataFrame, fid: str) -> dict:
         f"Spearman ρ(final loss, FID) over {rho['n']} cells (seed means): "
         f"{_fmt(rho['rho'], rho['lo'], rho['hi'])}",
         "interval: bootstrap over cells; does not hold if it is above 0 (a lower loss ranks a "
-        f"lower FID), holds if it is below {RHO_MARGIN}, else cannot be told apart",
+        f"lower FID), holds if it is below {RHO_MARGIN}, else (or with fewer than "
+        f"{MIN_CELLS_FOR_RHO} cells) cannot be told apart",
     )
 
 
