@@ -12,9 +12,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["collect_runs", "final_loss", "parse_run_dir", "read_benchmarks"]
+__all__ = ["cell_summary", "collect_runs", "final_loss", "parse_run_dir", "read_benchmarks"]
 
 _RUN_DIR = re.compile(r"(?P<schedule>[A-Za-z0-9_]+)-T(?P<T>\d+)-seed(?P<seed>\d+)$")
 
@@ -99,3 +100,60 @@ def read_benchmarks(paths: Sequence[str | Path]) -> pd.DataFrame:
             row.update(schedule=match["schedule"], T=int(match["T"]), seed=int(match["seed"]))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def cell_summary(runs: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per (dataset, schedule, T, metric): the spread over seeds and over samples.
+
+    Columns: ``n`` (seeds with a value), ``mean``, ``sd`` (between seeds), ``lo`` / ``hi`` (95 %
+    Student-t interval of the mean over the n seeds), ``sample_sd`` (the within-run bootstrap
+    spread, root mean square over the seeds; NaN where the runs carry none) and ``sample_half``
+    (the half-width the sample noise alone gives the mean: t * sample_sd / sqrt(n)). When
+    ``sample_half`` is close to the interval's half-width, the seeds differ by measurement noise
+    only; when it is much smaller, by training.
+    """
+    from scipy import stats as scipy_stats
+
+    from .stats import t_interval
+
+    rows = []
+    for (dataset, schedule, t), group in runs.groupby(["dataset", "schedule", "T"], sort=False):
+        for metric in metrics:
+            if metric not in group.columns:
+                continue
+            interval = t_interval(group[metric])
+            boot = f"{metric}_boot_sd"
+            sample_sd = (
+                float(np.sqrt(np.nanmean(group[boot].to_numpy(dtype=float) ** 2)))
+                if boot in group.columns and group[boot].notna().any()
+                else float("nan")
+            )
+            n = interval["n"]
+            factor = scipy_stats.t.ppf(0.975, n - 1) / np.sqrt(n) if n > 1 else float("nan")
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "schedule": schedule,
+                    "T": int(t),
+                    "metric": metric,
+                    **{k: interval[k] for k in ("n", "mean", "sd", "lo", "hi")},
+                    "sample_sd": sample_sd,
+                    "sample_half": sample_sd * factor,
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "schedule",
+            "T",
+            "metric",
+            "n",
+            "mean",
+            "sd",
+            "lo",
+            "hi",
+            "sample_sd",
+            "sample_half",
+        ],
+    )

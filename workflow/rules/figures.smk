@@ -9,13 +9,16 @@ RUN_FIGURES = {
 if config["training"].get("snapshot_every"):
     RUN_FIGURES["training_progress"] = lambda ds: runs_of(ds, "snapshots.npz")
 
-METRIC_FIGURES = [
+# FID next to KID (unbiased at small n) and IS, per extractor.
+QUALITY_FIGURES = [
     f"{extractor}_{metric}_vs_T"
     for extractor in (
         ["classifier", "inception"] if inception_enabled() else ["classifier"]
     )
     for metric in ("fid", "kid", "is")
 ] + ["loss_vs_fid"]
+# Every figure that reads the metrics table: the quality figures and the best cell's samples.
+METRIC_FIGURES = QUALITY_FIGURES + ["best_cell"]
 
 
 rule run_figure:
@@ -60,11 +63,37 @@ rule metric_figure:
     log:
         "logs/figures/{dataset}/{figure}.log",
     wildcard_constraints:
-        figure="|".join(METRIC_FIGURES),
+        figure="|".join(QUALITY_FIGURES),
     conda:
         ENV_ANALYSIS
     script:
         "../scripts/metric_figure.py"
+
+
+rule best_cell_figure:
+    # The samples of the cell with the lowest mean FID next to real test digits.
+    input:
+        metrics="results/{dataset}/metrics.csv",
+        floor="results/{dataset}/floor.json",
+        samples=lambda wildcards: runs_of(wildcards.dataset, "samples.npz"),
+        data="results/{dataset}/data.npz",
+        lib=lib("plots", "summary", "stats", "data", "sampling", "results"),
+    output:
+        pdf="results/figures/{dataset}/best_cell.pdf",
+        png=report(
+            "results/figures/{dataset}/best_cell.png",
+            caption="../report/best_cell.rst",
+            category="Sample quality",
+            subcategory="{dataset}",
+        ),
+    log:
+        "logs/figures/{dataset}/best_cell.log",
+    conda:
+        ENV_ANALYSIS
+    params:
+        images=config.get("figures", {}).get("best_cell_samples", 64),
+    script:
+        "../scripts/best_cell_figure.py"
 
 
 rule figures:

@@ -31,6 +31,7 @@ __all__ = [
     "EXTRACTORS",
     "METRIC_SUFFIXES",
     "compute_metrics",
+    "draw_real_set",
     "file_sha256",
     "metric_columns",
     "read_metrics",
@@ -349,23 +350,9 @@ def compute_metrics(
     return metrics
 
 
-def real_floor(real_pool, reference, n: int, *, seed: int = 0, **metric_options) -> dict:
-    """The metrics of ``n`` real images against the reference set: what a perfect model would
-    score at this sample size.
-
-    Args:
-        real_pool: real uint8 images to draw from, e.g. the training set; images that also occur
-            in ``reference`` are left out, so the two sets are disjoint.
-        reference: the reference images (e.g. the test set), as in :func:`compute_metrics`.
-        n: how many images to draw; use the size of the generated sets.
-        seed: seeds the draw.
-        **metric_options: passed to :func:`compute_metrics` (``extractor``, ``weights_path``,
-            ``reference_cache_key``, ``cache_dir``, ...). With the same reference cache key as
-            the scoring calls, this call fills the reference cache they then reuse.
-
-    Returns:
-        The same keys as :func:`compute_metrics`.
-    """
+def draw_real_set(real_pool, reference, n: int, *, seed: int = 0) -> torch.Tensor:
+    """``n`` real images drawn from ``real_pool`` without any image that is also in ``reference``
+    (the two sets are disjoint), as a uint8 tensor; ``seed`` seeds the draw."""
     real_pool = as_uint8_images(real_pool, "real pool")
     reference = as_uint8_images(reference, "reference")
     if real_pool.shape[1:] != reference.shape[1:]:
@@ -395,7 +382,28 @@ def real_floor(real_pool, reference, n: int, *, seed: int = 0, **metric_options)
     draw = candidates[
         torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))[:n]
     ]
-    return compute_metrics(real_pool[draw], reference, **metric_options)
+    return real_pool[draw]
+
+
+def real_floor(real_pool, reference, n: int, *, seed: int = 0, **metric_options) -> dict:
+    """The metrics of ``n`` real images against the reference set: what a perfect model would
+    score at this sample size.
+
+    Args:
+        real_pool: real uint8 images to draw from, e.g. the training set; images that also occur
+            in ``reference`` are left out, so the two sets are disjoint (:func:`draw_real_set`).
+        reference: the reference images (e.g. the test set), as in :func:`compute_metrics`.
+        n: how many images to draw; use the size of the generated sets.
+        seed: seeds the draw.
+        **metric_options: passed to :func:`compute_metrics` (``extractor``, ``weights_path``,
+            ``reference_cache_key``, ``cache_dir``, ...). With the same reference cache key as
+            the scoring calls, this call fills the reference cache they then reuse.
+
+    Returns:
+        The same keys as :func:`compute_metrics`.
+    """
+    real = draw_real_set(real_pool, reference, n, seed=seed)
+    return compute_metrics(real, as_uint8_images(reference, "reference"), **metric_options)
 
 
 def _json_value(value):

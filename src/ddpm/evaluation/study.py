@@ -1,6 +1,8 @@
 """Scoring as the study does it: every enabled extractor, the same reference set, one record.
 
-The reference set is the dataset's test split. The classifier extractor always runs; the
+The reference set is the dataset's test split. Next to each metric the record holds its
+within-run bootstrap spread (resampling the generated images), and the floor is scored the same
+way on real images. The classifier extractor always runs; the
 Inception extractor runs when its weights are available, and is otherwise recorded as not
 computed, with the reason, so that a table or a figure can say why a column is empty.
 """
@@ -16,9 +18,19 @@ from pathlib import Path
 import torch
 
 from .common import atomic_write
-from .scoring import compute_metrics, metric_columns, real_floor, reference_cache_name
+from .scoring import compute_metrics, draw_real_set, metric_columns, reference_cache_name
+from .spread import bootstrap_metrics, cached_reference_features
 
-__all__ = ["read_inception_status", "score_against_test_set", "write_inception_status"]
+__all__ = [
+    "DEFAULT_BOOTSTRAP_RESAMPLES",
+    "read_inception_status",
+    "score_against_test_set",
+    "score_real_floor",
+    "write_inception_status",
+]
+
+DEFAULT_BOOTSTRAP_RESAMPLES = 100
+"""Bootstrap replicates of the within-run spread when the scoring config does not say."""
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +67,16 @@ def score_against_test_set(
     inception_status: Mapping,
     cache_dir: str | Path,
     options: Mapping,
-    real_pool: torch.Tensor | None = None,
     seed: int = 0,
 ) -> dict:
-    """Metrics of ``images`` (uint8 N x C x H x W) against the test set, for every extractor.
+    """Metrics of ``images`` (uint8 N x C x H x W) against the test set, for every extractor,
+    with the within-run bootstrap spread of FID, KID and IS (``options["bootstrap_resamples"]``
+    replicates, default 100; 0 skips it).
 
-    With ``real_pool`` the images scored are instead ``len(images)`` real images drawn from
-    that pool (the floor: what a perfect model scores at this sample size).
     Columns of an extractor that cannot run are NaN, with ``{extractor}_status`` saying why.
     """
     metric_options = {k: options[k] for k in _METRIC_OPTIONS if k in options}
+    resamples = int(options.get("bootstrap_resamples", DEFAULT_BOOTSTRAP_RESAMPLES))
     results: dict = {"n_generated": len(images), "n_reference": len(test_images)}
     for extractor, weights in _extractors(classifier_path, inception_status).items():
         if weights is None:
@@ -74,19 +86,45 @@ def score_against_test_set(
         common = {
             "extractor": extractor,
             "weights_path": weights,
-            "reference_cache_key": reference_cache_name(
-                dataset, "test", test_images.shape[-1], extractor, len(test_images)
-            ),
-            "cache_dir": cache_dir,
             **metric_options,
         }
+        cache_key = reference_cache_name(
+            dataset, "test", test_images.shape[-1], extractor, len(test_images)
+        )
         logger.info("scoring %d images with the %s extractor", len(images), extractor)
-        if real_pool is None:
-            metrics = compute_metrics(images, test_images, **common)
-        else:
-            metrics = real_floor(real_pool, test_images, len(images), seed=seed, **common)
+        metrics = compute_metrics(
+            images, test_images, reference_cache_key=cache_key, cache_dir=cache_dir, **common
+        )
         metrics.pop("n_generated", None)
         metrics.pop("n_reference", None)
         results.update(metrics)
+        if resamples:
+            reference = cached_reference_features(
+                test_images,
+                extractor=extractor,
+                weights_path=weights,
+                cache_dir=cache_dir,
+                cache_key=cache_key,
+            )
+            results.update(
+                bootstrap_metrics(
+                    images,
+                    test_images,
+                    resamples=resamples,
+                    seed=seed,
+                    reference_features=reference,
+                    **common,
+                )
+            )
         results[f"{extractor}_status"] = "computed"
     return results
+
+
+def score_real_floor(
+    real_pool: torch.Tensor, test_images: torch.Tensor, n: int, *, seed: int = 0, **scoring
+) -> dict:
+    """The floor: ``n`` real images drawn from ``real_pool`` (none of them in the test set) scored
+    exactly as a run's ``n`` samples are, bootstrap spread included (what a perfect model would
+    score at this sample size). ``**scoring`` as in :func:`score_against_test_set`."""
+    real = draw_real_set(real_pool, test_images, n, seed=seed)
+    return score_against_test_set(real, test_images, seed=seed, **scoring)

@@ -2,8 +2,10 @@
 
 Every function reads the tidy table of runs (one row per trained model) with the columns
 ``dataset``, ``schedule``, ``T``, ``seed``, ``final_loss`` and metric columns such as
-``classifier_fid`` or ``inception_is_mean`` (see :func:`ddpm.evaluation.compute_metrics`). The
-spread over seeds is the sample standard deviation (ddof = 1). A metric column that is missing or
+``classifier_fid`` or ``inception_is_mean`` (see :func:`ddpm.evaluation.compute_metrics`), with
+their within-run bootstrap spread ``classifier_fid_boot_sd``. Means over seeds come with a 95 %
+Student-t interval over the n seeds; the part of the spread the finite samples explain is shown
+separately (:func:`ddpm.results.cell_summary`). A metric column that is missing or
 all NaN (the metric was not computed, e.g. Inception without weights) gives a labelled empty panel.
 """
 
@@ -23,6 +25,8 @@ from scipy.stats import spearmanr
 from .style import SCHEDULE_PALETTE
 
 __all__ = [
+    "floor_band",
+    "format_interval",
     "metric_figure",
     "metric_label",
     "metrics_summary_table",
@@ -100,42 +104,76 @@ def _not_computed(column: str) -> str:
     return f"{metric_label(column)}\nnot computed (no values in column {column!r})"
 
 
-def _floor_for(floor, dataset) -> list[float]:
-    """The floor values that apply to ``dataset``: a number, a sequence of numbers (repeated
-    draws) or a mapping from dataset to either."""
+def _floor_for(floor, dataset) -> dict | None:
+    """The floor that applies to ``dataset`` as ``{"value", "lo", "hi"}`` (lo/hi: its bootstrap
+    interval at the same n, or the range of repeated draws). ``floor`` is a number, a sequence of
+    numbers (repeated draws), such a dict, or a mapping from dataset to any of these."""
     if floor is None:
-        return []
+        return None
+    if isinstance(floor, Mapping) and "value" not in floor:
+        return _floor_for(floor.get(dataset), dataset)
     if isinstance(floor, Mapping):
-        floor = floor.get(dataset)
-        if floor is None:
-            return []
+        band = {k: float(floor.get(k, floor["value"])) for k in ("value", "lo", "hi")}
+        return band if math.isfinite(band["value"]) else None
     values = [float(floor)] if np.isscalar(floor) else [float(v) for v in floor]
-    return [v for v in values if math.isfinite(v)]
-
-
-def _draw_floor(ax: plt.Axes, values: list[float]) -> None:
+    values = [v for v in values if math.isfinite(v)]
     if not values:
+        return None
+    return {"value": float(np.mean(values)), "lo": min(values), "hi": max(values)}
+
+
+def _draw_floor(ax: plt.Axes, band: dict | None, n_samples: int | None) -> None:
+    if band is None:
         return
-    if len(values) > 1 and max(values) > min(values):
-        ax.axhspan(min(values), max(values), color="0.5", alpha=0.15, lw=0)
-    ax.axhline(float(np.mean(values)), color="0.3", ls="--", lw=1.2, label="real data (floor)")
+    if band["hi"] > band["lo"]:
+        ax.axhspan(band["lo"], band["hi"], color="0.5", alpha=0.15, lw=0)
+    at_n = f", n = {n_samples}" if n_samples else ""
+    ax.axhline(band["value"], color="0.3", ls="--", lw=1.2, label=f"real vs real (floor{at_n})")
 
 
-def plot_metric_vs_T(runs: pd.DataFrame, metric: str, floor=None) -> plt.Figure:
+def _draw_schedule(ax, cells: pd.DataFrame, colour, shift: float, label: str) -> None:
+    """Mean over seeds, 95 % t-interval (thin bar) and the part of it that the finite samples
+    alone explain (thick inner bar)."""
+    x = cells["T"].to_numpy(dtype=float) * shift
+    mean = cells["mean"].to_numpy(dtype=float)
+    ax.errorbar(
+        x,
+        mean,
+        yerr=np.nan_to_num(mean - cells["lo"].to_numpy(dtype=float)),
+        color=colour,
+        marker="o",
+        ms=4,
+        capsize=3,
+        lw=1.2,
+        label=label,
+    )
+    sample = cells["sample_half"].to_numpy(dtype=float)
+    if np.isfinite(sample).any():
+        ax.errorbar(
+            x, mean, yerr=np.nan_to_num(sample), fmt="none", ecolor=colour, lw=4, alpha=0.45
+        )
+
+
+def plot_metric_vs_T(
+    runs: pd.DataFrame, metric: str, floor=None, n_samples: int | None = None
+) -> plt.Figure:
     """``metric`` against the number of diffusion steps T, one line per schedule.
 
-    Points are the mean over seeds with the standard deviation as error bars (none for a single
-    seed); the schedules are shifted a little along x so their bars do not overlap. T is on a log2
-    axis. One panel per dataset.
+    Points are the mean over seeds; the thin bar is its 95 % Student-t interval over the n seeds
+    (none for one seed), the thick inner bar the part of it the finite number of samples alone
+    gives (the within-run bootstrap, :func:`ddpm.results.cell_summary`). The schedules are shifted
+    a little along x so their bars do not overlap. T is on a log2 axis. One panel per dataset.
 
     Args:
         runs: the tidy table of runs.
         metric: the metric column, e.g. ``"classifier_fid"``.
-        floor: the same metric between two real sets of the generated sets' size
-            (:func:`ddpm.evaluation.real_floor`): a number (drawn as a dashed line), several numbers
-            from repeated draws (their range as a band, their mean as the line), or a mapping from
-            dataset to either.
+        floor: the same metric between two real sets of the generated sets' size: a number, a
+            sequence (repeated draws: their range as a band), ``{"value", "lo", "hi"}`` (the band
+            is its bootstrap interval), or a mapping from dataset to any of these.
+        n_samples: the generated sets' size, named in the floor's label.
     """
+    from ..results import cell_summary
+
     _check_runs(runs)
     datasets = _datasets(runs)
     fig, axes = _panels(len(datasets))
@@ -146,40 +184,36 @@ def plot_metric_vs_T(runs: pd.DataFrame, metric: str, floor=None) -> plt.Figure:
         if not _has_values(data, metric):
             _empty_panel(ax, _not_computed(metric))
             continue
-        data = data[data[metric].notna()]
-        stats = (
-            data.groupby(["schedule", "T"])[metric]
-            .agg(["mean", "std"])
-            .reset_index()
-            .sort_values("T")
-        )
-        seeds = data.groupby("schedule")["seed"].nunique()
-        schedules = _schedules_in_order(stats["schedule"])
+        data = data[data[metric].notna()].assign(dataset=dataset)
+        cells = cell_summary(data, [metric]).sort_values("T")
+        schedules = _schedules_in_order(cells["schedule"])
         colours = _schedule_colours(schedules)
         for i, schedule in enumerate(schedules):
-            rows = stats[stats["schedule"] == schedule]
-            shift = 2.0 ** (0.04 * (i - (len(schedules) - 1) / 2))
-            n_seeds = int(seeds[schedule])
-            ax.errorbar(
-                rows["T"].to_numpy(dtype=float) * shift,
-                rows["mean"].to_numpy(dtype=float),
-                yerr=rows["std"].fillna(0.0).to_numpy(dtype=float),
-                color=colours[schedule],
-                marker="o",
-                ms=4,
-                capsize=3,
-                label=f"{schedule} ({n_seeds} seed{'s' if n_seeds != 1 else ''})",
+            rows = cells[cells["schedule"] == schedule]
+            seeds = sorted(set(rows["n"]))
+            n_text = "/".join(map(str, seeds))
+            _draw_schedule(
+                ax,
+                rows,
+                colours[schedule],
+                2.0 ** (0.04 * (i - (len(schedules) - 1) / 2)),
+                f"{schedule} (n = {n_text} seed{'s' if seeds != [1] else ''})",
             )
-        _draw_floor(ax, _floor_for(floor, dataset))
+        _draw_floor(ax, _floor_for(floor, dataset), n_samples)
         ax.set_xscale("log", base=2)
-        t_values = sorted(stats["T"].unique())
+        t_values = sorted(cells["T"].unique())
         ax.set_xticks(t_values, [str(int(t)) for t in t_values])
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("diffusion steps T")
         ax.set_ylabel(metric_label(metric))
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="x-small", title=_INTERVAL_LEGEND, title_fontsize="x-small")
     fig.tight_layout()
     return fig
+
+
+_INTERVAL_LEGEND = (
+    "mean; bar: 95 % t-interval over seeds\nthick: part from finite samples (bootstrap)"
+)
 
 
 def _spearman_text(x: pd.Series, y: pd.Series) -> str:
@@ -241,48 +275,55 @@ def _decimals_for(value: float, significant: int) -> int:
     return max(0, significant - 1 - math.floor(math.log10(abs(value))))
 
 
-def _mean_std_text(values: pd.Series, digits: int) -> str:
-    values = values.dropna()
-    if values.empty:
+def format_interval(mean: float, lo: float, hi: float, digits: int = 3) -> str:
+    """``"21.2 [18.0, 24.4]"``: rounded to the interval half-width's second significant digit
+    (more digits would be noise); without an interval, ``digits`` significant digits."""
+    if not math.isfinite(mean):
         return "–"
-    mean = float(values.mean())
-    if len(values) == 1:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         return f"{mean:.{_decimals_for(mean, digits)}f}"
-    std = float(values.std(ddof=1))
-    if std == 0:
-        return f"{mean:.{_decimals_for(mean, digits)}f} ± 0"
-    # Round both to the second significant digit of the spread: more digits would be noise.
-    decimals = _decimals_for(std, 2)
-    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+    decimals = _decimals_for((hi - lo) / 2, 2) if hi > lo else _decimals_for(mean, digits)
+    return f"{mean:.{decimals}f} [{lo:.{decimals}f}, {hi:.{decimals}f}]"
 
 
-def metrics_summary_table(
-    runs: pd.DataFrame, metrics: Sequence[str] | str, *, digits: int = 3
-) -> pd.DataFrame:
-    """``"mean ± std"`` over seeds of each metric, rows (dataset, schedule), columns (metric, T).
+def _sd_text(value: float) -> str:
+    return "–" if not math.isfinite(value) else f"{value:.{_decimals_for(value, 2)}f}"
 
-    Mean and sample standard deviation are rounded to the standard deviation's second significant
-    digit (``"21.2 ± 3.3"``, ``"0.0012 ± 0.0004"``); a single seed gives the mean alone with
-    ``digits`` significant digits, and a cell without values ``"–"``.
-    """
+
+def metrics_summary_table(runs: pd.DataFrame, metrics: Sequence[str] | str) -> pd.DataFrame:
+    """Rows (dataset, schedule, T); per metric the mean over seeds with its 95 % t-interval
+    (``"20.0 [17.6, 22.4]"``), the sd between seeds and the within-run sample sd (bootstrap), so
+    the two sources of spread sit side by side; and ``seeds`` (n). FID and KID columns come in
+    the order of ``metrics``."""
+    from ..results import cell_summary
+
     _check_runs(runs)
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    pairs = set(runs.groupby(["dataset", "schedule"]).size().index)
-    order = [
-        (dataset, schedule)
-        for dataset in _datasets(runs)
-        for schedule in _schedules_in_order(runs["schedule"])
-        if (dataset, schedule) in pairs
-    ]
-    index = pd.MultiIndex.from_tuples(order, names=["dataset", "schedule"])
-    t_values = sorted(runs["T"].unique())
-    columns = pd.MultiIndex.from_product([metrics, t_values], names=["metric", "T"])
-    table = pd.DataFrame("–", index=index, columns=columns, dtype=object)
-    for (dataset, schedule, t), group in runs.groupby(["dataset", "schedule", "T"]):
-        for metric in metrics:
-            if metric in group.columns:
-                table.loc[(dataset, schedule), (metric, t)] = _mean_std_text(group[metric], digits)
-    return table
+    cells = cell_summary(runs, metrics)
+    order = {name: i for i, name in enumerate(_schedules_in_order(runs["schedule"]))}
+    rows = {}
+    for cell in cells.itertuples(index=False):
+        key = (cell.dataset, cell.schedule, cell.T)
+        row = rows.setdefault(key, {"seeds": cell.n})
+        row["seeds"] = max(row["seeds"], cell.n)
+        name = metric_label(cell.metric).split(" (")[0]
+        row[f"{name}: mean [95 % CI]"] = format_interval(cell.mean, cell.lo, cell.hi)
+        row[f"{name}: sd over seeds"] = _sd_text(cell.sd)
+        row[f"{name}: sd over samples"] = _sd_text(cell.sample_sd)
+    keys = sorted(rows, key=lambda k: (str(k[0]), order[k[1]], k[2]))
+    index = pd.MultiIndex.from_tuples(keys, names=["dataset", "schedule", "T"])
+    return pd.DataFrame([rows[k] for k in keys], index=index).fillna("–")
+
+
+def floor_band(floor: Mapping, metric: str) -> dict:
+    """The floor of ``metric`` from a ``floor.json`` record: its value ± 1.96 x its bootstrap sd.
+
+    The sd, not the bootstrap's percentiles: resampling with replacement repeats images, which
+    biases FID upwards, so the percentile interval can miss the value itself; its width is sound.
+    """
+    value = float(floor.get(metric, math.nan))
+    half = 1.96 * float(floor.get(f"{metric}_boot_sd", 0.0))
+    return {"value": value, "lo": value - half, "hi": value + half}
 
 
 # The column that summarises each metric: KID and IS are means over subsets / splits.
@@ -293,8 +334,9 @@ def metric_figure(name: str, runs: pd.DataFrame, floor: Mapping | None = None) -
     """The workflow's metric figures by file name.
 
     ``{extractor}_{fid|kid|is}_vs_T`` draws :func:`plot_metric_vs_T` with the floor's value of
-    that metric (``floor`` is a real-data floor's metrics, as in ``floor.json``);
-    ``loss_vs_{fid|kid|is}`` draws :func:`plot_loss_vs_metric` on the classifier's metric.
+    that metric and its bootstrap band (``floor`` is a real-data floor's record, as in
+    ``floor.json``); ``loss_vs_{fid|kid|is}`` draws :func:`plot_loss_vs_metric` on the
+    classifier's metric.
     """
     if name.startswith("loss_vs_"):
         return plot_loss_vs_metric(
@@ -302,4 +344,7 @@ def metric_figure(name: str, runs: pd.DataFrame, floor: Mapping | None = None) -
         )
     extractor, short = name.removesuffix("_vs_T").split("_")
     metric = f"{extractor}_{_SUMMARY_COLUMN[short]}"
-    return plot_metric_vs_T(runs, metric, floor=(floor or {}).get(metric))
+    floor = floor or {}
+    n = floor.get("n_generated")
+    band = floor_band(floor, metric) if metric in floor else None
+    return plot_metric_vs_T(runs, metric, floor=band, n_samples=int(n) if n else None)

@@ -18,6 +18,8 @@ from ..sampling import image_grid
 from .style import use_style
 
 __all__ = [
+    "best_cell_figure_from_files",
+    "plot_best_cell",
     "plot_loss_curves",
     "plot_reconstruction",
     "plot_sample_grids",
@@ -149,6 +151,41 @@ def plot_reconstruction(
     fig.suptitle("Reconstruction from x_t")
     fig.tight_layout()
     return fig
+
+
+def plot_best_cell(samples: np.ndarray, real: np.ndarray, title: str, count: int = 64):
+    """The best cell's samples next to real test digits, the same number of each."""
+    count = min(count, len(samples), len(real))
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 4.3), squeeze=False)
+    _show(axes[0][0], samples[:count])
+    axes[0][0].set_title("generated: " + title, fontsize=9)
+    _show(axes[0][1], real[:count])
+    axes[0][1].set_title("real test digits", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def best_cell_figure_from_files(
+    runs: pd.DataFrame, floor: Mapping, sample_paths: Sequence[str], data_path, count: int = 64
+) -> plt.Figure:
+    """:func:`plot_best_cell` for the cell :func:`ddpm.summary.best_cell` picks, showing the
+    seed whose FID is the median of the cell's seeds (not the best one: no cherry-picking)."""
+    from ..data import load_split
+    from ..results import parse_run_dir
+    from ..sampling import load_samples
+    from ..summary import best_cell
+
+    best = best_cell(runs, floor)
+    seed = best["median_seed"]
+    (path,) = [
+        p
+        for p in sample_paths
+        if (lambda r: (r["schedule"], r["T"], r["seed"]))(parse_run_dir(p))
+        == (best["schedule"], best["T"], seed)
+    ]
+    real, _ = load_split(data_path, "test")
+    title = f"{best['schedule']}, T = {best['T']}, seed {seed}"
+    return plot_best_cell(np.asarray(load_samples(path)), np.asarray(real), title, count)
 
 
 def _largest_T_per_schedule(paths) -> dict[str, str]:

@@ -1,0 +1,118 @@
+"""The within-run spread of IS, FID and KID: how much of a run's number comes from the finite
+set of generated images, as opposed to the trained model.
+
+The features of each set are extracted once, in the layers torch-fidelity itself uses for each
+metric; :func:`ddpm.stats.bootstrap_sample_metrics` then resamples them and recomputes every metric
+with torch-fidelity's feature -> metric functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch_fidelity
+import torch_fidelity.utils
+
+from ..stats import bootstrap_sample_metrics
+from .classifier import register_classifier_extractor
+from .common import MetricsError, as_uint8_images, atomic_write, resolve_device
+from .inception import INCEPTION_EXTRACTOR_NAME
+from .scoring import EXTRACTORS, _ImageBatch, file_sha256
+
+__all__ = ["bootstrap_metrics", "cached_reference_features", "extract_metric_features"]
+
+
+def extract_metric_features(
+    images, *, extractor: str, weights_path: str | Path, batch_size: int = 128, device="auto"
+) -> dict[str, torch.Tensor]:
+    """The features torch-fidelity computes each metric from: ``{"fid", "kid", "isc"}`` -> N x D
+    (the extractor's default layer for that metric), extracted in one pass over ``images``."""
+    if extractor not in EXTRACTORS:
+        raise MetricsError(f"extractor must be one of {EXTRACTORS}, got {extractor!r}")
+    images = as_uint8_images(images, "images")
+    name = (
+        register_classifier_extractor() if extractor == "classifier" else INCEPTION_EXTRACTOR_NAME
+    )
+    cuda = resolve_device(device).type == "cuda"
+    layers = {
+        metric: torch_fidelity.utils.resolve_feature_layer_for_metric(
+            metric, feature_extractor=name
+        )
+        for metric in ("fid", "kid", "isc")
+    }
+    model = torch_fidelity.utils.create_feature_extractor(
+        name,
+        sorted(set(layers.values())),
+        cuda=cuda,
+        feature_extractor_weights_path=str(weights_path),
+        verbose=False,
+    )
+    features = torch_fidelity.utils.get_featuresdict_from_dataset(
+        _ImageBatch(images, to_rgb=extractor == "inception", label=f"{extractor}, features"),
+        model,
+        batch_size,
+        cuda,
+        True,
+        False,
+    )
+    return {metric: features[layer] for metric, layer in layers.items()}
+
+
+def bootstrap_metrics(
+    generated,
+    reference,
+    *,
+    extractor: str,
+    weights_path: str | Path,
+    resamples: int = 100,
+    seed: int = 0,
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+    isc_splits: int = 10,
+    reference_features: Mapping | None = None,
+    **unused,
+) -> dict:
+    """The within-run (finite-sample) spread of FID, KID and IS of ``generated``: features are
+    extracted once, the generated set is resampled with replacement ``resamples`` times and each
+    metric recomputed by torch-fidelity (:func:`ddpm.stats.bootstrap_sample_metrics`).
+
+    Returns ``{extractor}_{fid|kid_mean|is_mean}_boot_{sd|lo|hi}`` and ``bootstrap_resamples``.
+    ``reference_features`` (from :func:`extract_metric_features`) skips extracting the reference.
+    """
+    gen = extract_metric_features(generated, extractor=extractor, weights_path=weights_path)
+    if reference_features is None:
+        reference_features = extract_metric_features(
+            reference, extractor=extractor, weights_path=weights_path
+        )
+    spread = bootstrap_sample_metrics(
+        gen,
+        dict(reference_features),
+        resamples=resamples,
+        seed=seed,
+        kid_subsets=kid_subsets,
+        kid_subset_size=min(kid_subset_size, len(gen["fid"])),
+        isc_splits=isc_splits,
+    )
+    return {
+        (key if key == "bootstrap_resamples" else f"{extractor}_{key}"): value
+        for key, value in spread.items()
+    }
+
+
+def cached_reference_features(
+    reference, *, extractor: str, weights_path: str | Path, cache_dir, cache_key: str
+) -> dict[str, torch.Tensor]:
+    """The reference set's features, from ``cache_dir`` when there, else extracted and saved.
+
+    The floor rule scores first and fills the cache; every run's scoring then only reads it, so
+    Inception-v3 (slow on a CPU) sees the test set once per dataset, not once per run.
+    """
+    digest = file_sha256(weights_path)[:12]
+    path = Path(cache_dir) / f"{cache_key}-w{digest}-features.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    features = extract_metric_features(reference, extractor=extractor, weights_path=weights_path)
+    atomic_write(path, lambda tmp: torch.save(features, tmp))
+    return features
