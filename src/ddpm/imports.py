@@ -9,6 +9,7 @@ Needs neither NumPy nor PyTorch: the workflow calls it while Snakemake parses.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 __all__ = ["PACKAGE", "PACKAGE_DIR", "imported_modules", "module_closure", "module_path"]
@@ -60,10 +61,30 @@ class _ImportCollector(ast.NodeVisitor):
         else:
             base = node.module or ""
         self._add(base)
+        lazy = _lazy_exports(module_path(base, self.package_dir))
         for alias in node.names:
-            # `from package import name`: name may be a submodule.
+            # `from package import name`: name may be a submodule, or a name that the
+            # package imports from a submodule on first use (PEP 562, see _lazy_exports).
             if module_path(f"{base}.{alias.name}", self.package_dir):
                 self._add(f"{base}.{alias.name}")
+            elif alias.name in lazy:
+                self._add(f"{base}.{lazy[alias.name]}")
+
+
+@functools.cache
+def _lazy_exports(init: Path | None) -> dict[str, str]:
+    """A package's ``_EXPORTS = {name: submodule}``: names its ``__getattr__`` imports lazily.
+
+    The packages of this library that defer their imports (``ddpm``, ``ddpm.evaluation``)
+    declare them in this literal mapping, so the imports can still be followed from the source.
+    """
+    if init is None or init.name != "__init__.py":
+        return {}
+    for node in ast.parse(init.read_text(encoding="utf-8")).body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in targets):
+            return dict(ast.literal_eval(node.value))
+    return {}
 
 
 def _with_parents(module: str) -> set[str]:

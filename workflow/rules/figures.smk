@@ -77,7 +77,7 @@ rule best_cell_figure:
         floor="results/{dataset}/floor.json",
         samples=lambda wildcards: runs_of(wildcards.dataset, "samples.npz"),
         data="results/{dataset}/data.npz",
-        lib=lib("plots", "summary", "stats", "data", "sampling", "results"),
+        lib=lib("best_cell_figure.py"),
     output:
         pdf="results/figures/{dataset}/best_cell.pdf",
         png=report(

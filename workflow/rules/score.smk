@@ -45,7 +45,7 @@ rule inception_weights:
     # added after an offline run changes it, so Snakemake's params trigger reruns this rule and
     # the scoring after it. The rule's own downloads do not change it (they go to downloaded/).
     input:
-        lib("evaluation"),
+        lib("inception_weights.py"),
     output:
         f"{INCEPTION_RESOURCES}/status.json",
     log:
