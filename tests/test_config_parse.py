@@ -17,7 +17,13 @@ from ddpm.config_load import load_config_file, parse_command_line_entry, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "config" / "config.yaml"
-FULL_SCALE = ["mnist.yaml", "cifar10.yaml", "report002_mnist.yaml", "report002_fgvc_aircraft.yaml"]
+FULL_SCALE = [
+    "mnist.yaml",
+    "mnist5k.yaml",
+    "cifar10.yaml",
+    "report002_mnist.yaml",
+    "report002_fgvc_aircraft.yaml",
+]
 
 
 def snakemake(*args, python=sys.executable, env=None) -> subprocess.CompletedProcess:
