@@ -488,3 +488,30 @@ def test_metrics_json_round_trip(tmp_path):
     assert loaded["inception_status"] == "no weights"
     with pytest.raises(MetricsError, match="also metric keys"):
         write_metrics(path, metrics, classifier_fid="x")
+
+
+class _Payload:
+    """A pickle that would create a marker file when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_reference_cache_file_that_carries_code_is_refused_unrun(mnist, classifier, tmp_path):
+    path, _ = classifier
+    train_images, _, test_images, _ = mnist
+    key = reference_cache_name("mnist5k", "test", 28, "classifier", 100)
+    options = {"extractor": "classifier", "weights_path": path, "kid_subset_size": 50, **FAST}
+    cached = dict(reference_cache_key=key, cache_dir=tmp_path / "cache")
+    compute_metrics(train_images[:100], test_images[:100], **cached, **options)
+    files = sorted((tmp_path / "cache").iterdir())
+    assert files  # torch-fidelity's own cache files pass the weights-only check
+
+    marker = tmp_path / "ran.txt"
+    torch.save({"mu": _Payload(marker)}, files[0])  # someone swapped a cache file
+    with pytest.raises(MetricsError, match="holds more than tensors and arrays"):
+        compute_metrics(train_images[:100], test_images[:100], **cached, **options)
+    assert not marker.exists()

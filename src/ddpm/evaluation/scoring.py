@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from .classifier import read_classifier_config, register_classifier_extractor
 from .common import MetricsError, as_uint8_images, atomic_write, resolve_device
 from .inception import INCEPTION_EXTRACTOR_NAME
+from .reference_cache import check_reference_cache
 
 __all__ = [
     "EXTRACTORS",
@@ -297,6 +298,7 @@ def compute_metrics(
     cache_name = None
     if reference_cache_key is not None:
         cache_name = f"{reference_cache_key}-w{file_sha256(weights_path)[:12]}"
+        check_reference_cache(cache_dir, cache_name)
 
     to_rgb = extractor == "inception"
     logger.info(
