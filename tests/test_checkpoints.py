@@ -50,7 +50,7 @@ def diffusion():
 
 def config(**overrides) -> TrainingConfig:
     values = dict(steps=6, batch_size=8, checkpoint_every=2, log_every=2, learning_rate=1e-3)
-    return TrainingConfig(**{**values, "device": "cpu", **overrides})
+    return TrainingConfig(**{**values, "device": "cpu", "precision": "fp32", **overrides})
 
 
 def ema_weights(run_dir: Path) -> dict:
@@ -195,3 +195,25 @@ def test_the_code_fingerprint_follows_the_modules_the_training_imports(tmp_path)
     unet = src / "ddpm" / "unet.py"
     unet.write_text(unet.read_text().replace("10000.0", "5000.0"))
     assert code_fingerprint(package_dir=src / "ddpm") != before
+
+
+def test_a_resumed_auto_run_keeps_the_precision_of_its_checkpoint(
+    tmp_path, monkeypatch, images, diffusion
+):
+    # "auto" times both precisions at each start; a retry must not switch precision midway.
+    from ddpm.runtime import PrecisionChoice
+
+    def picks(precision):
+        return lambda *args, **kwargs: PrecisionChoice(precision, f"auto: timed, {precision}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("ddpm.training.loop.choose_precision", picks("bf16"))
+        interrupt_after(patch, 5)
+        with pytest.raises(KeyError):
+            train(images, diffusion, UNET, config(precision="auto"), tmp_path)
+    monkeypatch.setattr("ddpm.training.loop.choose_precision", picks("fp32"))
+    train(images, diffusion, UNET, config(precision="auto"), tmp_path)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["resumed_from_step"] == 4
+    assert record["precision"] == "bf16"
+    assert "kept from the checkpoint" in record["precision_reason"]

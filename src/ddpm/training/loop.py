@@ -90,11 +90,36 @@ class _Run:
             choice = choose_precision(self.config.precision, self.device, self.state.model, (x, t))
         return choice.precision, choice.reason
 
+    def _precision_record(self) -> dict:
+        return {
+            "precision": self.precision,
+            "precision_reason": self.precision_reason,
+            "device_type": self.device.type,
+        }
+
+    def _keep_precision_of(self, checkpoint: dict) -> None:
+        # "auto" times both precisions at start-up, and a near tie may go the other way in the
+        # retry; keeping the interrupted session's choice keeps the resumed run bit-identical.
+        if self.config.precision != "auto" or checkpoint.get("device_type") != self.device.type:
+            return
+        if checkpoint.get("precision") not in (None, self.precision):
+            logger.info(
+                "keeping the checkpoint's precision %s (this start would pick %s)",
+                checkpoint["precision"],
+                self.precision,
+            )
+        if checkpoint.get("precision"):
+            self.precision = checkpoint["precision"]
+            self.precision_reason = (
+                f"{checkpoint['precision_reason']} (kept from the checkpoint this run resumed)"
+            )
+
     def resume(self) -> None:
         found = find_resumable_checkpoint(self.checkpoint_dir, self.identity, self.config.steps)
         if found is not None:
             self.state.load_state_dict(found)
             self.resumed_from = self.state.step
+            self._keep_precision_of(found)
             logger.info(
                 "resuming from checkpoint at step %d of %d", self.state.step, self.config.steps
             )
@@ -183,7 +208,7 @@ class _Run:
             save_checkpoint(
                 self.checkpoint_dir,
                 self.identity,
-                self.state.state_dict(),
+                {**self.state.state_dict(), **self._precision_record()},
                 self.config.keep_checkpoints,
             )
         except StorageError as err:
