@@ -176,7 +176,7 @@ def plot_metric_vs_T(
 
     _check_runs(runs)
     datasets = _datasets(runs)
-    fig, axes = _panels(len(datasets))
+    fig, axes = _panels(len(datasets), width=6.8)
     for ax, dataset in zip(axes, datasets, strict=True):
         data = runs if dataset is None else runs[runs["dataset"] == dataset]
         if len(datasets) > 1:
@@ -206,7 +206,14 @@ def plot_metric_vs_T(
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("diffusion steps T")
         ax.set_ylabel(metric_label(metric))
-        ax.legend(fontsize="x-small", title=_INTERVAL_LEGEND, title_fontsize="x-small")
+        # Beside the axes: inside, it hides the points and bars it explains.
+        ax.legend(
+            fontsize="x-small",
+            title=_INTERVAL_LEGEND,
+            title_fontsize="x-small",
+            bbox_to_anchor=(1.02, 1),
+            loc="upper left",
+        )
     fig.tight_layout()
     return fig
 
