@@ -93,22 +93,12 @@ def schedule_spec(wildcards):
     }
 
 
-def lib(script, *modules):
-    """The library sources a rule depends on: editing any reruns the rule.
+def lib(script):
+    """The library sources that workflow/scripts/``script`` imports, directly or not.
 
-    ``lib("train.py")`` reads the imports of workflow/scripts/train.py, transitively. Names of
-    library modules (``lib("evaluation")``) are still accepted, listed as given.
+    Editing any of them makes the outputs of the step that runs the script out of date.
     """
-    if script.endswith(".py") and not modules:
-        return library_inputs(REPO / "workflow" / "scripts" / script)
-    package = REPO / "src" / "ddpm"
-    files = []
-    for module in (script, *modules):
-        path = package / module
-        files += (
-            sorted(map(str, path.glob("*.py"))) if path.is_dir() else [f"{path}.py"]
-        )
-    return files
+    return library_inputs(REPO / "workflow" / "scripts" / script)
 
 
 def res(kind, key, default):
@@ -141,6 +131,22 @@ def train_outputs():
     if config["training"].get("snapshot_every"):
         outputs["snapshots"] = f"{RUN}/snapshots.npz"
     return outputs
+
+
+INCEPTION_RESOURCES = "resources/inception"
+
+
+def inception_weights_provided(wildcards):
+    # A function of the wildcards alone: Snakemake ignores changes of params derived from the
+    # input or output, so this must not take `output`.
+    options = config.get("scoring", {}).get("inception", {})
+    if options.get("mode", "auto") == "off":
+        return "not looked for"
+    from ddpm.evaluation.weights_files import provided_weights_state
+
+    return provided_weights_state(
+        options.get("weights_path"), options.get("url"), INCEPTION_RESOURCES
+    )
 
 
 def inception_enabled():

@@ -22,22 +22,6 @@ rule train_classifier:
         "../scripts/train_classifier.py"
 
 
-INCEPTION_RESOURCES = "resources/inception"
-
-
-def inception_weights_provided(wildcards):
-    # A function of the wildcards alone: Snakemake ignores changes of params derived from the
-    # input or output, so this must not take `output`.
-    options = config.get("scoring", {}).get("inception", {})
-    if options.get("mode", "auto") == "off":
-        return "not looked for"
-    from ddpm.evaluation.weights_files import provided_weights_state
-
-    return provided_weights_state(
-        options.get("weights_path"), options.get("url"), INCEPTION_RESOURCES
-    )
-
-
 rule inception_weights:
     # A local rule: fetches torch-fidelity's Inception-v3 weights once, where there is internet.
     # Offline with `mode: auto` it records why the Inception metrics are not computed.
@@ -55,7 +39,7 @@ rule inception_weights:
         ENV_TORCH
     params:
         inception=config.get("scoring", {}).get("inception", {}),
-        resources_dir=INCEPTION_RESOURCES,
+        resources_dir=lambda wildcards, output: os.path.dirname(output[0]),
         provided=inception_weights_provided,
     script:
         "../scripts/inception_weights.py"
