@@ -60,6 +60,29 @@ needs_slurm = pytest.mark.skipif(
 # Running the workflow
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (the machines that run the tests have two cores)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def images():
+    from training_helpers import IMAGES
+
+    return IMAGES()
+
+
+@pytest.fixture(scope="module")
+def diffusion():
+    from training_helpers import DIFFUSION
+
+    return DIFFUSION()
+
+
 def copy_workflow(destination: Path) -> Path:
     """A private copy of the workflow, the library and the test configs in ``destination``.
 

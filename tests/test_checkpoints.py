@@ -14,53 +14,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from training_helpers import UNET, assert_bit_identical, ema_weights, small_config
 
 from ddpm.checkpoints import content_digest, load_model
-from ddpm.diffusion import GaussianDiffusion
-from ddpm.schedules import make_schedule
-from ddpm.training import ModelFileError, TrainingConfig, train
+from ddpm.training import ModelFileError, train
 from ddpm.training.fingerprint import code_fingerprint, code_modules
-from ddpm.unet import UNet, UNetConfig
+from ddpm.unet import UNet
 
 REPO = Path(__file__).resolve().parents[1]
-UNET = UNetConfig(
-    image_size=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,), num_groups=4
-)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def images():
-    return torch.randint(
-        0, 256, (24, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
-    )
-
-
-@pytest.fixture(scope="module")
-def diffusion():
-    return GaussianDiffusion(make_schedule("linear", 10, beta_start=1e-3, beta_end=0.2))
-
-
-def config(**overrides) -> TrainingConfig:
-    values = dict(steps=6, batch_size=8, checkpoint_every=2, log_every=2, learning_rate=1e-3)
-    return TrainingConfig(**{**values, "device": "cpu", "precision": "fp32", **overrides})
-
-
-def ema_weights(run_dir: Path) -> dict:
-    return torch.load(run_dir / "model.pt", weights_only=True)["ema_state_dict"]
-
-
-def assert_bit_identical(a: dict, b: dict):
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def resumed_from(run_dir: Path):
@@ -102,7 +64,7 @@ def interrupt_after(monkeypatch, calls: int):
 def test_a_checkpoint_with_damaged_tensor_bytes_is_set_aside_and_the_previous_one_resumed(
     tmp_path, images, diffusion, caplog
 ):
-    train(images, diffusion, UNET, config(), tmp_path)
+    train(images, diffusion, UNET, small_config(), tmp_path)
     expected = ema_weights(tmp_path)
     newest = tmp_path / "checkpoints" / "step-00000006.pt"
     weight = torch.load(newest, weights_only=True)["model"]["input_conv.weight"]
@@ -112,7 +74,7 @@ def test_a_checkpoint_with_damaged_tensor_bytes_is_set_aside_and_the_previous_on
     clear_outputs(tmp_path)
 
     with caplog.at_level(logging.WARNING):
-        train(images, diffusion, UNET, config(), tmp_path)
+        train(images, diffusion, UNET, small_config(), tmp_path)
     assert "step-00000006.pt" in caplog.text and "does not match the checksum" in caplog.text
     assert (tmp_path / "checkpoints" / "step-00000006.pt.unusable").exists()
     assert resumed_from(tmp_path) == 4
@@ -120,7 +82,7 @@ def test_a_checkpoint_with_damaged_tensor_bytes_is_set_aside_and_the_previous_on
 
 
 def test_a_damaged_model_file_is_refused_with_what_to_do(tmp_path, images, diffusion):
-    train(images, diffusion, UNET, config(steps=2), tmp_path)
+    train(images, diffusion, UNET, small_config(steps=2), tmp_path)
     load_model(tmp_path / "model.pt")  # intact: loads
     ema = ema_weights(tmp_path)
     flip_bytes_of(tmp_path / "model.pt", ema["input_conv.weight"])
@@ -129,7 +91,7 @@ def test_a_damaged_model_file_is_refused_with_what_to_do(tmp_path, images, diffu
 
 
 def test_model_files_from_before_checksums_still_load(tmp_path, images, diffusion):
-    train(images, diffusion, UNET, config(steps=2), tmp_path)
+    train(images, diffusion, UNET, small_config(steps=2), tmp_path)
     content = torch.load(tmp_path / "model.pt", weights_only=True)
     del content["sha256"]
     content["record"]["format_version"] = 1  # the format without a checksum
@@ -159,8 +121,10 @@ def test_changing_how_often_to_log_and_snapshot_keeps_a_half_finished_run(
     with monkeypatch.context() as patch:
         interrupt_after(patch, 5)
         with pytest.raises(KeyError):
-            train(images, diffusion, UNET, config(snapshot_every=None), tmp_path)
-    changed = config(log_every=3, snapshot_every=3, divergence_patience=7, divergence_factor=None)
+            train(images, diffusion, UNET, small_config(snapshot_every=None), tmp_path)
+    changed = small_config(
+        log_every=3, snapshot_every=3, divergence_patience=7, divergence_factor=None
+    )
     train(images, diffusion, UNET, changed, tmp_path)
     assert resumed_from(tmp_path) == 4
 
@@ -168,11 +132,11 @@ def test_changing_how_often_to_log_and_snapshot_keeps_a_half_finished_run(
 def test_a_checkpoint_written_by_different_code_is_set_aside(
     tmp_path, monkeypatch, images, diffusion, caplog
 ):
-    train(images, diffusion, UNET, config(), tmp_path)
+    train(images, diffusion, UNET, small_config(), tmp_path)
     clear_outputs(tmp_path)
     monkeypatch.setattr("ddpm.training.loop.code_fingerprint", lambda: "edited code")
     with caplog.at_level(logging.WARNING):
-        train(images, diffusion, UNET, config(), tmp_path)
+        train(images, diffusion, UNET, small_config(), tmp_path)
     assert "written by different code" in caplog.text
     assert resumed_from(tmp_path) is None
     record = json.loads((tmp_path / "run.json").read_text())
@@ -210,9 +174,9 @@ def test_a_resumed_auto_run_keeps_the_precision_of_its_checkpoint(
         patch.setattr("ddpm.training.loop.choose_precision", picks("bf16"))
         interrupt_after(patch, 5)
         with pytest.raises(KeyError):
-            train(images, diffusion, UNET, config(precision="auto"), tmp_path)
+            train(images, diffusion, UNET, small_config(precision="auto"), tmp_path)
     monkeypatch.setattr("ddpm.training.loop.choose_precision", picks("fp32"))
-    train(images, diffusion, UNET, config(precision="auto"), tmp_path)
+    train(images, diffusion, UNET, small_config(precision="auto"), tmp_path)
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["resumed_from_step"] == 4
     assert record["precision"] == "bf16"

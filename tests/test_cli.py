@@ -16,12 +16,7 @@ from ddpm.schedules import make_schedule
 SUBCOMMANDS = ["schedule", "prepare-data", "train", "sample"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

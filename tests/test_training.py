@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from training_helpers import UNET, assert_bit_identical, ema_weights
 
 from ddpm.checkpoints import seal
-from ddpm.diffusion import GaussianDiffusion, from_model_range, to_model_range
+from ddpm.diffusion import from_model_range, to_model_range
 from ddpm.sampling import (
     generate,
     image_grid,
@@ -20,7 +21,6 @@ from ddpm.sampling import (
     save_reconstruction,
     save_samples,
 )
-from ddpm.schedules import make_schedule
 from ddpm.training import (
     _RECORD_KEYS,
     ModelFileError,
@@ -34,29 +34,7 @@ from ddpm.training import (
 )
 from ddpm.unet import UNet, UNetConfig
 
-UNET = UNetConfig(
-    image_size=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,), num_groups=4
-)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def images():
-    return torch.randint(
-        0, 256, (24, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
-    )
-
-
-@pytest.fixture(scope="module")
-def diffusion():
-    return GaussianDiffusion(make_schedule("linear", 10, beta_start=1e-3, beta_end=0.2))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(**overrides) -> TrainingConfig:
@@ -82,16 +60,6 @@ def read_log(run_dir):
 def final_checkpoint(run_dir):
     path = max((run_dir / "checkpoints").glob("step-*.pt"))
     return torch.load(path, weights_only=True)
-
-
-def ema_weights(run_dir):
-    return torch.load(run_dir / "model.pt", weights_only=True)["ema_state_dict"]
-
-
-def assert_bit_identical(a: dict, b: dict):
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 def clear_outputs(run_dir):

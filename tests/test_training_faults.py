@@ -18,11 +18,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from training_helpers import (
+    DIFFUSION,
+    IMAGES,
+    UNET,
+    assert_bit_identical,
+    ema_weights,
+    small_config,
+)
 
 import ddpm.checkpoints
 import ddpm.files
-from ddpm.diffusion import GaussianDiffusion
-from ddpm.schedules import make_schedule
 from ddpm.training import (
     DivergenceError,
     RunDirectoryBusyError,
@@ -31,12 +37,8 @@ from ddpm.training import (
     TrainingConfigError,
     train,
 )
-from ddpm.unet import UNetConfig
 
 REPO = Path(__file__).resolve().parents[1]
-UNET = UNetConfig(
-    image_size=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,), num_groups=4
-)
 #: A run long enough (seconds) to be signalled while it trains.
 # fp32: "auto" would time both precisions on a CPU with native bf16, and a killed run and its
 # uninterrupted twin could then differ in precision.
@@ -64,37 +66,7 @@ train(IMAGES(), DIFFUSION(), UNET, TrainingConfig(**LONG, device="cpu"), sys.arg
 """
 
 
-def IMAGES():  # noqa: N802 - shared with the child process
-    return torch.randint(
-        0, 256, (24, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
-    )
-
-
-def DIFFUSION():  # noqa: N802
-    return GaussianDiffusion(make_schedule("linear", 10, beta_start=1e-3, beta_end=0.2))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def small(**overrides) -> TrainingConfig:
-    values = dict(steps=6, batch_size=8, checkpoint_every=2, log_every=2, learning_rate=1e-3)
-    return TrainingConfig(**{**values, "device": "cpu", "precision": "fp32", **overrides})
-
-
-def ema_weights(run_dir: Path) -> dict:
-    return torch.load(run_dir / "model.pt", weights_only=True)["ema_state_dict"]
-
-
-def assert_bit_identical(a: dict, b: dict):
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def record(run_dir: Path) -> dict:
@@ -108,7 +80,7 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
 # --- divergence ------------------------------------------------------------------------
 def test_a_huge_learning_rate_stops_as_diverged_and_names_the_step(tmp_path):
     # With clipping the loss stays finite (about 1e20 here), so only the divergence check stops it.
-    cfg = small(steps=40, learning_rate=1e9, divergence_patience=5, checkpoint_every=10)
+    cfg = small_config(steps=40, learning_rate=1e9, divergence_patience=5, checkpoint_every=10)
     with pytest.raises(DivergenceError, match=r"diverged.*up to step \d+") as info:
         train(IMAGES(), DIFFUSION(), UNET, cfg, tmp_path)
     message = str(info.value)
@@ -119,13 +91,13 @@ def test_a_huge_learning_rate_stops_as_diverged_and_names_the_step(tmp_path):
 
 
 def test_divergence_check_can_be_switched_off(tmp_path):
-    cfg = small(steps=12, learning_rate=1e9, divergence_patience=5, divergence_factor=None)
+    cfg = small_config(steps=12, learning_rate=1e9, divergence_patience=5, divergence_factor=None)
     train(IMAGES(), DIFFUSION(), UNET, cfg, tmp_path)
     assert record(tmp_path)["final_loss"] > 1e6  # it did diverge, and was let be
 
 
 def test_a_healthy_run_is_not_taken_for_diverged_with_the_defaults(tmp_path):
-    cfg = small(steps=150, checkpoint_every=150, log_every=10)  # factor 100, patience 100
+    cfg = small_config(steps=150, checkpoint_every=150, log_every=10)  # factor 100, patience 100
     assert (cfg.divergence_factor, cfg.divergence_patience) == (100, 100)
     train(IMAGES(), DIFFUSION(), UNET, cfg, tmp_path)
     assert record(tmp_path)["steps_trained"] == 150
@@ -137,7 +109,7 @@ def test_a_healthy_run_is_not_taken_for_diverged_with_the_defaults(tmp_path):
 )
 def test_invalid_divergence_settings_are_named(overrides):
     with pytest.raises(TrainingConfigError, match=next(iter(overrides))):
-        small(**overrides).validate()
+        small_config(**overrides).validate()
 
 
 # --- reading the loss back --------------------------------------------------------------
@@ -154,7 +126,13 @@ def test_the_loss_is_read_back_at_log_rows_and_checkpoints_not_every_step(tmp_pa
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
-    train(IMAGES(), DIFFUSION(), UNET, small(steps=12, log_every=4, checkpoint_every=6), tmp_path)
+    train(
+        IMAGES(),
+        DIFFUSION(),
+        UNET,
+        small_config(steps=12, log_every=4, checkpoint_every=6),
+        tmp_path,
+    )
     # One read per log row (4, 8, 12) and per checkpoint with unread losses (6): not 12.
     assert reads == {"item": 0, "tolist": 4}, reads
 
@@ -174,7 +152,9 @@ def test_a_non_finite_loss_between_log_rows_still_names_its_step(tmp_path, monke
         return out
 
     monkeypatch.setattr(UNet, "forward", forward)
-    cfg = small(steps=10, log_every=5, checkpoint_every=5, snapshot_every=5, snapshot_count=2)
+    cfg = small_config(
+        steps=10, log_every=5, checkpoint_every=5, snapshot_every=5, snapshot_count=2
+    )
     with pytest.raises(NonFiniteLossError, match="at step 3 ") as info:
         train(IMAGES(), DIFFUSION(), UNET, cfg, tmp_path)
     assert "no good checkpoint was written yet" in str(info.value)
@@ -252,7 +232,7 @@ def test_signal_handlers_are_restored_after_training(tmp_path):
 
     previous = signal.signal(signal.SIGTERM, mine)
     try:
-        train(IMAGES(), DIFFUSION(), UNET, small(steps=2), tmp_path)
+        train(IMAGES(), DIFFUSION(), UNET, small_config(steps=2), tmp_path)
         assert signal.getsignal(signal.SIGTERM) is mine
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
@@ -307,7 +287,7 @@ def no_space_hidden_by_torch():
 def test_a_full_disk_names_the_file_keeps_the_last_checkpoint_and_resumes(
     tmp_path, monkeypatch, failure
 ):
-    train(IMAGES(), DIFFUSION(), UNET, small(), tmp_path / "whole")
+    train(IMAGES(), DIFFUSION(), UNET, small_config(), tmp_path / "whole")
     original = torch.save
 
     def full_disk(obj, handle, *args, **kwargs):
@@ -319,14 +299,14 @@ def test_a_full_disk_names_the_file_keeps_the_last_checkpoint_and_resumes(
     with monkeypatch.context() as patch:
         patch.setattr(ddpm.checkpoints.torch, "save", full_disk)
         with pytest.raises(StorageError) as info:
-            train(IMAGES(), DIFFUSION(), UNET, small(), run_dir)
+            train(IMAGES(), DIFFUSION(), UNET, small_config(), run_dir)
     message = str(info.value)
     assert "step-00000004.pt" in message and "the disk is full" in message, message
     assert "step-00000002.pt" in message and "resumes from it" in message, message
     assert info.value.errno == errno.ENOSPC
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-00000002.pt"]
 
-    train(IMAGES(), DIFFUSION(), UNET, small(), run_dir)  # room again
+    train(IMAGES(), DIFFUSION(), UNET, small_config(), run_dir)  # room again
     assert record(run_dir)["resumed_from_step"] == 2
     assert_bit_identical(ema_weights(run_dir), ema_weights(tmp_path / "whole"))
 
@@ -342,6 +322,6 @@ def test_a_read_only_run_directory_is_found_out_before_training(tmp_path, monkey
         ddpm.training.loop._Run, "__init__", lambda *a: pytest.fail("training started")
     )
     with pytest.raises(StorageError, match="read-only") as info:
-        train(IMAGES(), DIFFUSION(), UNET, small(), tmp_path / "run")
+        train(IMAGES(), DIFFUSION(), UNET, small_config(), tmp_path / "run")
     assert str(tmp_path / "run") in str(info.value)
     assert "use a directory this process may write to" in str(info.value)

@@ -8,13 +8,7 @@ from torch import nn
 
 from ddpm.unet import SinusoidalTimeEmbedding, UNet, UNetConfig, UNetConfigError, count_parameters
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**overrides) -> UNetConfig:
