@@ -11,7 +11,7 @@ workflow is parsed, which must not import PyTorch or torch-fidelity.
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_exports
 
 # Public name -> the submodule that defines it.
 _EXPORTS = {
@@ -42,14 +42,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ddpm.evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
