@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import http.server
 import io
+import json
 import pickle
 import socket
 import tarfile
@@ -26,6 +27,7 @@ from PIL import Image
 
 from ddpm.data import (
     DATASETS,
+    FORMAT_VERSION,
     DatasetChecksumError,
     DatasetError,
     DatasetNotPrepared,
@@ -36,6 +38,8 @@ from ddpm.data import (
     prepare_dataset,
     resize_images,
 )
+from ddpm.data.download import DownloadFailed, download_verified
+from ddpm.data.store import write_dataset_file
 
 
 @pytest.fixture(autouse=True)
@@ -327,6 +331,43 @@ def test_load_errors_name_the_path_and_the_fix(tmp_path):
             reader(truncated)
 
 
+def _rewrite_meta(source: Path, target: Path, change) -> None:
+    """Copy a prepared file with its meta record changed by ``change(meta)``."""
+    with np.load(source) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    change(meta)
+    np.savez(target, **arrays, meta=np.array(json.dumps(meta)))
+
+
+def test_a_file_of_another_format_version_is_refused_with_the_fix(tmp_path):
+    prepare_dataset("digits", tmp_path / "digits.npz", 8)
+    assert load_meta(tmp_path / "digits.npz")["format_version"] == FORMAT_VERSION
+    cases = {
+        "newer.npz": lambda meta: meta.update(format_version=FORMAT_VERSION + 1),
+        "unversioned.npz": lambda meta: meta.pop("format_version"),
+    }
+    for name, change in cases.items():
+        _rewrite_meta(tmp_path / "digits.npz", tmp_path / name, change)
+        for read in (load_split, load_meta):
+            with pytest.raises(DatasetError) as info:
+                read(tmp_path / name)
+            message = str(info.value)
+            assert str(tmp_path / name) in message and "format version" in message
+            assert "prepare" in message and f"version {FORMAT_VERSION}" in message
+
+
+def test_the_writer_stamps_the_format_version_first(tmp_path):
+    arrays = {
+        f"{split}_{kind}": np.zeros((2, 1, 4, 4) if kind == "images" else 2, dtype)
+        for split in ("train", "test")
+        for kind, dtype in (("images", np.uint8), ("labels", np.int64))
+    }
+    meta = write_dataset_file(tmp_path / "d.npz", arrays, {"name": "zeros"})
+    assert list(meta) == ["format_version", "name"] and load_meta(tmp_path / "d.npz") == meta
+    assert load_split(tmp_path / "d.npz", "test")[0].shape == (2, 1, 4, 4)
+
+
 # --------------------------------------------------------------------------------------
 # torchvision: MNIST
 # --------------------------------------------------------------------------------------
@@ -587,3 +628,109 @@ def test_fgvc_aircraft_banner_removed_centre_cropped_variant_labels(tmp_path):
 
     with pytest.raises(DatasetError, match="vary in size"):
         prepare_dataset("fgvc_aircraft", tmp_path / "p.npz", 64, root, resize_mode="pad")
+
+
+# --------------------------------------------------------------------------------------
+# The shared downloader
+# --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve_responses(responses: list[tuple[int, bytes, int | None]]):
+    """An HTTP server on 127.0.0.1 answering the n-th request with ``responses[n]`` (the last
+    one repeats): (status, body, Content-Length or None for the body's true length). Yields
+    (URL, list of requested paths)."""
+    requested: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requested.append(self.path)
+            status, body, length = responses[min(len(requested), len(responses)) - 1]
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body) if length is None else length))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+
+        def log_message(self, format, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/file.bin", requested
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+PAYLOAD = b"the served bytes" * 100
+
+
+def _files_in(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir()) if directory.exists() else []
+
+
+@pytest.fixture
+def no_waiting(monkeypatch):
+    """Retries do not sleep; the waits they asked for are recorded."""
+    waits: list[float] = []
+    monkeypatch.setattr("ddpm.data.download.time.sleep", waits.append)
+    return waits
+
+
+def test_download_retries_transient_failures_then_keeps_the_verified_file(tmp_path, no_waiting):
+    responses = [(503, b"busy", None), (200, PAYLOAD[:10], len(PAYLOAD)), (200, PAYLOAD, None)]
+    with serve_responses(responses) as (url, requested):
+        path = download_verified(
+            url, tmp_path / "out" / "file.bin", md5=_md5(PAYLOAD), retry_wait_s=1.5
+        )
+    assert path.read_bytes() == PAYLOAD and len(requested) == 3
+    assert no_waiting == [1.5, 3.0]  # the wait doubles
+    assert _files_in(tmp_path / "out") == ["file.bin"]
+
+
+def test_download_gives_up_after_its_attempts_and_keeps_nothing(tmp_path, no_waiting):
+    truncated = [(200, PAYLOAD[:10], len(PAYLOAD))]
+    with serve_responses(truncated) as (url, requested), pytest.raises(DownloadFailed) as info:
+        download_verified(url, tmp_path / "file.bin", attempts=2)
+    assert len(requested) == 2 and "incomplete" in info.value.reason.lower()
+    assert url in str(info.value) and "2 attempts" in str(info.value)
+    assert isinstance(info.value, DatasetUnavailable) and _files_in(tmp_path) == []
+
+
+def test_permanent_failures_are_not_retried(tmp_path, no_waiting):
+    missing = [(404, b"no such file", None)]
+    with serve_responses(missing) as (url, requested), pytest.raises(DownloadFailed, match="404"):
+        download_verified(url, tmp_path / "file.bin")
+    assert len(requested) == 1
+    with pytest.raises(DownloadFailed, match="refused"):
+        download_verified(_closed_port_url() + "file.bin", tmp_path / "file.bin")
+    assert no_waiting == [] and _files_in(tmp_path) == []
+
+
+def test_checksum_mismatch_keeps_nothing_and_leaves_the_old_file(tmp_path, no_waiting):
+    destination = tmp_path / "file.bin"
+    destination.write_bytes(b"the previous copy")
+    sha256 = hashlib.sha256(PAYLOAD).hexdigest()
+    wrong = {"md5": "0" * 32, "sha256": "ffff" + sha256[4:16]}
+    with serve_responses([(200, PAYLOAD, None)]) as (url, requested):
+        for algorithm, expected in wrong.items():
+            with pytest.raises(DatasetChecksumError) as info:
+                download_verified(url, destination, **{algorithm: expected})
+            assert expected in str(info.value) and "Nothing was kept" in str(info.value)
+        with pytest.raises(ValueError, match="not an image"):
+            download_verified(url, destination, check=_reject("not an image"))
+        assert _files_in(tmp_path) == ["file.bin"]
+        assert destination.read_bytes() == b"the previous copy"
+        download_verified(url, destination, sha256=sha256[:8])  # a prefix is enough
+    assert destination.read_bytes() == PAYLOAD and len(requested) == 4 and no_waiting == []
+
+
+def _reject(message: str):
+    def check(path: Path) -> None:
+        raise ValueError(message)
+
+    return check

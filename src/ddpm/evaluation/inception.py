@@ -18,11 +18,8 @@ convention), which torch-fidelity itself does not check.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import torch
@@ -33,7 +30,8 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 )
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from .common import MetricsError, atomic_write
+from ..data.download import DownloadFailed, download_verified, file_digest
+from .common import MetricsError
 from .weights_files import (
     DOWNLOAD_SUBDIR,
     INCEPTION_WEIGHTS_FILENAME,
@@ -80,14 +78,6 @@ def _hash_prefix(filename: str) -> str | None:
 
 INCEPTION_SHA256_PREFIX = _hash_prefix(INCEPTION_WEIGHTS_FILENAME)
 """The start of the SHA-256 of torch-fidelity's published weights file, from its name."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _how_to_get_weights() -> str:
@@ -156,74 +146,18 @@ if INCEPTION_EXTRACTOR_NAME not in FEATURE_EXTRACTORS_REGISTRY:  # a name regist
     register_feature_extractor(INCEPTION_EXTRACTOR_NAME, VerifiedInceptionV3)
 
 
-def _downloaded_weights_check(url: str):
-    """The check of a downloaded file: a plain Inception state dict and, when the URL's file name
-    carries a SHA-256 prefix (torch.hub's convention), that hash, so that a tampered or truncated
-    download is not kept."""
-    expected = _hash_prefix(_weights_filename(url))
-
-    def check(path: Path) -> None:
-        if expected is not None:
-            digest = _sha256(path)
-            if not digest.startswith(expected):
-                raise MetricsError(
-                    f"the downloaded file's SHA-256 is {digest}, not the {expected}... its name "
-                    "promises; the download is damaged or not the published file"
-                )
-        load_inception_state_dict(path)
-
-    return check
-
-
 def download_file(
-    url: str,
-    destination: str | Path,
-    *,
-    timeout_s: float = 60.0,
-    check=None,
-    log_every_s: float = 10.0,
+    url: str, destination: str | Path, *, timeout_s: float = 60.0, check=None
 ) -> Path:
-    """Download ``url`` to ``destination`` atomically: the data go to a temporary file next to it,
-    which is renamed only when complete (and, if given, ``check(tmp_path)`` raised nothing).
-
-    Args:
-        url: http(s) or file URL.
-        destination: the final path; its folder is created.
-        timeout_s: socket timeout for connecting and for each read.
-        check: optional callable that raises if the downloaded file is unusable.
-        log_every_s: seconds between progress log lines.
-    """
-    destination = Path(destination)
-
-    def fetch(tmp: Path) -> None:
-        started = last_log = time.monotonic()
-        with urllib.request.urlopen(url, timeout=timeout_s) as response, tmp.open("wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            received = 0
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                received += len(chunk)
-                if time.monotonic() - last_log >= log_every_s:
-                    last_log = time.monotonic()
-                    logger.info(
-                        "downloading %s: %.1f of %s MB (%.0f s)",
-                        url,
-                        received / 1e6,
-                        f"{total / 1e6:.1f}" if total else "?",
-                        last_log - started,
-                    )
-        if total and received != total:
-            raise OSError(f"download incomplete: {received} of {total} bytes")
-        if check is not None:
-            check(tmp)
-
-    atomic_write(destination, fetch)
-    return destination
+    """Download ``url`` to ``destination`` atomically, keeping it only if ``check(tmp_path)``
+    raises nothing: :func:`ddpm.data.download.download_verified` under the name this module
+    has always offered."""
+    return download_verified(url, destination, check=check, timeout_s=timeout_s)
 
 
 def _describe_found(path: Path, how: str) -> str:
     """``how`` plus whether ``path`` is torch-fidelity's published file (by its SHA-256 prefix)."""
-    digest = _sha256(path)
+    digest = file_digest(path, "sha256")
     if INCEPTION_SHA256_PREFIX and digest.startswith(INCEPTION_SHA256_PREFIX):
         return f"{how} (torch-fidelity's published weights, SHA-256 {digest[:16]}...)"
     logger.warning(
@@ -247,8 +181,9 @@ def resolve_inception_weights(
     """Find (or fetch) the Inception-v3 weights for ``compute_metrics(extractor="inception")``.
 
     Args:
-        mode: ``"auto"``: use the weights if present, else try one download of ``url``; if neither
-            works, return ``None`` and the reason (Inception metrics are then skipped).
+        mode: ``"auto"``: use the weights if present, else download ``url`` (a timeout or a
+            dropped connection is retried, a refused one is not); if neither works, return
+            ``None`` and the reason (Inception metrics are then skipped).
             ``"required"``: the same, but raise :class:`MetricsError` instead of returning ``None``.
             ``"off"``: do not look; return ``(None, "disabled in config")``.
         weights_path: a file the user provides; used when it exists.
@@ -278,17 +213,9 @@ def resolve_inception_weights(
             load_inception_state_dict(candidate)
             return candidate, _describe_found(candidate, f"found at {candidate}")
 
-    if url:
-        logger.info("Inception weights not found; downloading %s to %s", url, downloaded)
-        try:
-            download_file(
-                url, downloaded, timeout_s=timeout_s, check=_downloaded_weights_check(url)
-            )
-            return downloaded, _describe_found(downloaded, f"downloaded from {url} to {downloaded}")
-        except Exception as error:  # network, HTTP, disk or content errors all mean "not available"
-            failure = f"download from {url} failed: {error}"
-    else:
-        failure = "no download URL configured"
+    failure = _download_weights(url, downloaded, timeout_s) if url else "no download URL configured"
+    if failure is None:
+        return downloaded, _describe_found(downloaded, f"downloaded from {url} to {downloaded}")
     drop_in = provided[-1]
     missing = f"; {weights_path} does not exist" if weights_path else ""
     reason = (
@@ -299,3 +226,26 @@ def resolve_inception_weights(
         raise MetricsError(reason)
     logger.warning(reason)
     return None, reason
+
+
+def _download_weights(url: str, destination: Path, timeout_s: float) -> str | None:
+    """Fetch the weights, keeping them only if they are a plain Inception state dict and match
+    the SHA-256 prefix of the URL's file name (torch.hub's convention), when it carries one.
+
+    Returns ``None`` on success, else why it failed: every failure (network, HTTP, disk,
+    content) means "not available", which the caller reports with the way to proceed offline.
+    """
+    logger.info("Inception weights not found; downloading %s to %s", url, destination)
+    try:
+        download_verified(
+            url,
+            destination,
+            sha256=_hash_prefix(_weights_filename(url)),
+            check=load_inception_state_dict,
+            timeout_s=timeout_s,
+        )
+    except DownloadFailed as error:
+        return f"download from {url} failed: {error.reason}"
+    except Exception as error:
+        return f"download from {url} failed: {error}"
+    return None
