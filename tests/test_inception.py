@@ -17,6 +17,7 @@ import torch
 import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 import yaml
 from conftest import TINY_CONFIG, copy_workflow, run_snakemake_locally
+from test_data import serve_responses
 
 import ddpm.evaluation.inception as inception
 from ddpm.evaluation import MetricsError, compute_metrics, resolve_inception_weights
@@ -173,6 +174,24 @@ def test_download_is_checked_against_the_hash_its_name_carries(tmp_path):
     path, reason = resolve_inception_weights("auto", None, wrong.as_uri(), tmp_path / "bad")
     assert path is None and "SHA-256" in reason and "00000000" in reason
     assert not [p for p in (tmp_path / "bad").rglob("*") if p.is_file()], "nothing kept"
+
+
+def test_download_is_retried_after_a_transient_failure(tmp_path, monkeypatch):
+    served = _small_state_dict(tmp_path / "served.pth").read_bytes()
+    monkeypatch.setattr("ddpm.data.download.time.sleep", lambda seconds: None)
+    with serve_responses([(503, b"busy", None), (200, served, None)]) as (url, requested):
+        path, reason = resolve_inception_weights("required", None, url, tmp_path / "resources")
+    assert len(requested) == 2 and path.read_bytes() == served and "downloaded" in reason
+
+
+def test_offline_reason_says_where_to_put_the_file(tmp_path):
+    resources = tmp_path / "resources"
+    path, reason = resolve_inception_weights("auto", None, OFFLINE_URL, resources)
+    drop_in = resources / inception.INCEPTION_WEIGHTS_FILENAME
+    assert path is None and "not available offline" in reason and str(drop_in) in reason
+    assert "refused" in reason and not [p for p in resources.rglob("*") if p.is_file()]
+    with pytest.raises(MetricsError, match="scoring.inception.weights_path"):
+        resolve_inception_weights("required", None, OFFLINE_URL, resources)
 
 
 def test_reason_says_whether_the_weights_are_the_published_ones(tmp_path):
