@@ -10,15 +10,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ddpm.report import build_report
+from ddpm.report import StudyGrid, build_report, read_dataset_results
 
 
-@pytest.fixture
-def study(tmp_path):
-    """The files of a finished study: 3 schedules x 5 T x 3 seeds, FID falling with T."""
+def synthetic_runs() -> pd.DataFrame:
+    """3 schedules x 5 T x 3 seeds, FID falling by 5 per doubling of T."""
     rng = np.random.default_rng(0)
-    dataset = tmp_path / "results" / "mnist5k"
-    dataset.mkdir(parents=True)
     rows = [
         {
             "dataset": "mnist5k",
@@ -37,7 +34,15 @@ def study(tmp_path):
         for t in (50, 100, 200, 400, 800)
         for seed in range(3)
     ]
-    pd.DataFrame(rows).to_csv(dataset / "metrics.csv", index=False)
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def study(tmp_path):
+    """The built inputs of a finished study's report, written as the workflow writes them."""
+    dataset = tmp_path / "results" / "mnist5k"
+    dataset.mkdir(parents=True)
+    synthetic_runs().to_csv(dataset / "metrics.csv", index=False)
     floor = {
         "n_generated": 200,
         "classifier_fid": 5.0,
@@ -48,35 +53,41 @@ def study(tmp_path):
     }
     (dataset / "floor.json").write_text(json.dumps(floor))
     (dataset / "classifier.json").write_text(json.dumps({"test_accuracy": 0.97}))
-    status = tmp_path / "status.json"
-    status.write_text(json.dumps({"reason": "offline"}))
     figures = tmp_path / "results" / "figures" / "mnist5k"
     figures.mkdir(parents=True)
     paths = []
     for stem in ("best_cell", "classifier_fid_vs_T", "loss_curves"):
         Image.new("RGB", (8, 8)).save(figures / f"{stem}.png")
         paths.append(str(figures / f"{stem}.png"))
-    pd.DataFrame({"finding": ["closest at t = 400"], "ours": [410]}).to_csv(
-        tmp_path / "comparison.csv", index=False
+    results = read_dataset_results(
+        dataset / "metrics.csv", dataset / "floor.json", dataset / "classifier.json", paths
     )
-    pd.DataFrame({"image_size": [8], "t": [300]}).to_csv(tmp_path / "closest.csv", index=False)
-    config = {
-        "datasets": {"mnist5k": {}},
-        "grid": {"schedules": ["linear"], "T": [50], "seeds": [0, 1, 2]},
-        "schedules": {"linear": {"beta_schedule": "linear"}},
-        "training": {"steps": 10},
-        "sampling": {"num_samples": 200},
-    }
+    schedule_table = pd.DataFrame(
+        {
+            "schedule": ["linear"] * 2,
+            "beta_schedule": ["linear"] * 2,
+            "T": [50, 50],
+            "t": [1, 2],
+            "params": ['{"beta_end": 0.02}'] * 2,
+        }
+    )
+    grid = StudyGrid(
+        datasets=["mnist5k"],
+        schedules=["linear"],
+        T=[50],
+        seeds=[0, 1, 2],
+        training_steps=10,
+        num_samples=200,
+        sampler="ancestral",
+    )
     return {
-        "config": config,
-        "metrics_tables": [str(dataset / "metrics.csv")],
-        "floors": [str(dataset / "floor.json")],
-        "classifiers": [str(dataset / "classifier.json")],
-        "inception_status": str(status),
-        "figures": paths,
-        "thesis_figures": [],
-        "closest_points": str(tmp_path / "closest.csv"),
-        "thesis_comparison": str(tmp_path / "comparison.csv"),
+        "grid": grid,
+        "datasets": [results],
+        "schedule_table": schedule_table,
+        "closest_points": pd.DataFrame({"image_size": [8], "t": [300]}),
+        "thesis_comparison": pd.DataFrame({"finding": ["closest at t = 400"], "ours": [410]}),
+        "inception_note": "offline",
+        "configuration": {"training": {"steps": 10}},
     }
 
 
