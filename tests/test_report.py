@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
+from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from ddpm.report import StudyGrid, build_report, read_dataset_results
+from ddpm.figures import FIGURES
+from ddpm.report import DatasetResults, StudyGrid, build_report, read_dataset_results
 
 
 def synthetic_runs() -> pd.DataFrame:
@@ -117,3 +121,95 @@ def test_the_quality_table_shows_both_spreads(study, tmp_path):
     page = build_report(tmp_path / "report.html", **study).read_text()
     assert "FID, classifier features: sd over samples" in page
     assert "real vs real [± 1.96 bootstrap sd]" in page and "5.00 [4.02, 5.98]" in page
+
+
+class _Tables(HTMLParser):
+    """Every <table> of a page as rows of cell texts (header row first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(self._cell.strip())
+            self._cell = None
+
+
+def _tables(page: str) -> list[list[list[str]]]:
+    parser = _Tables()
+    parser.feed(page)
+    return parser.tables
+
+
+def _table_with(page: str, header: str) -> pd.DataFrame:
+    (rows,) = [t for t in _tables(page) if t and header in t[0]]
+    return pd.DataFrame(rows[1:], columns=rows[0])
+
+
+def test_every_figure_carries_its_registry_caption(study, tmp_path):
+    page = build_report(tmp_path / "report.html", **study).read_text()
+    for name in ("best_cell", "classifier_fid_vs_T", "loss_curves"):
+        caption = html.escape(FIGURES[name].caption)
+        assert f'alt="{name}"><figcaption>{caption}</figcaption>' in page, name
+
+
+def test_the_answer_tables_hold_the_numbers_of_the_runs(study, tmp_path):
+    page = build_report(tmp_path / "report.html", **study).read_text()
+    runs = synthetic_runs()
+    means = runs.groupby(["T", "schedule"])["classifier_fid"].mean().unstack()
+    best = _table_with(page, "runner-up")
+    assert best["T"].astype(int).tolist() == sorted(means.index)
+    assert best["best"].tolist() == [means.loc[T].idxmin() for T in sorted(means.index)]
+    for row in best.itertuples():
+        mean = means.loc[int(row.T), row.best]
+        shown = float(row[3].split(" [")[0])  # "FID [95 % CI]"
+        assert shown == pytest.approx(mean, abs=0.051), row.T
+    cell = _table_with(page, "real data at the same n")
+    assert cell["real data at the same n"].tolist() == ["9", "5"]  # the floor's IS and FID
+    assert cell["threshold"].tolist() == ["7.2", "15"]  # 0.8 x IS, 3 x FID
+
+
+def test_the_grid_section_describes_the_grid_and_its_schedules(study, tmp_path):
+    page = build_report(tmp_path / "report.html", **study).read_text()
+    assert "3 runs per dataset, 10 training steps each, 200 samples per run" in page
+    schedules = _table_with(page, "beta_schedule")
+    assert schedules.to_dict("records") == [
+        {"schedule": "linear", "beta_schedule": "linear", "T": "50", "params": '{"beta_end": 0.02}'}
+    ]
+
+
+def test_a_failed_write_leaves_the_previous_page(study, tmp_path, monkeypatch):
+    out = tmp_path / "report.html"
+    out.write_text("the previous report")
+    real_write_text = Path.write_text
+
+    def write_half_then_fail(self, text, *args, **kwargs):
+        real_write_text(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError("the disk went away")
+
+    monkeypatch.setattr(Path, "write_text", write_half_then_fail)
+    with pytest.raises(OSError, match="disk went away"):
+        build_report(out, **study)
+    monkeypatch.undo()
+    assert out.read_text() == "the previous report"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".report")) == []
+
+
+def test_a_figure_outside_the_registry_is_refused(study, tmp_path):
+    (figure,) = study["datasets"]
+    unknown = DatasetResults(figure.name, figure.runs, figure.floor, 0.9, {"mystery": "x.png"})
+    with pytest.raises(ValueError, match="mystery.*ddpm.figures.FIGURES"):
+        build_report(tmp_path / "report.html", **{**study, "datasets": [unknown]})
