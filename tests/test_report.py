@@ -66,13 +66,14 @@ def study(tmp_path):
     results = read_dataset_results(
         dataset / "metrics.csv", dataset / "floor.json", dataset / "classifier.json", paths
     )
+    # T = 1000 is a schedule-curve T, not one of the grid's.
     schedule_table = pd.DataFrame(
         {
-            "schedule": ["linear"] * 2,
-            "beta_schedule": ["linear"] * 2,
-            "T": [50, 50],
-            "t": [1, 2],
-            "params": ['{"beta_end": 0.02}'] * 2,
+            "schedule": ["linear"] * 3,
+            "beta_schedule": ["linear"] * 3,
+            "T": [50, 50, 1000],
+            "t": [1, 2, 1],
+            "params": ['{"beta_end": 0.02}'] * 3,
         }
     )
     grid = StudyGrid(

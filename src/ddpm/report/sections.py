@@ -17,7 +17,9 @@ from .page import figures_html, table_html
 def grid_section(grid, schedule_table: pd.DataFrame) -> str:
     """What was run (a :class:`ddpm.report.StudyGrid`), and the definition of each schedule
     of the grid as the schedule table records it (its T values, its parameters)."""
-    table = schedule_table[schedule_table["schedule"].isin(grid.schedules)]
+    # The schedule table also holds the T values of the schedule-curve figures: keep the grid's.
+    in_grid = schedule_table["schedule"].isin(grid.schedules) & schedule_table["T"].isin(grid.T)
+    table = schedule_table[in_grid]
     schedules = (
         table.drop_duplicates(["schedule", "beta_schedule", "params", "T"])
         .groupby(["schedule", "beta_schedule", "params"], sort=False)["T"]
@@ -34,10 +36,7 @@ def grid_section(grid, schedule_table: pd.DataFrame) -> str:
     )
 
 
-def forward_section(
-    figures: Sequence[tuple[str, Path]],
-    closest_points: pd.DataFrame,
-) -> str:
+def forward_section(figures: Sequence[tuple[str, Path]], closest_points: pd.DataFrame) -> str:
     """The figures of the forward process and the closest point to noise."""
     return figures_html(figures) + "<h3>Closest point to noise</h3>" + table_html(closest_points)
 
