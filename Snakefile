@@ -42,9 +42,6 @@ localrules:
     all,
 
 
-report: "workflow/report/workflow.rst"
-
-
 rule all:
     default_target: True
     input:

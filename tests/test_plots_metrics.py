@@ -9,11 +9,11 @@ from matplotlib.collections import LineCollection
 from scipy import stats as scipy_stats
 
 from ddpm.plots.metrics import (
-    metric_figure,
     metric_label,
     metrics_summary_table,
     plot_loss_vs_metric,
     plot_metric_vs_T,
+    plot_metric_vs_T_with_floor,
 )
 from ddpm.plots.style import save_figure
 
@@ -92,7 +92,7 @@ def test_metric_figure_draws_the_floor_band_from_its_bootstrap(runs):
         "classifier_fid": 3.0,
         "classifier_fid_boot_sd": 0.5,
     }
-    ax = metric_figure("classifier_fid_vs_T", runs, floor).axes[0]
+    ax = plot_metric_vs_T_with_floor(runs, floor, "classifier_fid").axes[0]
     (band,) = [p for p in ax.patches if p.get_alpha() == pytest.approx(0.15)]
     corners = band.get_transform().transform(band.get_path().vertices)
     data_y = ax.transData.inverted().transform(corners)[:, 1]

@@ -16,6 +16,7 @@ from ddpm.analysis import (
     save_images_by_t,
     schedule_table,
 )
+from ddpm.figures import draw_figure
 from ddpm.plots import save_figure
 from ddpm.plots.thesis import (
     fig_alpha_bar_vs_t_over_T,
@@ -23,7 +24,6 @@ from ddpm.plots.thesis import (
     fig_forward_samples_with_histograms,
     fig_iterative_destruction,
     fig_schedules_beta_and_one_minus_alpha_bar,
-    thesis_figure_from_file,
 )
 from ddpm.schedules import make_schedule
 
@@ -105,11 +105,11 @@ def test_forward_samples_figure_reads_T_from_its_data(tmp_path):
     schedule = make_schedule("cosine", 250)
     path = tmp_path / "forward.npz"
     save_images_by_t(path, forward_samples(image, schedule), T=schedule.T)
-    fig = thesis_figure_from_file("report003_fig2_forward_samples_histograms", str(path))
+    fig = draw_figure("report003_fig2_forward_samples_histograms", {"forward_samples": str(path)})
     assert "T = 250" in fig._suptitle.get_text()
     save_images_by_t(path, forward_samples(image, schedule))  # an old file without T
     with pytest.raises(ValueError, match="which T"):
-        thesis_figure_from_file("report003_fig2_forward_samples_histograms", str(path))
+        draw_figure("report003_fig2_forward_samples_histograms", {"forward_samples": str(path)})
 
 
 def test_fig_iterative_destruction(tmp_path):

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
+from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from ddpm.report import build_report
+from ddpm.figures import FIGURES
+from ddpm.report import DatasetResults, StudyGrid, build_report, read_dataset_results
 
 
-@pytest.fixture
-def study(tmp_path):
-    """The files of a finished study: 3 schedules x 5 T x 3 seeds, FID falling with T."""
+def synthetic_runs() -> pd.DataFrame:
+    """3 schedules x 5 T x 3 seeds, FID falling by 5 per doubling of T."""
     rng = np.random.default_rng(0)
-    dataset = tmp_path / "results" / "mnist5k"
-    dataset.mkdir(parents=True)
     rows = [
         {
             "dataset": "mnist5k",
@@ -37,7 +38,15 @@ def study(tmp_path):
         for t in (50, 100, 200, 400, 800)
         for seed in range(3)
     ]
-    pd.DataFrame(rows).to_csv(dataset / "metrics.csv", index=False)
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def study(tmp_path):
+    """The built inputs of a finished study's report, written as the workflow writes them."""
+    dataset = tmp_path / "results" / "mnist5k"
+    dataset.mkdir(parents=True)
+    synthetic_runs().to_csv(dataset / "metrics.csv", index=False)
     floor = {
         "n_generated": 200,
         "classifier_fid": 5.0,
@@ -48,35 +57,42 @@ def study(tmp_path):
     }
     (dataset / "floor.json").write_text(json.dumps(floor))
     (dataset / "classifier.json").write_text(json.dumps({"test_accuracy": 0.97}))
-    status = tmp_path / "status.json"
-    status.write_text(json.dumps({"reason": "offline"}))
     figures = tmp_path / "results" / "figures" / "mnist5k"
     figures.mkdir(parents=True)
     paths = []
     for stem in ("best_cell", "classifier_fid_vs_T", "loss_curves"):
         Image.new("RGB", (8, 8)).save(figures / f"{stem}.png")
         paths.append(str(figures / f"{stem}.png"))
-    pd.DataFrame({"finding": ["closest at t = 400"], "ours": [410]}).to_csv(
-        tmp_path / "comparison.csv", index=False
+    results = read_dataset_results(
+        dataset / "metrics.csv", dataset / "floor.json", dataset / "classifier.json", paths
     )
-    pd.DataFrame({"image_size": [8], "t": [300]}).to_csv(tmp_path / "closest.csv", index=False)
-    config = {
-        "datasets": {"mnist5k": {}},
-        "grid": {"schedules": ["linear"], "T": [50], "seeds": [0, 1, 2]},
-        "schedules": {"linear": {"beta_schedule": "linear"}},
-        "training": {"steps": 10},
-        "sampling": {"num_samples": 200},
-    }
+    # T = 1000 is a schedule-curve T, not one of the grid's.
+    schedule_table = pd.DataFrame(
+        {
+            "schedule": ["linear"] * 3,
+            "beta_schedule": ["linear"] * 3,
+            "T": [50, 50, 1000],
+            "t": [1, 2, 1],
+            "params": ['{"beta_end": 0.02}'] * 3,
+        }
+    )
+    grid = StudyGrid(
+        datasets=["mnist5k"],
+        schedules=["linear"],
+        T=[50],
+        seeds=[0, 1, 2],
+        training_steps=10,
+        num_samples=200,
+        sampler="ancestral",
+    )
     return {
-        "config": config,
-        "metrics_tables": [str(dataset / "metrics.csv")],
-        "floors": [str(dataset / "floor.json")],
-        "classifiers": [str(dataset / "classifier.json")],
-        "inception_status": str(status),
-        "figures": paths,
-        "thesis_figures": [],
-        "closest_points": str(tmp_path / "closest.csv"),
-        "thesis_comparison": str(tmp_path / "comparison.csv"),
+        "grid": grid,
+        "datasets": [results],
+        "schedule_table": schedule_table,
+        "closest_points": pd.DataFrame({"image_size": [8], "t": [300]}),
+        "thesis_comparison": pd.DataFrame({"finding": ["closest at t = 400"], "ours": [410]}),
+        "inception_note": "offline",
+        "configuration": {"training": {"steps": 10}},
     }
 
 
@@ -106,3 +122,95 @@ def test_the_quality_table_shows_both_spreads(study, tmp_path):
     page = build_report(tmp_path / "report.html", **study).read_text()
     assert "FID, classifier features: sd over samples" in page
     assert "real vs real [± 1.96 bootstrap sd]" in page and "5.00 [4.02, 5.98]" in page
+
+
+class _Tables(HTMLParser):
+    """Every <table> of a page as rows of cell texts (header row first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(self._cell.strip())
+            self._cell = None
+
+
+def _tables(page: str) -> list[list[list[str]]]:
+    parser = _Tables()
+    parser.feed(page)
+    return parser.tables
+
+
+def _table_with(page: str, header: str) -> pd.DataFrame:
+    (rows,) = [t for t in _tables(page) if t and header in t[0]]
+    return pd.DataFrame(rows[1:], columns=rows[0])
+
+
+def test_every_figure_carries_its_registry_caption(study, tmp_path):
+    page = build_report(tmp_path / "report.html", **study).read_text()
+    for name in ("best_cell", "classifier_fid_vs_T", "loss_curves"):
+        caption = html.escape(FIGURES[name].caption)
+        assert f'alt="{name}"><figcaption>{caption}</figcaption>' in page, name
+
+
+def test_the_answer_tables_hold_the_numbers_of_the_runs(study, tmp_path):
+    page = build_report(tmp_path / "report.html", **study).read_text()
+    runs = synthetic_runs()
+    means = runs.groupby(["T", "schedule"])["classifier_fid"].mean().unstack()
+    best = _table_with(page, "runner-up")
+    assert best["T"].astype(int).tolist() == sorted(means.index)
+    assert best["best"].tolist() == [means.loc[T].idxmin() for T in sorted(means.index)]
+    for row in best.itertuples():
+        mean = means.loc[int(row.T), row.best]
+        shown = float(row[3].split(" [")[0])  # "FID [95 % CI]"
+        assert shown == pytest.approx(mean, abs=0.051), row.T
+    cell = _table_with(page, "real data at the same n")
+    assert cell["real data at the same n"].tolist() == ["9", "5"]  # the floor's IS and FID
+    assert cell["threshold"].tolist() == ["7.2", "15"]  # 0.8 x IS, 3 x FID
+
+
+def test_the_grid_section_describes_the_grid_and_its_schedules(study, tmp_path):
+    page = build_report(tmp_path / "report.html", **study).read_text()
+    assert "3 runs per dataset, 10 training steps each, 200 samples per run" in page
+    schedules = _table_with(page, "beta_schedule")
+    assert schedules.to_dict("records") == [
+        {"schedule": "linear", "beta_schedule": "linear", "T": "50", "params": '{"beta_end": 0.02}'}
+    ]
+
+
+def test_a_failed_write_leaves_the_previous_page(study, tmp_path, monkeypatch):
+    out = tmp_path / "report.html"
+    out.write_text("the previous report")
+    real_write_text = Path.write_text
+
+    def write_half_then_fail(self, text, *args, **kwargs):
+        real_write_text(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError("the disk went away")
+
+    monkeypatch.setattr(Path, "write_text", write_half_then_fail)
+    with pytest.raises(OSError, match="disk went away"):
+        build_report(out, **study)
+    monkeypatch.undo()
+    assert out.read_text() == "the previous report"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".report")) == []
+
+
+def test_a_figure_outside_the_registry_is_refused(study, tmp_path):
+    (figure,) = study["datasets"]
+    unknown = DatasetResults(figure.name, figure.runs, figure.floor, 0.9, {"mystery": "x.png"})
+    with pytest.raises(ValueError, match="mystery.*ddpm.figures.FIGURES"):
+        build_report(tmp_path / "report.html", **{**study, "datasets": [unknown]})

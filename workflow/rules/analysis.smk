@@ -2,9 +2,12 @@
 
 ANALYSIS = config.get("analysis", {})
 
-# Figure name -> the analysis table it draws; read from the source, not imported, so that
-# parsing the workflow needs no Matplotlib.
-THESIS_FIGURES = literal_constant("plots/thesis.py", "THESIS_FIGURES")
+# The figures that need no training, declared in src/ddpm/figures.py (an import-light module:
+# parsing the workflow needs no Matplotlib); each reads the analysis tables named in its
+# `reads`.
+from ddpm.figures import FIGURES, study_figures
+
+THESIS_FIGURES = [figure.name for figure in study_figures()]
 
 ANALYSIS_FILES = {
     "destruction": "results/analysis/destruction.npz",
@@ -20,11 +23,7 @@ rule schedule_table:
     input:
         lib("schedule_table.py"),
     output:
-        report(
-            "results/analysis/schedules.csv",
-            caption="../report/schedules_table.rst",
-            category="Forward process",
-        ),
+        "results/analysis/schedules.csv",
     log:
         "logs/analysis/schedule_table.log",
     conda:
@@ -58,11 +57,7 @@ rule closeness:
         lib("closeness.py"),
     output:
         table="results/analysis/closeness.csv",
-        closest=report(
-            "results/analysis/closest_points.csv",
-            caption="../report/closest_points.rst",
-            category="Forward process",
-        ),
+        closest="results/analysis/closest_points.csv",
         comparison="results/analysis/closest_points_vs_thesis.csv",
     log:
         "logs/analysis/closeness.log",
@@ -110,22 +105,24 @@ rule forward_samples:
 
 rule thesis_figure:
     input:
-        table=lambda wildcards: ANALYSIS_FILES[THESIS_FIGURES[wildcards.figure]],
+        unpack(
+            lambda wildcards: {
+                table: ANALYSIS_FILES[table]
+                for table in FIGURES[wildcards.figure].reads
+            }
+        ),
         lib=lib("thesis_figure.py"),
     output:
         pdf="results/figures/thesis/{figure}.pdf",
-        png=report(
-            "results/figures/thesis/{figure}.png",
-            caption="../report/thesis_figures.rst",
-            category="Forward process",
-            labels={"figure": "{figure}"},
-        ),
+        png="results/figures/thesis/{figure}.png",
     log:
         "logs/figures/{figure}.log",
     wildcard_constraints:
         figure="|".join(re.escape(name) for name in THESIS_FIGURES),
     conda:
         ENV_ANALYSIS
+    params:
+        settings={},
     script:
         "../scripts/thesis_figure.py"
 

@@ -1,107 +1,94 @@
-# Figures that need trained models: one PDF (thesis) and one PNG (report) each.
+# Figures that need trained models: one PDF (thesis) and one PNG (report) each. Which figures
+# exist, what they read and which runs they need is declared in src/ddpm/figures.py.
 
-RUN_FIGURES = {
-    "loss_curves": lambda ds: runs_of(ds, "train_log.csv"),
-    "sample_grids": lambda ds: runs_of(ds, "samples.npz"),
-    # Reconstruction is drawn for the largest T of each schedule, so only those cells compute it.
-    "reconstruction": lambda ds: runs_of(ds, "reconstruction.npz", T=[max(STEPS)]),
+# (common.smk has a dataset_figures of its own: the registry's is imported under another name.)
+from ddpm.figures import FIGURES
+from ddpm.figures import dataset_figures as registry_dataset_figures
+
+FIGURE_FLAGS = {
+    "snapshots": bool(config["training"].get("snapshot_every")),
+    "inception": inception_enabled(),
 }
-if config["training"].get("snapshot_every"):
-    RUN_FIGURES["training_progress"] = lambda ds: runs_of(ds, "snapshots.npz")
+DATASET_FIGURES = [figure.name for figure in registry_dataset_figures(FIGURE_FLAGS)]
 
-# FID next to KID (unbiased at small n) and IS, per extractor.
-QUALITY_FIGURES = [
-    f"{extractor}_{metric}_vs_T"
-    for extractor in (
-        ["classifier", "inception"] if inception_enabled() else ["classifier"]
-    )
-    for metric in ("fid", "kid", "is")
-] + ["loss_vs_fid"]
-# Every figure that reads the metrics table: the quality figures and the best cell's samples.
-METRIC_FIGURES = QUALITY_FIGURES + ["best_cell"]
+
+def figure_inputs(wildcards):
+    """The files a dataset figure reads, by the names its draw function takes."""
+    figure = FIGURES[wildcards.figure]
+    dataset = wildcards.dataset
+    files = {
+        "metrics": f"results/{dataset}/metrics.csv",
+        "floor": f"results/{dataset}/floor.json",
+        "data": f"results/{dataset}/data.npz",
+    }
+    if figure.run_file:
+        steps = [max(STEPS)] if figure.largest_T_only else None
+        files["runs"] = runs_of(dataset, figure.run_file, T=steps)
+    return {name: files[name] for name in figure.reads}
+
+
+def figure_settings(wildcards):
+    """The draw function's settings from the config's `figures` section; a setting the config
+    leaves out takes the draw function's default."""
+    chosen = config.get("figures", {})
+    return {
+        keyword: chosen[key]
+        for keyword, key in FIGURES[wildcards.figure].settings
+        if key in chosen
+    }
+
+
+def figure_files(dataset, ext="png"):
+    """Every figure of a dataset."""
+    return [f"results/figures/{dataset}/{name}.{ext}" for name in DATASET_FIGURES]
+
+
+def figures_of_rule(rule_name):
+    """The dataset figures one rule makes, as a wildcard pattern."""
+    names = [name for name in DATASET_FIGURES if FIGURES[name].rule == rule_name]
+    return "|".join(re.escape(name) for name in names) or "^$"
 
 
 rule run_figure:
     input:
-        runs=lambda wildcards: RUN_FIGURES[wildcards.figure](wildcards.dataset),
+        unpack(figure_inputs),
         lib=lib("run_figure.py"),
     output:
         pdf="results/figures/{dataset}/{figure}.pdf",
-        png=report(
-            "results/figures/{dataset}/{figure}.png",
-            caption="../report/run_figures.rst",
-            category="Training and samples",
-            subcategory="{dataset}",
-            labels={"figure": "{figure}"},
-        ),
+        png="results/figures/{dataset}/{figure}.png",
     log:
         "logs/figures/{dataset}/{figure}.log",
     wildcard_constraints:
-        figure="|".join(RUN_FIGURES),
+        figure=figures_of_rule("run_figure"),
     conda:
         ENV_ANALYSIS
     params:
-        grid_samples=config.get("figures", {}).get("grid_samples", 16),
+        settings=figure_settings,
     script:
         "../scripts/run_figure.py"
 
 
 rule metric_figure:
     input:
-        metrics="results/{dataset}/metrics.csv",
-        floor="results/{dataset}/floor.json",
+        unpack(figure_inputs),
         lib=lib("metric_figure.py"),
     output:
         pdf="results/figures/{dataset}/{figure}.pdf",
-        png=report(
-            "results/figures/{dataset}/{figure}.png",
-            caption="../report/metric_figures.rst",
-            category="Sample quality",
-            subcategory="{dataset}",
-            labels={"figure": "{figure}"},
-        ),
+        png="results/figures/{dataset}/{figure}.png",
     log:
         "logs/figures/{dataset}/{figure}.log",
     wildcard_constraints:
-        figure="|".join(QUALITY_FIGURES),
-    conda:
-        ENV_ANALYSIS
-    script:
-        "../scripts/metric_figure.py"
-
-
-rule best_cell_figure:
-    # The samples of the cell with the lowest mean FID next to real test digits.
-    input:
-        metrics="results/{dataset}/metrics.csv",
-        floor="results/{dataset}/floor.json",
-        samples=lambda wildcards: runs_of(wildcards.dataset, "samples.npz"),
-        data="results/{dataset}/data.npz",
-        lib=lib("best_cell_figure.py"),
-    output:
-        pdf="results/figures/{dataset}/best_cell.pdf",
-        png=report(
-            "results/figures/{dataset}/best_cell.png",
-            caption="../report/best_cell.rst",
-            category="Sample quality",
-            subcategory="{dataset}",
-        ),
-    log:
-        "logs/figures/{dataset}/best_cell.log",
+        figure=figures_of_rule("metric_figure"),
     conda:
         ENV_ANALYSIS
     params:
-        images=config.get("figures", {}).get("best_cell_samples", 64),
+        settings=figure_settings,
     script:
-        "../scripts/best_cell_figure.py"
+        "../scripts/metric_figure.py"
 
 
 rule figures:
     # `snakemake figures`: every figure, without the report.
     input:
-        [
-            dataset_figures(dataset, ext)
-            for dataset in DATASETS
-            for ext in ["pdf", "png"]
-        ],
+        [figure_files(dataset, ext) for dataset in DATASETS for ext in ["pdf", "png"]],
         rules.thesis_figures.input,

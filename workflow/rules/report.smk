@@ -7,7 +7,7 @@ rule report:
             "results/{dataset}/classifier/classifier.json", dataset=DATASETS
         ),
         inception="resources/inception/status.json",
-        figures=[dataset_figures(dataset) for dataset in DATASETS],
+        figures=[figure_files(dataset) for dataset in DATASETS],
         thesis_figures=expand(
             "results/figures/thesis/{figure}.png", figure=THESIS_FIGURES
         ),
@@ -33,6 +33,15 @@ rule report:
     conda:
         ENV_ANALYSIS
     params:
-        config=config,
+        grid={
+            "datasets": DATASETS,
+            "schedules": SCHEDULES,
+            "T": STEPS,
+            "seeds": SEEDS,
+            "training_steps": config["training"]["steps"],
+            "num_samples": config["sampling"]["num_samples"],
+            "sampler": config["sampling"].get("sampler", "ancestral"),
+        },
+        configuration=config,
     script:
         "../scripts/report.py"

@@ -4,13 +4,7 @@ rule sample:
         lib=lib("sample.py"),
     output:
         samples=f"{RUN}/samples.npz",
-        grid=report(
-            f"{RUN}/samples.png",
-            caption="../report/samples.rst",
-            category="Samples",
-            subcategory="{dataset}",
-            labels={"schedule": "{schedule}", "T": "{T}", "seed": "{seed}"},
-        ),
+        grid=f"{RUN}/samples.png",
     log:
         "logs/{dataset}/sample/{schedule}-T{T}-seed{seed}.log",
     benchmark:

@@ -108,11 +108,7 @@ rule collect_metrics:
         train_logs=lambda wildcards: runs_of(wildcards.dataset, "train_log.csv"),
         lib=lib("collect_metrics.py"),
     output:
-        report(
-            "results/{dataset}/metrics.csv",
-            caption="../report/metrics_table.rst",
-            category="Metrics",
-        ),
+        "results/{dataset}/metrics.csv",
     log:
         "logs/{dataset}/collect_metrics.log",
     conda:

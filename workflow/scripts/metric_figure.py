@@ -2,16 +2,12 @@ import script_setup
 
 script_setup.start(snakemake)
 
-import pandas as pd  # noqa: E402
+# The modules of this rule's draw functions, imported here so that the rule's library inputs
+# (read from this script's imports) cover them.
+from ddpm.figures import draw_figure  # noqa: E402
+from ddpm.plots import metrics, runs, save_figure  # noqa: E402, F401
 
-from ddpm.evaluation import read_metrics  # noqa: E402
-from ddpm.plots import save_figure, use_style  # noqa: E402
-from ddpm.plots.metrics import metric_figure  # noqa: E402
-
-use_style()
-figure = metric_figure(
-    snakemake.wildcards.figure,
-    pd.read_csv(snakemake.input.metrics),
-    read_metrics(snakemake.input.floor),
+figure = draw_figure(
+    snakemake.wildcards.figure, dict(snakemake.input.items()), snakemake.params.settings
 )
 save_figure(figure, snakemake.output.pdf, snakemake.output.png)

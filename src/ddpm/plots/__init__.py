@@ -1,5 +1,6 @@
 """Figures. Every figure is one function that reads tables (or arrays) and returns a Figure;
-``save_figure`` writes it as PDF (for the thesis) and PNG (for the report)."""
+the figures of the study are declared, with what they read, in :data:`ddpm.figures.FIGURES`.
+``save_figure`` writes a figure as PDF (for the thesis) and PNG (for the report)."""
 
 from .style import save_figure, use_style
 

@@ -22,16 +22,18 @@ from matplotlib.colors import LogNorm
 from matplotlib.ticker import NullLocator
 from scipy.stats import spearmanr
 
-from .style import SCHEDULE_PALETTE
+from .style import SCHEDULE_PALETTE, use_style
 
 __all__ = [
+    "draw_loss_vs_metric",
+    "draw_metric_vs_T",
     "floor_band",
     "format_interval",
-    "metric_figure",
     "metric_label",
     "metrics_summary_table",
     "plot_loss_vs_metric",
     "plot_metric_vs_T",
+    "plot_metric_vs_T_with_floor",
 ]
 
 _RUN_COLUMNS = ("dataset", "schedule", "T", "seed")
@@ -200,22 +202,26 @@ def plot_metric_vs_T(
                 f"{schedule} (n = {n_text} seed{'s' if seeds != [1] else ''})",
             )
         _draw_floor(ax, _floor_for(floor, dataset), n_samples)
-        ax.set_xscale("log", base=2)
-        t_values = sorted(cells["T"].unique())
-        ax.set_xticks(t_values, [str(int(t)) for t in t_values])
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xlabel("diffusion steps T")
-        ax.set_ylabel(metric_label(metric))
-        # Beside the axes: inside, it hides the points and bars it explains.
-        ax.legend(
-            fontsize="x-small",
-            title=_INTERVAL_LEGEND,
-            title_fontsize="x-small",
-            bbox_to_anchor=(1.02, 1),
-            loc="upper left",
-        )
+        _label_T_axes(ax, sorted(cells["T"].unique()), metric)
     fig.tight_layout()
     return fig
+
+
+def _label_T_axes(ax: plt.Axes, t_values: Sequence, metric: str) -> None:
+    """T on a log2 axis ticked at the grid's values, the metric's label, the legend."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(t_values, [str(int(t)) for t in t_values])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("diffusion steps T")
+    ax.set_ylabel(metric_label(metric))
+    # Beside the axes: inside, it hides the points and bars it explains.
+    ax.legend(
+        fontsize="x-small",
+        title=_INTERVAL_LEGEND,
+        title_fontsize="x-small",
+        bbox_to_anchor=(1.02, 1),
+        loc="upper left",
+    )
 
 
 _INTERVAL_LEGEND = (
@@ -333,25 +339,26 @@ def floor_band(floor: Mapping, metric: str) -> dict:
     return {"value": value, "lo": value - half, "hi": value + half}
 
 
-# The column that summarises each metric: KID and IS are means over subsets / splits.
-_SUMMARY_COLUMN = {"fid": "fid", "kid": "kid_mean", "is": "is_mean"}
-
-
-def metric_figure(name: str, runs: pd.DataFrame, floor: Mapping | None = None) -> plt.Figure:
-    """The workflow's metric figures by file name.
-
-    ``{extractor}_{fid|kid|is}_vs_T`` draws :func:`plot_metric_vs_T` with the floor's value of
-    that metric and its bootstrap band (``floor`` is a real-data floor's record, as in
-    ``floor.json``); ``loss_vs_{fid|kid|is}`` draws :func:`plot_loss_vs_metric` on the
-    classifier's metric.
-    """
-    if name.startswith("loss_vs_"):
-        return plot_loss_vs_metric(
-            runs, "classifier_" + _SUMMARY_COLUMN[name.removeprefix("loss_vs_")]
-        )
-    extractor, short = name.removesuffix("_vs_T").split("_")
-    metric = f"{extractor}_{_SUMMARY_COLUMN[short]}"
+def plot_metric_vs_T_with_floor(
+    runs: pd.DataFrame, floor: Mapping | None, metric: str
+) -> plt.Figure:
+    """:func:`plot_metric_vs_T` with the floor's value of ``metric`` and its bootstrap band
+    (``floor`` is a real-data floor's record, as in ``floor.json``)."""
     floor = floor or {}
     n = floor.get("n_generated")
     band = floor_band(floor, metric) if metric in floor else None
     return plot_metric_vs_T(runs, metric, floor=band, n_samples=int(n) if n else None)
+
+
+def draw_metric_vs_T(metrics: str, floor: str, metric: str) -> plt.Figure:
+    """:func:`plot_metric_vs_T_with_floor` from a dataset's ``metrics.csv`` and ``floor.json``."""
+    from ..evaluation import read_metrics
+
+    use_style()
+    return plot_metric_vs_T_with_floor(pd.read_csv(metrics), read_metrics(floor), metric)
+
+
+def draw_loss_vs_metric(metrics: str, metric: str) -> plt.Figure:
+    """:func:`plot_loss_vs_metric` from a dataset's ``metrics.csv``."""
+    use_style()
+    return plot_loss_vs_metric(pd.read_csv(metrics), metric)

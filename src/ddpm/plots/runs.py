@@ -1,7 +1,9 @@
-"""Figures of trained runs: loss curves, sample grids, training progress, reconstruction.
+"""Figures of trained runs: loss curves, sample grids, training progress, reconstruction and
+the best cell.
 
-Each function takes plain tables or arrays (read from ``results/`` by the caller) and
-returns a matplotlib Figure.
+The ``plot_*`` functions take plain tables or arrays and return a matplotlib Figure; the
+``draw_*`` functions read the run files the workflow hands over and call them (they are the
+draw functions of :data:`ddpm.figures.FIGURES`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from ..sampling import image_grid
 from .style import use_style
 
 __all__ = [
-    "best_cell_figure_from_files",
+    "draw_best_cell",
+    "draw_loss_curves",
+    "draw_reconstruction",
+    "draw_sample_grids",
+    "draw_training_progress",
     "plot_best_cell",
     "plot_loss_curves",
     "plot_reconstruction",
@@ -165,27 +171,33 @@ def plot_best_cell(samples: np.ndarray, real: np.ndarray, title: str, count: int
     return fig
 
 
-def best_cell_figure_from_files(
-    runs: pd.DataFrame, floor: Mapping, sample_paths: Sequence[str], data_path, count: int = 64
+def draw_best_cell(
+    metrics: str, floor: str, runs: Sequence[str], data: str, count: int = 64
 ) -> plt.Figure:
     """:func:`plot_best_cell` for the cell :func:`ddpm.summary.best_cell` picks, showing the
-    seed whose FID is the median of the cell's seeds (not the best one: no cherry-picking)."""
+    seed whose FID is the median of the cell's seeds (not the best one: no cherry-picking).
+
+    ``metrics`` and ``floor`` are the dataset's metrics table and real-data floor, ``runs`` the
+    ``samples.npz`` of every run, ``data`` the prepared dataset (its test split is shown).
+    """
     from ..data import load_split
+    from ..evaluation import read_metrics
     from ..results import parse_run_dir
     from ..sampling import load_samples
     from ..summary import best_cell
 
-    best = best_cell(runs, floor)
+    use_style()
+    best = best_cell(pd.read_csv(metrics), read_metrics(floor))
     seed = best["median_seed"]
-    (path,) = [
-        p
-        for p in sample_paths
-        if (lambda r: (r["schedule"], r["T"], r["seed"]))(parse_run_dir(p))
-        == (best["schedule"], best["T"], seed)
-    ]
-    real, _ = load_split(data_path, "test")
+    wanted = (best["schedule"], best["T"], seed)
+    (path,) = [p for p in runs if _cell_of(parse_run_dir(p)) == wanted]
+    real, _ = load_split(data, "test")
     title = f"{best['schedule']}, T = {best['T']}, seed {seed}"
     return plot_best_cell(np.asarray(load_samples(path)), np.asarray(real), title, count)
+
+
+def _cell_of(run: Mapping) -> tuple:
+    return run["schedule"], run["T"], run["seed"]
 
 
 def _largest_T_per_schedule(paths) -> dict[str, str]:
@@ -201,31 +213,39 @@ def _largest_T_per_schedule(paths) -> dict[str, str]:
     return {f"{s} (T={k[0]})": p for s, (k, p) in best.items()}
 
 
-def run_figure_from_files(figure: str, paths: Sequence[str], count: int = 16) -> plt.Figure:
-    """Build figure ``figure`` (loss_curves, sample_grids, training_progress, reconstruction)
-    from the run files the workflow hands over."""
+def draw_loss_curves(runs: Sequence[str]) -> plt.Figure:
+    """:func:`plot_loss_curves` of every run's ``train_log.csv``."""
+    from ..results import parse_run_dir
+
+    frames = [pd.read_csv(p).assign(**parse_run_dir(p)) for p in runs]
+    return plot_loss_curves(pd.concat(frames, ignore_index=True))
+
+
+def draw_sample_grids(runs: Sequence[str], count: int = 16) -> plt.Figure:
+    """:func:`plot_sample_grids` of every run's ``samples.npz`` (the first seed of each cell)."""
     from ..results import parse_run_dir
     from ..sampling import load_samples
 
-    if figure == "loss_curves":
-        frames = [pd.read_csv(p).assign(**parse_run_dir(p)) for p in paths]
-        return plot_loss_curves(pd.concat(frames, ignore_index=True))
-    if figure == "sample_grids":
-        samples = {}
-        for path in paths:
-            run = parse_run_dir(path)
-            samples.setdefault((run["schedule"], run["T"]), load_samples(path))
-        return plot_sample_grids(samples, count)
-    if figure == "training_progress":
-        snapshots = {}
-        for label, path in _largest_T_per_schedule(paths).items():
-            with np.load(path) as data:
-                snapshots[label] = (data["steps"], data["images"])
-        return plot_training_progress(snapshots, count)
-    if figure == "reconstruction":
-        rows = {}
-        for label, path in _largest_T_per_schedule(paths).items():
-            with np.load(path) as data:
-                rows[label] = (data["t"], data["originals"], data["reconstructions"])
-        return plot_reconstruction(rows)
-    raise ValueError(f"unknown run figure {figure!r}")
+    samples = {}
+    for path in runs:
+        run = parse_run_dir(path)
+        samples.setdefault((run["schedule"], run["T"]), load_samples(path))
+    return plot_sample_grids(samples, count)
+
+
+def draw_training_progress(runs: Sequence[str], count: int = 16) -> plt.Figure:
+    """:func:`plot_training_progress` of the ``snapshots.npz`` of each schedule's largest T."""
+    snapshots = {}
+    for label, path in _largest_T_per_schedule(runs).items():
+        with np.load(path) as data:
+            snapshots[label] = (data["steps"], data["images"])
+    return plot_training_progress(snapshots, count)
+
+
+def draw_reconstruction(runs: Sequence[str]) -> plt.Figure:
+    """:func:`plot_reconstruction` of the ``reconstruction.npz`` of each schedule's largest T."""
+    rows = {}
+    for label, path in _largest_T_per_schedule(runs).items():
+        with np.load(path) as data:
+            rows[label] = (data["t"], data["originals"], data["reconstructions"])
+    return plot_reconstruction(rows)

@@ -17,6 +17,11 @@ from ..analysis import closest_points
 from .style import SCHEDULE_PALETTE, use_style
 
 __all__ = [
+    "draw_alpha_bar_vs_t_over_T",
+    "draw_beta_and_one_minus_alpha_bar",
+    "draw_closeness",
+    "draw_forward_samples_with_histograms",
+    "draw_iterative_destruction",
     "fig_alpha_bar_vs_t_over_T",
     "fig_closeness",
     "fig_forward_samples_with_histograms",
@@ -150,17 +155,9 @@ def fig_closeness(
             rows = table[
                 (table["schedule"] == schedule) & (table["T"] == T) & (table["image_size"] == size)
             ].sort_values("t")
-            if rows.empty:
-                continue
-            color = colors[size]
-            D = int(rows["num_pixels"].iloc[0])
-            ax.axhspan(rows[low].iloc[0], rows[high].iloc[0], color=color, alpha=0.18, lw=0)
-            ax.plot(rows["t"], rows[value], color=color, lw=0.9, label=f"{size}x{size} (D = {D})")
-            t_enter = closest.loc[(schedule, T, size), f"t_enter_{reading}"]
-            if not math.isnan(t_enter):
-                at = rows.loc[rows["t"] == t_enter, value].iloc[0]
-                ax.axvline(t_enter, color=color, lw=0.8, ls=":")
-                ax.plot([t_enter], [at], "o", color=color, ms=5, mec="black", mew=0.6)
+            if not rows.empty:
+                t_enter = closest.loc[(schedule, T, size), f"t_enter_{reading}"]
+                _draw_closeness_curve(ax, rows, (value, low, high), t_enter, colors[size], size)
         ax.set(title=f"{schedule} (T = {T})", xlabel="t", yscale="log", xlim=(0, T))
     axes[0][0].set_ylabel(r"closeness  mean $|C - I|$")
     handles, labels = axes[0][-1].get_legend_handles_labels()
@@ -175,6 +172,18 @@ def fig_closeness(
     fig.suptitle(f"Closeness to isotropic noise of {n} noised copies of {photo} ({shape})")
     fig.tight_layout()
     return fig
+
+
+def _draw_closeness_curve(ax, rows, columns, t_enter: float, color, size: int) -> None:
+    """One image size's closeness curve, its pure-noise band and the point it enters the band."""
+    value, low, high = columns
+    D = int(rows["num_pixels"].iloc[0])
+    ax.axhspan(rows[low].iloc[0], rows[high].iloc[0], color=color, alpha=0.18, lw=0)
+    ax.plot(rows["t"], rows[value], color=color, lw=0.9, label=f"{size}x{size} (D = {D})")
+    if not math.isnan(t_enter):
+        at = rows.loc[rows["t"] == t_enter, value].iloc[0]
+        ax.axvline(t_enter, color=color, lw=0.8, ls=":")
+        ax.plot([t_enter], [at], "o", color=color, ms=5, mec="black", mew=0.6)
 
 
 def fig_alpha_bar_vs_t_over_T(
@@ -252,32 +261,38 @@ def fig_forward_samples_with_histograms(
     return fig
 
 
-THESIS_FIGURES = {
-    "thesis_fig4.3_iterative_destruction": "destruction",
-    "thesis_fig5.1_beta_and_one_minus_alpha_bar": "closeness_schedules",
-    "thesis_fig5.2_closeness_to_noise": "closeness",
-    "report003_fig1_alpha_bar_vs_t_over_T": "schedules",
-    "report003_fig2_forward_samples_histograms": "forward_samples",
-}
-"""Figure name -> the table (in results/analysis/) it is drawn from."""
+def draw_iterative_destruction(destruction: str) -> plt.Figure:
+    """:func:`fig_iterative_destruction` of the destruction file the analysis wrote."""
+    from ..analysis import load_images_by_t
+
+    return fig_iterative_destruction(load_images_by_t(destruction))
 
 
-def thesis_figure_from_file(name: str, path: str) -> plt.Figure:
-    """Draw thesis / report figure ``name`` from its table or array file."""
+def draw_forward_samples_with_histograms(forward_samples: str) -> plt.Figure:
+    """:func:`fig_forward_samples_with_histograms` of a forward-samples file, at the T it
+    records."""
     from ..analysis import load_images_by_t, load_T
 
-    if name not in THESIS_FIGURES:
-        raise ValueError(f"unknown figure {name!r}; known: {sorted(THESIS_FIGURES)}")
-    if name == "thesis_fig4.3_iterative_destruction":
-        return fig_iterative_destruction(load_images_by_t(path))
-    if name == "report003_fig2_forward_samples_histograms":
-        T = load_T(path)
-        if T is None:
-            raise ValueError(f"{path} does not say which T its forward samples come from")
-        return fig_forward_samples_with_histograms(load_images_by_t(path), T=T)
-    table = pd.read_csv(path)
-    if name == "thesis_fig5.1_beta_and_one_minus_alpha_bar":
-        return fig_schedules_beta_and_one_minus_alpha_bar(table, T=int(table["T"].max()))
-    if name == "thesis_fig5.2_closeness_to_noise":
-        return fig_closeness(table)
-    return fig_alpha_bar_vs_t_over_T(table)
+    T = load_T(forward_samples)
+    if T is None:
+        raise ValueError(
+            f"{forward_samples} does not say which T its forward samples come from; "
+            "write it again with the forward-samples step of the workflow"
+        )
+    return fig_forward_samples_with_histograms(load_images_by_t(forward_samples), T=T)
+
+
+def draw_beta_and_one_minus_alpha_bar(closeness_schedules: str) -> plt.Figure:
+    """:func:`fig_schedules_beta_and_one_minus_alpha_bar` of a schedule table, at its largest T."""
+    table = pd.read_csv(closeness_schedules)
+    return fig_schedules_beta_and_one_minus_alpha_bar(table, T=int(table["T"].max()))
+
+
+def draw_closeness(closeness: str) -> plt.Figure:
+    """:func:`fig_closeness` of the closeness table."""
+    return fig_closeness(pd.read_csv(closeness))
+
+
+def draw_alpha_bar_vs_t_over_T(schedules: str) -> plt.Figure:
+    """:func:`fig_alpha_bar_vs_t_over_T` of the schedule table."""
+    return fig_alpha_bar_vs_t_over_T(pd.read_csv(schedules))

@@ -1,0 +1,133 @@
+"""The report's inputs as built values, and :func:`build_report`, which puts the page together
+from them."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..figures import FIGURES, SECTIONS
+from .answers import answers_section
+from .page import figures_html, write_page
+from .sections import (
+    closeness_answer,
+    configuration_section,
+    forward_section,
+    grid_section,
+    quality_section,
+    run_times_section,
+)
+
+
+@dataclass(frozen=True)
+class StudyGrid:
+    """What the study ran: the grid, and the training and sampling settings of every run."""
+
+    datasets: Sequence[str]
+    schedules: Sequence[str]
+    T: Sequence[int]
+    seeds: Sequence[int]
+    training_steps: int
+    num_samples: int
+    sampler: str
+
+    @property
+    def runs_per_dataset(self) -> int:
+        return len(self.schedules) * len(self.T) * len(self.seeds)
+
+
+@dataclass(frozen=True)
+class DatasetResults:
+    """One dataset's results: its runs table, real-data floor (NaN where a metric was not
+    computed), the domain classifier's test accuracy and its figures (name -> PNG)."""
+
+    name: str
+    runs: pd.DataFrame
+    floor: Mapping[str, float]
+    classifier_accuracy: float
+    figures: Mapping[str, Path] = field(default_factory=dict)
+
+    def figures_in(self, section: str) -> list[tuple[str, Path]]:
+        """The ``(name, png)`` of this dataset's figures that the registry puts in ``section``."""
+        return [(n, p) for n, p in self.figures.items() if _section_of(n) == section]
+
+
+def _section_of(name: str) -> str:
+    if name not in FIGURES:
+        raise ValueError(
+            f"figure {name!r} is not in ddpm.figures.FIGURES; declare it there with its "
+            "caption and report section"
+        )
+    return FIGURES[name].section
+
+
+def read_dataset_results(
+    metrics: str | Path, floor: str | Path, classifier: str | Path, figures: Sequence[str | Path]
+) -> DatasetResults:
+    """The results of the dataset whose ``metrics.csv`` is ``metrics`` (its directory names
+    it); of ``figures``, the PNGs in a directory of that name are its own."""
+    name = Path(metrics).parent.name
+    # floor.json writes NaN (a metric not computed) as null
+    floor_record = {
+        k: math.nan if v is None else v for k, v in json.loads(Path(floor).read_text()).items()
+    }
+    accuracy = json.loads(Path(classifier).read_text()).get("test_accuracy", math.nan)
+    own = {Path(p).stem: Path(p) for p in figures if Path(p).parent.name == name}
+    return DatasetResults(name, pd.read_csv(metrics), floor_record, accuracy, own)
+
+
+def build_report(
+    out_path: str | Path,
+    *,
+    grid: StudyGrid,
+    datasets: Sequence[DatasetResults],
+    schedule_table: pd.DataFrame,
+    closest_points: pd.DataFrame,
+    thesis_comparison: pd.DataFrame,
+    forward_figures: Mapping[str, Path] | None = None,
+    inception_note: str | None = None,
+    run_times: pd.DataFrame | None = None,
+    configuration: Mapping | None = None,
+) -> Path:
+    """Write the HTML report to ``out_path`` (atomically) and return its path.
+
+    It opens with the answers (per dataset: FID / KID against T, the best schedule per T, the
+    verdicts on report 003's claims, the best cell against the quality bars) and the thesis's
+    closeness findings next to ours; the grid, the figures and full tables follow.
+    ``inception_note`` says why Inception-v3 metrics are missing (None: they were computed).
+    """
+    answers = "".join(
+        answers_section(d.name, d.runs, d.floor, d.figures_in("answers")) for d in datasets
+    )
+    forward = [(n, Path(p)) for n, p in (forward_figures or {}).items()]
+    sections = [
+        (SECTIONS["answers"], answers + closeness_answer(thesis_comparison)),
+        ("The grid", grid_section(grid, schedule_table)),
+        (SECTIONS["forward"], forward_section(forward, closest_points)),
+    ]
+    note = inception_note or "computed with torch-fidelity's weights"
+    for dataset in datasets:
+        sections += _dataset_sections(dataset, grid.num_samples, note)
+    if run_times is not None and not run_times.empty:
+        sections.append(("Run times", run_times_section(run_times)))
+    sections.append(("Configuration", configuration_section(configuration or {})))
+    return write_page(out_path, sections)
+
+
+def _dataset_sections(dataset: DatasetResults, num_samples: int, inception_note: str) -> list:
+    return [
+        (
+            f"{dataset.name}: {SECTIONS['training']}",
+            figures_html(dataset.figures_in("training")),
+        ),
+        (f"{dataset.name}: {SECTIONS['samples']}", figures_html(dataset.figures_in("samples"))),
+        (
+            f"{dataset.name}: {SECTIONS['quality']}",
+            quality_section(dataset, dataset.figures_in("quality"), num_samples, inception_note),
+        ),
+    ]
