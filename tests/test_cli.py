@@ -242,3 +242,65 @@ def test_model_options_default_to_the_library_defaults():
         if field.name in ("image_channels", "image_size"):  # taken from the data
             continue
         assert getattr(args, field.name) == field.default, field.name
+
+
+def test_options_follow_any_settings_dataclass():
+    # A field added to (or renamed in) UNetConfig or TrainingConfig is an option with no edit
+    # to the parser: type, default and help come from the class.
+    import argparse
+    from dataclasses import dataclass
+
+    from ddpm.cli_options import add_dataclass_options, dataclass_values
+
+    @dataclass(frozen=True)
+    class Settings:
+        """Made-up settings.
+
+        Args:
+            attention_levels: level indices with self-attention, e.g. ``(1, 2)``.
+            clip: a bound; ``None`` = none.
+            name: a name
+                over two lines.
+            fast: go fast.
+            count: how many (required).
+        """
+
+        count: int
+        attention_levels: tuple[int, ...] = (1,)
+        clip: float | None = 1.0
+        name: str = "x"
+        fast: bool = False
+
+    parser = argparse.ArgumentParser(formatter_class=build_parser().formatter_class)
+    add_dataclass_options(parser, Settings, names={"count": "--n"})
+    args = parser.parse_args(["--n", "3", "--attention-levels", "0,2", "--clip", "none", "--fast"])
+    assert dataclass_values(args, Settings, names={"count": "--n"}) == {
+        "count": 3,
+        "attention_levels": (0, 2),
+        "clip": None,
+        "name": "x",
+        "fast": True,
+    }
+    assert Settings(
+        **dataclass_values(parser.parse_args(["--n", "1"]), Settings, names={"count": "--n"})
+    ) == Settings(1)
+    text = " ".join(parser.format_help().split())
+    assert "level indices with self-attention, e.g. (1, 2). (default: 1)" in text
+    assert "a name over two lines." in text and "a bound; none = none." in text
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--attention-levels", "1"])  # --n is required
+
+
+def test_train_choices_are_the_library_constants():
+    from ddpm.beta_formulas import FORMULAS
+    from ddpm.diffusion import LOSSES, VARIANCES
+    from ddpm.runtime import PRECISIONS
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    choices = {action.dest: action.choices for action in train._actions if action.choices}
+    assert choices == {
+        "schedule": list(FORMULAS),
+        "variance": VARIANCES,
+        "loss": LOSSES,
+        "precision": PRECISIONS,
+    }

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .cli_options import add_dataclass_options, dataclass_values
+from .cli_options import DefaultsOnceFormatter, add_dataclass_options, dataclass_values
 
 __all__ = ["build_parser", "main", "parse_key_value"]
 
@@ -158,31 +158,6 @@ def _cmd_sample(args) -> int:
 
 
 # --- the parser --------------------------------------------------------------------------
-class _DefaultsOnceFormatter(argparse.HelpFormatter):
-    """Append ``(default: X)`` to an option's help once, and only where there is a default to
-    show: not for required options, flags, options without a default, or help that already
-    names its default."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (
-            "default" in text
-            or action.required
-            # Identity, not equality: a default of 0 is worth showing, False is not.
-            or default is None
-            or default is False
-            or default is argparse.SUPPRESS
-            or isinstance(action, (argparse._StoreTrueAction, argparse._VersionAction))
-            or not action.option_strings
-        ):
-            return text
-        if isinstance(default, tuple):
-            # Shown the way it is typed: 1,2,2 rather than (1, 2, 2).
-            default = ",".join(str(item) for item in default) or "none"
-        return f"{text} (default: {str(default).replace('%', '%%')})"
-
-
 def _add_device_options(parser) -> None:
     from .runtime import PRECISIONS
 
@@ -202,7 +177,7 @@ def _add_device_options(parser) -> None:
 
 def _add_command(commands, name: str, help_text: str, description: str, func):
     parser = commands.add_parser(
-        name, help=help_text, description=description, formatter_class=_DefaultsOnceFormatter
+        name, help=help_text, description=description, formatter_class=DefaultsOnceFormatter
     )
     parser.set_defaults(func=func)
     return parser
@@ -366,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ddpm",
         description="Denoising diffusion probabilistic models (Ho et al. 2020) and a study of noise schedules.",
-        formatter_class=_DefaultsOnceFormatter,
+        formatter_class=DefaultsOnceFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")

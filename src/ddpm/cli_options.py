@@ -17,7 +17,7 @@ import types
 import typing
 from collections.abc import Callable, Collection, Mapping
 
-__all__ = ["add_dataclass_options", "dataclass_values", "field_docs"]
+__all__ = ["DefaultsOnceFormatter", "add_dataclass_options", "dataclass_values", "field_docs"]
 
 _NONE_WORDS = ("none", "off", "null", "0")
 
@@ -143,3 +143,28 @@ def dataclass_values(
         for spec in dataclasses.fields(cls)
         if spec.name not in exclude
     }
+
+
+class DefaultsOnceFormatter(argparse.HelpFormatter):
+    """Append ``(default: X)`` to an option's help once, and only where there is a default to
+    show: not for required options, flags, options without a default, or help that already
+    names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or action.required
+            # Identity, not equality: a default of 0 is worth showing, False is not.
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or isinstance(action, (argparse._StoreTrueAction, argparse._VersionAction))
+            or not action.option_strings
+        ):
+            return text
+        if isinstance(default, tuple):
+            # Shown the way it is typed: 1,2,2 rather than (1, 2, 2).
+            default = ",".join(str(item) for item in default) or "none"
+        return f"{text} (default: {str(default).replace('%', '%%')})"

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .schedules import NoiseSchedule
     from .training.config import TrainingConfig
 
-__all__ = ["RunSpec", "ScheduleSpec", "SpecError"]
+__all__ = ["RunSpec", "ScheduleSpec", "SpecError", "unet_config_for"]
 
 
 class SpecError(ValueError):
