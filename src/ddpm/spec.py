@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .unet_config import UNetConfig
 
-if TYPE_CHECKING:
-    from .diffusion import GaussianDiffusion
-    from .schedules import NoiseSchedule
-    from .training.config import TrainingConfig
+# The schedule, diffusion and training classes are imported where they are built: importing
+# them here would import PyTorch, and the workflow's import scan would count them as inputs
+# of every script that reads a spec. These names stand for them in the annotations.
+_NoiseSchedule = _GaussianDiffusion = _TrainingConfig = Any
 
 __all__ = ["RunSpec", "ScheduleSpec", "SpecError", "unet_config_for"]
 
@@ -74,7 +74,7 @@ class ScheduleSpec:
             )
         return cls(label, definition["beta_schedule"], T, definition.get("params") or {})
 
-    def build(self) -> NoiseSchedule:
+    def build(self) -> _NoiseSchedule:
         """The schedule (parameters checked by name, defaults filled in)."""
         from .schedules import make_schedule
 
@@ -105,7 +105,7 @@ def unet_config_for(model: Mapping, image_channels: int, image_size: int) -> UNe
     )
 
 
-def _training_config(values: Mapping) -> TrainingConfig:
+def _training_config(values: Mapping) -> _TrainingConfig:
     from .training.config import TrainingConfig
 
     return TrainingConfig.from_dict(values)
@@ -127,7 +127,7 @@ class RunSpec:
     schedule: ScheduleSpec
     diffusion: tuple[tuple[str, Any], ...]
     unet: UNetConfig
-    training: TrainingConfig
+    training: _TrainingConfig
     dataset: str | None = None
 
     def __post_init__(self):
@@ -163,7 +163,7 @@ class RunSpec:
             dataset=dataset,
         )
 
-    def build(self) -> tuple[GaussianDiffusion, UNetConfig, TrainingConfig]:
+    def build(self) -> tuple[_GaussianDiffusion, UNetConfig, _TrainingConfig]:
         """(diffusion, U-Net config, training config), validated, ready for training."""
         from .diffusion import GaussianDiffusion
 
