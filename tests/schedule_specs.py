@@ -6,24 +6,27 @@ tests that reproduce the seeds' figures build their own specs here.
 
 from collections.abc import Iterable
 
+from ddpm.spec import ScheduleSpec
 
-def thesis_schedule_specs(T: int = 1000) -> list[tuple[str, str, int, dict]]:
+
+def thesis_schedule_specs(T: int = 1000) -> list[ScheduleSpec]:
     """The thesis's schedules (Ho's linear, Nichol's cosine) plus a sigmoid, T = 1000."""
     return [
-        ("linear", "linear", T, {"beta_start": 1e-4, "beta_end": 0.02}),
-        ("cosine", "cosine", T, {"s": 0.008, "beta_max": 0.999}),
-        ("sigmoid", "sigmoid", T, {"beta_start": 1e-4, "beta_end": 0.02}),
+        ScheduleSpec("linear", "linear", T, {"beta_start": 1e-4, "beta_end": 0.02}),
+        ScheduleSpec("cosine", "cosine", T, {"s": 0.008, "beta_max": 0.999}),
+        ScheduleSpec("sigmoid", "sigmoid", T, {"beta_start": 1e-4, "beta_end": 0.02}),
     ]
 
 
 def report_003_schedule_specs(
     Ts: Iterable[int] = (50, 100, 200, 400, 800),
-) -> list[tuple[str, str, int, dict]]:
+) -> list[ScheduleSpec]:
     """Report 003's three schedules for every T in ``Ts``, its sigmoid verbatim (no ``+ start``)."""
     specs = []
     for T in Ts:
         ends = {"beta_start": 1e-5, "beta_end": 0.01, "rescale_to_T": True}
-        specs.append(("linear", "linear", T, dict(ends)))
-        specs.append(("cosine", "cosine", T, {"s": 0.002, "beta_min": 1e-5, "beta_max": 0.9999}))
-        specs.append(("sigmoid", "sigmoid", T, {**ends, "add_start": False}))
+        specs.append(ScheduleSpec("linear", "linear", T, ends))
+        cosine = {"s": 0.002, "beta_min": 1e-5, "beta_max": 0.9999}
+        specs.append(ScheduleSpec("cosine", "cosine", T, cosine))
+        specs.append(ScheduleSpec("sigmoid", "sigmoid", T, {**ends, "add_start": False}))
     return specs

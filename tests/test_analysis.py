@@ -31,12 +31,13 @@ from ddpm.analysis import (
 from ddpm.analysis.closeness import _gram_abs_sum
 from ddpm.diffusion import GaussianDiffusion, to_model_range
 from ddpm.schedules import make_schedule
+from ddpm.spec import ScheduleSpec
 
 # Betas large enough that alpha_bar_30 ~ 1e-3 or less: the last steps are pure noise.
 SMALL_SPECS = [
-    ("linear", "linear", 30, {"beta_start": 1e-3, "beta_end": 0.4}),
-    ("cosine", "cosine", 30, {"s": 0.008}),
-    ("sigmoid", "sigmoid", 30, {"beta_start": 1e-3, "beta_end": 0.4}),
+    ScheduleSpec("linear", "linear", 30, {"beta_start": 1e-3, "beta_end": 0.4}),
+    ScheduleSpec("cosine", "cosine", 30, {"s": 0.008}),
+    ScheduleSpec("sigmoid", "sigmoid", 30, {"beta_start": 1e-3, "beta_end": 0.4}),
 ]
 
 
@@ -204,7 +205,7 @@ def test_table_rows_columns_and_seeding(small_table, photo):
 
 def test_schedules_at_the_same_t_share_their_noise(photo):
     # Common random numbers: two schedules with equal alpha_bar give equal closeness.
-    specs = [("a", "linear", 10, {}), ("b", "linear", 10, {})]
+    specs = [ScheduleSpec("a", "linear", 10, {}), ScheduleSpec("b", "linear", 10, {})]
     table = closeness_table(specs, photo, image_sizes=(4,), batch_size=5, noise_repeats=5)
     a, b = (table[table["schedule"] == s]["closeness_copies"].to_numpy() for s in "ab")
     np.testing.assert_array_equal(a, b)
@@ -212,7 +213,7 @@ def test_schedules_at_the_same_t_share_their_noise(photo):
 
 def test_pixels_reading_limits(photo):
     table = closeness_table(
-        [("linear", 12, {})],
+        [ScheduleSpec("linear", "linear", 12, {})],
         photo,
         image_sizes=(4, 8),
         batch_size=5,
@@ -234,8 +235,16 @@ def test_pixels_reading_limits(photo):
         ({"image_sizes": (1000,)}, "image size"),
         ({"image_sizes": ()}, "image_sizes"),
         ({"specs": [("linear", 10)]}, "schedule spec"),
-        ({"specs": [("linear", 10, {}), ("linear", 10, {"beta_end": 0.05})]}, "twice"),
-        ({"specs": [("linear", 10, {"beta_stop": 0.1})]}, "beta_stop"),
+        (
+            {
+                "specs": [
+                    ScheduleSpec("linear", "linear", 10, {}),
+                    ScheduleSpec("linear", "linear", 10, {"beta_end": 0.05}),
+                ]
+            },
+            "twice",
+        ),
+        ({"specs": [ScheduleSpec("linear", "linear", 10, {"beta_stop": 0.1})]}, "beta_stop"),
     ],
 )
 def test_bad_arguments_are_named(photo, kwargs, message):
@@ -313,7 +322,7 @@ def test_thesis_setting_agrees_in_direction(photo):
     # reaches the noise band earlier than cosine, and small images earlier than large.
     # The step numbers themselves depend on the image size (ours: 8x8 ~360, 32x32 ~560 for
     # linear), which the thesis does not give, so they are not asserted.
-    specs = [s for s in thesis_schedule_specs(1000) if s[0] in ("linear", "cosine")]
+    specs = [s for s in thesis_schedule_specs(1000) if s.label in ("linear", "cosine")]
     table = closeness_table(
         specs, photo, image_sizes=(8, 32), noise_repeats=100, pixels_max_size=None
     )
@@ -336,8 +345,8 @@ def test_explanation_names_both_readings():
 # --- schedule tables ------------------------------------------------------------------------
 def test_schedule_table_rows_and_values():
     specs = [
-        ("cosine", 5, {"s": 0.008}),
-        ("lin-scaled", "linear", 4, {"beta_end": 2e-3, "rescale_to_T": True}),
+        ScheduleSpec("cosine", "cosine", 5, {"s": 0.008}),
+        ScheduleSpec("lin-scaled", "linear", 4, {"beta_end": 2e-3, "rescale_to_T": True}),
     ]
     table = schedule_table(specs)
     assert list(table.columns) == [
@@ -373,10 +382,10 @@ def test_specs_from_config():
         "cos": {"beta_schedule": "cosine"},
     }
     assert specs_from_config(config, [10, 20]) == [
-        ("lin", "linear", 10, {"beta_end": 0.01}),
-        ("lin", "linear", 20, {"beta_end": 0.01}),
-        ("cos", "cosine", 10, {}),
-        ("cos", "cosine", 20, {}),
+        ScheduleSpec("lin", "linear", 10, {"beta_end": 0.01}),
+        ScheduleSpec("lin", "linear", 20, {"beta_end": 0.01}),
+        ScheduleSpec("cos", "cosine", 10, {}),
+        ScheduleSpec("cos", "cosine", 20, {}),
     ]
     with pytest.raises(ValueError, match="beta_schedule"):
         specs_from_config({"x": {"params": {}}}, [10])

@@ -1,16 +1,14 @@
 """The ``ddpm`` command line: help texts, schedule tables, and a tiny train + sample run."""
 
 import json
-import sys
-import types
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from ddpm.cli import build_parser, main, parse_key_value
+from ddpm.data import load_split
 from ddpm.schedules import make_schedule
 
 SUBCOMMANDS = ["schedule", "prepare-data", "train", "sample"]
@@ -19,42 +17,12 @@ SUBCOMMANDS = ["schedule", "prepare-data", "train", "sample"]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def fake_data_module(monkeypatch):
-    """A stand-in for ddpm.data whose dataset files are plain npz with train_images/train_labels."""
-    module = types.ModuleType("ddpm.data")
-    calls = []
-
-    def load_split(path, split="train"):
-        with np.load(path) as content:
-            return torch.from_numpy(content[f"{split}_images"]), torch.from_numpy(
-                content[f"{split}_labels"]
-            )
-
-    def prepare_dataset(
-        name,
-        out_path,
-        image_size,
-        root="resources/datasets",
-        *,
-        base_url=None,
-        resize_mode="resize",
-    ):
-        calls.append(
-            dict(
-                name=name,
-                out_path=out_path,
-                image_size=image_size,
-                root=root,
-                base_url=base_url,
-                resize_mode=resize_mode,
-            )
-        )
-        return {"name": name, "image_size": image_size}
-
-    module.load_split, module.prepare_dataset, module.calls = load_split, prepare_dataset, calls
-    monkeypatch.setitem(sys.modules, "ddpm.data", module)
-    return module
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """The embedded digits dataset at 8x8, prepared once through the command line."""
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    assert main(["prepare-data", "digits", str(path), "--image-size", "8"]) == 0
+    return path
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in SUBCOMMANDS)])
@@ -115,35 +83,27 @@ def test_errors_are_reported_without_a_traceback(capsys):
     assert "ddpm schedule: error:" in err and "beta_stop" in err and "Traceback" not in err
 
 
-def test_prepare_data_passes_its_options(fake_data_module, tmp_path, capsys):
+def test_prepare_data_writes_the_dataset_it_names(tmp_path, capsys):
     out = tmp_path / "d.npz"
     assert (
         main(["prepare-data", "digits", str(out), "--image-size", "16", "--resize-mode", "pad"])
         == 0
     )
-    assert fake_data_module.calls == [
-        dict(
-            name="digits",
-            out_path=str(out),
-            image_size=16,
-            root="resources/datasets",
-            base_url=None,
-            resize_mode="pad",
-        )
-    ]
-    assert json.loads(capsys.readouterr().out) == {"name": "digits", "image_size": 16}
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["name"] == "digits" and meta["image_size"] == 16 and meta["resize_mode"] == "pad"
+    images, labels = load_split(out, "train")
+    assert images.shape[1:] == (1, 16, 16) and len(labels) == meta["counts"]["train"]
+    # Padding grows the 8x8 digits with a zero border of 4 pixels on each side.
+    assert images[:, :, :4].max() == 0 and images[:, :, 4:12, 4:12].max() > 0
 
 
-def test_tiny_train_then_sample(fake_data_module, tmp_path):
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8, generator=generator).numpy()
-    data = tmp_path / "data.npz"
-    np.savez(data, train_images=images, train_labels=np.zeros(16, dtype=np.int64))
+def test_tiny_train_then_sample(digits, tmp_path):
+    data = digits
     run = tmp_path / "run"
     status = main(
         [
             "train", str(data), str(run),
-            "--schedule", "cosine", "--T", "10", "--schedule-param", "s=0.002",
+            "--schedule", "cosine", "--T", "10", "--schedule-param", "s=0.002", "--label", "cos-s",
             "--base-channels", "8", "--channel-mults", "1,2", "--attention-resolutions", "4", "--num-groups", "4",
             "--steps", "3", "--batch-size", "4", "--log-every", "1", "--snapshot-every", "3", "--snapshot-count", "2",
             "--grad-clip", "none", "--device", "cpu",
@@ -158,7 +118,8 @@ def test_tiny_train_then_sample(fake_data_module, tmp_path):
         and record["schedule"]["params"]["s"] == 0.002
     )
     assert record["unet"]["channel_mults"] == [1, 2] and record["training"]["grad_clip"] is None
-    assert record["data_path"] == str(data)
+    assert record["data_path"] == str(data) and record["schedule"]["label"] == "cos-s"
+    assert record["data"]["num_images"] == len(load_split(data, "train")[0])
 
     out = tmp_path / "samples.npz"
     assert (
@@ -185,11 +146,8 @@ def test_tiny_train_then_sample(fake_data_module, tmp_path):
         assert png.size == (5 * 10 + 2, 1 * 10 + 2)  # 5 images of 8 px with 2 px padding, one row
 
 
-def test_train_rejects_an_impossible_model_before_training(fake_data_module, tmp_path, capsys):
-    data = tmp_path / "data.npz"
-    np.savez(
-        data, train_images=np.zeros((4, 1, 8, 8), np.uint8), train_labels=np.zeros(4, np.int64)
-    )
+def test_train_rejects_an_impossible_model_before_training(digits, tmp_path, capsys):
+    data = digits
     status = main(
         ["train", str(data), str(tmp_path / "run"), "--steps", "2", "--attention-resolutions", "7"]
     )
@@ -284,3 +242,65 @@ def test_model_options_default_to_the_library_defaults():
         if field.name in ("image_channels", "image_size"):  # taken from the data
             continue
         assert getattr(args, field.name) == field.default, field.name
+
+
+def test_options_follow_any_settings_dataclass():
+    # A field added to (or renamed in) UNetConfig or TrainingConfig is an option with no edit
+    # to the parser: type, default and help come from the class.
+    import argparse
+    from dataclasses import dataclass
+
+    from ddpm.cli_options import add_dataclass_options, dataclass_values
+
+    @dataclass(frozen=True)
+    class Settings:
+        """Made-up settings.
+
+        Args:
+            attention_levels: level indices with self-attention, e.g. ``(1, 2)``.
+            clip: a bound; ``None`` = none.
+            name: a name
+                over two lines.
+            fast: go fast.
+            count: how many (required).
+        """
+
+        count: int
+        attention_levels: tuple[int, ...] = (1,)
+        clip: float | None = 1.0
+        name: str = "x"
+        fast: bool = False
+
+    parser = argparse.ArgumentParser(formatter_class=build_parser().formatter_class)
+    add_dataclass_options(parser, Settings, names={"count": "--n"})
+    args = parser.parse_args(["--n", "3", "--attention-levels", "0,2", "--clip", "none", "--fast"])
+    assert dataclass_values(args, Settings, names={"count": "--n"}) == {
+        "count": 3,
+        "attention_levels": (0, 2),
+        "clip": None,
+        "name": "x",
+        "fast": True,
+    }
+    assert Settings(
+        **dataclass_values(parser.parse_args(["--n", "1"]), Settings, names={"count": "--n"})
+    ) == Settings(1)
+    text = " ".join(parser.format_help().split())
+    assert "level indices with self-attention, e.g. (1, 2). (default: 1)" in text
+    assert "a name over two lines." in text and "a bound; none = none." in text
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--attention-levels", "1"])  # --n is required
+
+
+def test_train_choices_are_the_library_constants():
+    from ddpm.beta_formulas import FORMULAS
+    from ddpm.diffusion import LOSSES, VARIANCES
+    from ddpm.runtime import PRECISIONS
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    choices = {action.dest: action.choices for action in train._actions if action.choices}
+    assert choices == {
+        "schedule": list(FORMULAS),
+        "variance": VARIANCES,
+        "loss": LOSSES,
+        "precision": PRECISIONS,
+    }

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ddpm.config_check import check_config
+from ddpm.config_check import check_config, check_study_config
 from ddpm.config_load import ConfigFileError, load_config_file, resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,3 +233,44 @@ def test_command_line_check_names_the_line(tmp_path, capsys):
     assert main([str(bad)]) == 1
     assert "tab.yaml, line 2, column 1" in capsys.readouterr().err
     assert main([str(REPO / "config" / "mnist.yaml")]) == 0
+
+
+# --- the study checks, called directly ------------------------------------------------------
+@pytest.fixture
+def default_config():
+    return resolve_config(DEFAULT)
+
+
+def test_study_check_passes_the_default_config(default_config):
+    assert check_study_config(default_config) == []
+
+
+def test_study_check_names_ddim_steps_and_the_smallest_T(default_config):
+    default_config["sampling"].update(sampler="ddim", ddim_steps=80)
+    default_config["grid"]["T"] = [400, 60, 200]
+    (problem,) = check_study_config(default_config)
+    assert problem.startswith("sampling.ddim_steps = 80 exceeds the smallest T of the grid (60)")
+
+
+def test_study_check_builds_the_model_for_each_dataset_size(default_config):
+    default_config["model"]["num_groups"] = 3
+    (problem,) = check_study_config(default_config)
+    assert problem.startswith("model (for digits at image_size 8): UNetConfig.num_groups=3")
+    assert "16 channels" in problem
+
+
+def test_study_check_names_swapped_schedule_ends(default_config):
+    default_config["schedules"]["linear"]["params"].update(beta_start=0.02, beta_end=0.01)
+    (problem,) = check_study_config(default_config)
+    assert problem == (
+        "schedules.linear.params: beta_start (0.02) is larger than beta_end (0.01); "
+        "the betas must grow with t: swap them"
+    )
+
+
+def test_study_check_compares_sample_counts_with_num_samples(default_config):
+    n = default_config["sampling"]["num_samples"]
+    default_config["scoring"]["kid_subset_size"] = n + 1
+    (problem,) = check_study_config(default_config)
+    assert problem.startswith(f"scoring.kid_subset_size = {n + 1} is larger than")
+    assert f"sampling.num_samples ({n})" in problem

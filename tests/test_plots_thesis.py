@@ -26,6 +26,7 @@ from ddpm.plots.thesis import (
     fig_schedules_beta_and_one_minus_alpha_bar,
 )
 from ddpm.schedules import make_schedule
+from ddpm.spec import ScheduleSpec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -39,9 +40,9 @@ def assert_png(fig, path):
 @pytest.fixture(scope="module")
 def small_closeness():
     specs = [
-        ("linear", "linear", 40, {"beta_start": 1e-3, "beta_end": 0.3}),
-        ("cosine", "cosine", 40, {}),
-        ("sigmoid", "sigmoid", 40, {"beta_start": 1e-3, "beta_end": 0.3}),
+        ScheduleSpec("linear", "linear", 40, {"beta_start": 1e-3, "beta_end": 0.3}),
+        ScheduleSpec("cosine", "cosine", 40, {}),
+        ScheduleSpec("sigmoid", "sigmoid", 40, {"beta_start": 1e-3, "beta_end": 0.3}),
     ]
     return closeness_table(specs, image_sizes=(4, 8), batch_size=8, noise_repeats=30)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from ddpm.results import cell_summary
+from ddpm.results import cell_summary, collect_runs
 
 
 def test_cell_summary_separates_the_seed_spread_from_the_sample_spread():
@@ -41,3 +42,51 @@ def test_cell_summary_without_bootstrap_columns_has_no_sample_spread():
     )
     (row,) = cell_summary(runs, ["m"]).itertuples()
     assert row.n == 2 and np.isnan(row.sample_sd)
+
+
+# --- the run table --------------------------------------------------------------------------
+def _write_run(run_dir, label, T, seed, metrics, losses, dataset="digits"):
+    run_dir.mkdir(parents=True)
+    record = {
+        "dataset": dataset,
+        "schedule": {"label": label, "beta_schedule": "linear", "T": T, "params": {"b": 1}},
+        "seed": seed,
+        "parameter_count": 1234,
+        "wall_seconds": 5.5,
+    }
+    (run_dir / "run.json").write_text(json.dumps(record))
+    (run_dir / "metrics.json").write_text(json.dumps({**metrics, "nested": {"x": 1}}))
+    pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses}).to_csv(
+        run_dir / "train_log.csv", index=False
+    )
+    return [run_dir / name for name in ("metrics.json", "run.json", "train_log.csv")]
+
+
+def _collect(*runs):
+    metrics, records, logs = zip(*runs, strict=True)
+    return collect_runs(metrics, records, logs)
+
+
+def test_run_table_reads_identifiers_from_the_record_and_values_from_each_file(tmp_path):
+    runs = tmp_path / "results" / "digits" / "runs"
+    # A renamed directory still reports the label its record gives.
+    a = _write_run(runs / "renamed-by-hand", "lin-scaled", 50, 1, {"fid": 3.5}, [4.0] * 9 + [2.0])
+    b = _write_run(runs / "lin-scaled-T50-seed0", "lin-scaled", 50, 0, {"fid": 1.5}, [1.0, 3.0])
+    table = _collect(a, b)
+    assert list(table.columns[:4]) == ["dataset", "schedule", "T", "seed"]
+    assert table[["schedule", "T", "seed"]].values.tolist() == [
+        ["lin-scaled", 50, 0],
+        ["lin-scaled", 50, 1],
+    ]
+    assert table["fid"].tolist() == [1.5, 3.5] and "nested" not in table.columns
+    # The final loss is the mean of the last tenth of the log, at least one row.
+    assert table["final_loss"].tolist() == [3.0, 2.0]
+    assert table["beta_schedule"].tolist() == ["linear", "linear"]
+    assert table["schedule_params"].iloc[0] == '{"b": 1}'
+    assert table["parameters"].tolist() == [1234, 1234] and table["train_seconds"].iloc[0] == 5.5
+
+
+def test_run_table_needs_each_runs_record(tmp_path):
+    metrics, _, _ = _write_run(tmp_path / "run", "lin", 50, 0, {"fid": 1.0}, [1.0])
+    with pytest.raises(ValueError, match="no run record .* pass .*run.json in record_paths"):
+        collect_runs([metrics], [])

@@ -84,3 +84,24 @@ def test_the_model_runs_under_inference_mode(monkeypatch, model_path):
     reconstruction_series(model_path, images, [0.5], precision="fp32")
     assert modes and all(modes)
     images += 1  # what the caller gets back is an ordinary tensor, not an inference tensor
+
+
+def test_more_ddim_steps_than_T_is_an_error_naming_both(model_path):
+    with pytest.raises(ValueError, match=r"ddim_steps=7 exceeds T=6 .* ddim_steps <= 6"):
+        generate(model_path, 2, sampler="ddim", ddim_steps=7, device="cpu", precision="fp32")
+
+
+@pytest.mark.parametrize(
+    "count, nrow, size",
+    [(16, None, (4 * 10 + 2, 4 * 10 + 2)), (8, None, (2 * 10 + 2, 4 * 10 + 2)), (5, 5, (52, 12))],
+)
+def test_sample_grid_shows_count_images_as_square_as_they_allow(tmp_path, count, nrow, size):
+    from PIL import Image
+
+    images = torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8)
+    path = tmp_path / "grid.png"
+    assert sampling.save_sample_grid(path, images, count, nrow=nrow) == count
+    with Image.open(path) as png:
+        assert png.size == size  # 8-pixel images with 2 pixels of padding around each
+    with pytest.raises(ValueError, match="no images to draw"):
+        sampling.save_sample_grid(path, images, 0)

@@ -16,6 +16,8 @@ _EXPORTS = {
     "from_model_range": "diffusion",
     "to_model_range": "diffusion",
     "NoiseSchedule": "schedules",
+    "RunSpec": "spec",
+    "ScheduleSpec": "spec",
     "ScheduleError": "beta_formulas",
     "make_schedule": "schedules",
 }

@@ -29,8 +29,8 @@ import torch
 from .diffusion import GaussianDiffusion
 from .files import atomic_write
 from .runtime import resolve_device
-from .schedules import make_schedule
-from .unet import UNet, UNetConfig, UNetConfigError
+from .spec import RunSpec
+from .unet import UNet, UNetConfigError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -269,12 +269,7 @@ def load_model(
             f"intact, let the training resume), or restore the file from a copy"
         )
     try:
-        unet_config = UNetConfig.from_dict(record["unet"]).validate()
-        schedule_desc = record["schedule"]
-        schedule = make_schedule(
-            schedule_desc["beta_schedule"], schedule_desc["T"], **schedule_desc["params"]
-        )
-        diffusion = GaussianDiffusion(schedule, **record["diffusion"])
+        diffusion, unet_config, _ = RunSpec.from_dict(record).build()
         model = UNet(unet_config)
         model.load_state_dict(content["ema_state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError, UNetConfigError) as err:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .cli_options import DefaultsOnceFormatter, add_dataclass_options, dataclass_values
 
 __all__ = ["build_parser", "main", "parse_key_value"]
 
@@ -53,30 +54,6 @@ def parse_key_value(items: Sequence[str] | None) -> dict:
             )
         params[key.strip()] = _parse_scalar(value)
     return params
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    """'1,2,2' -> (1, 2, 2); '' or 'none' -> ()."""
-    if text.strip().lower() in ("", "none"):
-        return ()
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers such as 1,2,2, got {text!r}"
-        ) from None
-
-
-def _optional_float(text: str) -> float | None:
-    if text.strip().lower() in ("none", "off", "0"):
-        return None
-    return float(text)
-
-
-def _optional_int(text: str) -> int | None:
-    if text.strip().lower() in ("none", "off", "0"):
-        return None
-    return int(text)
 
 
 # --- subcommands -------------------------------------------------------------------------
@@ -119,58 +96,46 @@ def _cmd_prepare_data(args) -> int:
     return 0
 
 
+# Fields of the settings classes that ``ddpm train`` takes from the data, not from options.
+_FROM_DATA = ("image_channels", "image_size")
+# Option names that differ from their field's (the spelling users type).
+_OPTION_NAMES = {"learning_rate": "--lr", "num_threads": "--threads"}
+
+
 def _cmd_train(args) -> int:
     from .data import load_split
-    from .diffusion import GaussianDiffusion
-    from .schedules import make_schedule
-    from .training import TrainingConfig, train
+    from .spec import RunSpec, ScheduleSpec, unet_config_for
+    from .training import TrainingConfig
     from .unet import UNetConfig
 
     images, _ = load_split(args.data, args.split)
-    unet_config = UNetConfig(
-        image_channels=int(images.shape[1]),
-        image_size=int(images.shape[-1]),
-        base_channels=args.base_channels,
-        channel_mults=args.channel_mults,
-        num_res_blocks=args.num_res_blocks,
-        attention_resolutions=args.attention_resolutions,
-        dropout=args.dropout,
-        num_groups=args.num_groups,
-    ).validate()
-    config = TrainingConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        warmup_steps=args.warmup_steps,
-        grad_clip=args.grad_clip,
-        ema_decay=args.ema_decay,
-        checkpoint_every=args.checkpoint_every,
-        keep_checkpoints=args.keep_checkpoints,
-        log_every=args.log_every,
-        snapshot_every=args.snapshot_every,
-        snapshot_count=args.snapshot_count,
-        divergence_factor=args.divergence_factor,
-        divergence_patience=args.divergence_patience,
-        seed=args.seed,
-        device=args.device,
-        precision=args.precision,
-        num_threads=args.threads,
-    ).validate()
-    schedule = make_schedule(args.schedule, args.T, **parse_key_value(args.schedule_param))
-    diffusion = GaussianDiffusion(
-        schedule, variance=args.variance, loss=args.loss, clip_denoised=not args.no_clip_denoised
+    schedule = ScheduleSpec(
+        args.label or args.schedule, args.schedule, args.T, parse_key_value(args.schedule_param)
     )
-    path = train(
-        images, diffusion, unet_config, config, args.run_dir, record={"data_path": str(args.data)}
+    spec = RunSpec(
+        schedule=schedule,
+        diffusion={
+            "variance": args.variance,
+            "loss": args.loss,
+            "clip_denoised": not args.no_clip_denoised,
+        },
+        unet=unet_config_for(
+            dataclass_values(args, UNetConfig, exclude=_FROM_DATA),
+            images.shape[1],
+            images.shape[-1],
+        ),
+        training=TrainingConfig.from_dict(
+            dataclass_values(args, TrainingConfig, names=_OPTION_NAMES)
+        ),
     )
-    print(path)
+    print(spec.train(images, args.run_dir, record={"data_path": str(args.data)}))
     return 0
 
 
 def _cmd_sample(args) -> int:
     import torch
 
-    from .sampling import generate, image_grid, save_png, save_samples
+    from .sampling import generate, save_sample_grid, save_samples
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -187,40 +152,15 @@ def _cmd_sample(args) -> int:
     )
     save_samples(args.out, images)
     png = Path(args.png) if args.png else Path(args.out).with_suffix(".png")
-    shown = images[: args.grid_samples]
-    nrow = args.nrow or max(1, round(len(shown) ** 0.5))
-    save_png(png, image_grid(shown, nrow=nrow))
-    print(f"wrote {len(images)} images to {args.out} and a grid of {len(shown)} to {png}")
+    shown = save_sample_grid(png, images, args.grid_samples, nrow=args.nrow)
+    print(f"wrote {len(images)} images to {args.out} and a grid of {shown} to {png}")
     return 0
 
 
 # --- the parser --------------------------------------------------------------------------
-class _DefaultsOnceFormatter(argparse.HelpFormatter):
-    """Append ``(default: X)`` to an option's help once, and only where there is a default to
-    show: not for required options, flags, options without a default, or help that already
-    names its default."""
+def _add_device_options(parser) -> None:
+    from .runtime import PRECISIONS
 
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (
-            "default" in text
-            or action.required
-            # Identity, not equality: a default of 0 is worth showing, False is not.
-            or default is None
-            or default is False
-            or default is argparse.SUPPRESS
-            or isinstance(action, (argparse._StoreTrueAction, argparse._VersionAction))
-            or not action.option_strings
-        ):
-            return text
-        if isinstance(default, tuple):
-            # Shown the way it is typed: 1,2,2 rather than (1, 2, 2).
-            default = ",".join(str(item) for item in default) or "none"
-        return f"{text} (default: {str(default).replace('%', '%%')})"
-
-
-def _add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
         default="auto",
@@ -229,37 +169,33 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=("auto", "bf16", "fp32"),
+        choices=PRECISIONS,
         help="'auto' = picked for the device (bf16 autocast where the hardware runs it fast, "
         "float32 elsewhere); 'bf16' = bf16 autocast on any device; 'fp32' = float32",
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    formatter = _DefaultsOnceFormatter
-    parser = argparse.ArgumentParser(
-        prog="ddpm",
-        description="Denoising diffusion probabilistic models (Ho et al. 2020) and a study of noise schedules.",
-        formatter_class=formatter,
+def _add_command(commands, name: str, help_text: str, description: str, func):
+    parser = commands.add_parser(
+        name, help=help_text, description=description, formatter_class=DefaultsOnceFormatter
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
-    parser.add_argument(
-        "--traceback", action="store_true", help="show the full traceback of an error"
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.set_defaults(func=func)
+    return parser
 
-    # schedule
-    p = commands.add_parser(
+
+def _add_schedule_command(commands) -> None:
+    from .beta_formulas import FORMULAS
+
+    p = _add_command(
+        commands,
         "schedule",
-        help="print or write the table of a noise schedule",
-        description="Print (or write as CSV) one row per timestep t = 1..T of a noise schedule: beta, "
+        "print or write the table of a noise schedule",
+        "Print (or write as CSV) one row per timestep t = 1..T of a noise schedule: beta, "
         "alpha_bar, log SNR, posterior variance and the KL of q(x_t | x_0) to N(0, I) in bits per "
         "dimension; then a one-line JSON summary (alpha_bar_T, prior KL).",
-        formatter_class=formatter,
+        _cmd_schedule,
     )
-    p.add_argument("name", help="schedule name: linear, cosine, sigmoid or sigmoid_alpha_bar")
+    p.add_argument("name", choices=list(FORMULAS), help="schedule name")
     p.add_argument("--T", type=int, default=1000, help="number of diffusion steps")
     p.add_argument(
         "--param",
@@ -277,19 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rows", type=int, default=20, help="print at most this many evenly spaced rows; 0 = all"
     )
-    p.set_defaults(func=_cmd_schedule)
 
-    # prepare-data
-    p = commands.add_parser(
+
+def _add_prepare_data_command(commands) -> None:
+    from .data import RESIZE_MODES
+    from .dataset_registry import DATASETS
+
+    p = _add_command(
+        commands,
         "prepare-data",
-        help="convert a dataset into one .npz file",
-        description="Fetch (if needed) and convert a dataset into the .npz file every other step reads: "
+        "convert a dataset into one .npz file",
+        "Fetch (if needed) and convert a dataset into the .npz file every other step reads: "
         "uint8 images (N, C, H, W) with int64 labels for each split.",
-        formatter_class=formatter,
+        _cmd_prepare_data,
     )
-    p.add_argument(
-        "name", help="dataset name (mnist5k, digits, mnist, fashion_mnist, cifar10, fgvc_aircraft)"
-    )
+    p.add_argument("name", choices=list(DATASETS), help="dataset name")
     p.add_argument("out", help="the .npz file to write")
     p.add_argument("--image-size", type=int, default=28, help="side of the stored (square) images")
     p.add_argument(
@@ -301,30 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resize-mode",
         default="resize",
-        choices=("resize", "pad"),
+        choices=RESIZE_MODES,
         help="'resize' (antialiased) or 'pad' with a zero border (only to grow images)",
     )
-    p.set_defaults(func=_cmd_prepare_data)
 
-    # train
-    p = commands.add_parser(
-        "train",
-        help="train a noise-prediction U-Net",
-        description="Train a U-Net on the images of a prepared dataset. Writes model.pt (EMA weights and the "
-        "record to rebuild model and diffusion), train_log.csv, run.json and, with --snapshot-every, "
-        "snapshots.npz into RUN_DIR. Rolling checkpoints go to RUN_DIR/checkpoints/; running the same "
-        "command again resumes from the newest usable one.",
-        formatter_class=formatter,
-    )
-    p.add_argument("data", help="a dataset .npz written by `ddpm prepare-data`")
-    p.add_argument("run_dir", help="output directory of the run")
-    p.add_argument("--split", default="train", help="which split of the dataset file to train on")
-    g = p.add_argument_group("diffusion")
-    g.add_argument(
-        "--schedule",
-        default="linear",
-        help="noise schedule: linear, cosine, sigmoid, sigmoid_alpha_bar",
-    )
+
+def _add_diffusion_options(g) -> None:
+    from .beta_formulas import FORMULAS
+    from .diffusion import LOSSES, VARIANCES
+
+    g.add_argument("--schedule", default="linear", choices=list(FORMULAS), help="noise schedule")
     g.add_argument("--T", type=int, default=1000, help="number of diffusion steps")
     g.add_argument(
         "--schedule-param",
@@ -333,102 +257,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="a schedule parameter, repeatable (e.g. beta_start=1e-5 rescale_to_T=true)",
     )
     g.add_argument(
-        "--variance",
-        default="beta",
-        choices=("beta", "beta_tilde"),
-        help="reverse-process variance",
+        "--label", help="the run's name for its schedule, kept in its record (default: --schedule)"
     )
+    g.add_argument("--variance", default="beta", choices=VARIANCES, help="reverse-process variance")
     g.add_argument(
-        "--loss",
-        default="mse",
-        choices=("mse", "smooth_l1"),
-        help="loss between true and predicted noise",
+        "--loss", default="mse", choices=LOSSES, help="loss between true and predicted noise"
     )
     g.add_argument(
         "--no-clip-denoised",
         action="store_true",
         help="do not clip the predicted x_0 to [-1, 1] when sampling",
     )
-    g = p.add_argument_group("model (image channels and size come from the data)")
-    g.add_argument("--base-channels", type=int, default=32, help="channels of the first level")
-    g.add_argument(
-        "--channel-mults",
-        type=_int_list,
-        default=(1, 2, 2),
-        help="channel multiplier per level, e.g. 1,2,2",
-    )
-    g.add_argument("--num-res-blocks", type=int, default=1, help="residual blocks per level")
-    g.add_argument(
-        "--attention-resolutions",
-        type=_int_list,
-        default=(7,),
-        help="feature-map sizes with self-attention, e.g. 7 or 16,8; 'none' for no attention",
-    )
-    g.add_argument(
-        "--dropout", type=float, default=0.1, help="dropout probability in residual blocks"
-    )
-    g.add_argument(
-        "--num-groups",
-        type=int,
-        default=8,
-        help="GroupNorm groups (must divide every level's channels)",
-    )
-    g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, required=True, help="optimizer steps in total")
-    g.add_argument("--batch-size", type=int, default=128, help="images per step")
-    g.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate after warm-up")
-    g.add_argument(
-        "--warmup-steps", type=int, default=0, help="steps of linear learning-rate warm-up"
-    )
-    g.add_argument(
-        "--grad-clip",
-        type=_optional_float,
-        default=1.0,
-        help="max gradient norm; 'none' or 0 = off",
-    )
-    g.add_argument("--ema-decay", type=float, default=0.999, help="decay of the EMA of the weights")
-    g.add_argument(
-        "--checkpoint-every", type=int, default=500, help="steps between rolling checkpoints"
-    )
-    g.add_argument("--keep-checkpoints", type=int, default=2, help="how many checkpoints to keep")
-    g.add_argument(
-        "--log-every", type=int, default=50, help="steps per row of train_log.csv and per log line"
-    )
-    g.add_argument(
-        "--snapshot-every",
-        type=_optional_int,
-        default=None,
-        help="steps between EMA sample snapshots; none = off",
-    )
-    g.add_argument("--snapshot-count", type=int, default=16, help="images per snapshot")
-    g.add_argument(
-        "--divergence-factor",
-        type=_optional_float,
-        default=100.0,
-        help="stop when the loss stays this many times above its early level; none = off",
-    )
-    g.add_argument(
-        "--divergence-patience",
-        type=int,
-        default=100,
-        help="steps the loss must stay that high before the run stops",
-    )
-    g.add_argument(
-        "--seed", type=int, default=0, help="seed of weights, dropout, data order, t and noise"
-    )
-    g.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
-    )
-    _add_device_options(g)
-    p.set_defaults(func=_cmd_train)
 
-    # sample
-    p = commands.add_parser(
+
+def _add_train_command(commands) -> None:
+    from .runtime import PRECISIONS
+    from .training import TrainingConfig
+    from .unet import UNetConfig
+
+    p = _add_command(
+        commands,
+        "train",
+        "train a noise-prediction U-Net",
+        "Train a U-Net on the images of a prepared dataset. Writes model.pt (EMA weights and the "
+        "record to rebuild model and diffusion), train_log.csv, run.json and, with --snapshot-every, "
+        "snapshots.npz into RUN_DIR. Rolling checkpoints go to RUN_DIR/checkpoints/; running the same "
+        "command again resumes from the newest usable one.",
+        _cmd_train,
+    )
+    p.add_argument("data", help="a dataset .npz written by `ddpm prepare-data`")
+    p.add_argument("run_dir", help="output directory of the run")
+    p.add_argument("--split", default="train", help="which split of the dataset file to train on")
+    _add_diffusion_options(p.add_argument_group("diffusion"))
+    model = p.add_argument_group("model (image channels and size come from the data)")
+    add_dataclass_options(model, UNetConfig, exclude=_FROM_DATA)
+    training = p.add_argument_group("training")
+    add_dataclass_options(
+        training, TrainingConfig, names=_OPTION_NAMES, choices={"precision": PRECISIONS}
+    )
+
+
+def _add_sample_command(commands) -> None:
+    from .sampling import SAMPLERS
+
+    p = _add_command(
+        commands,
         "sample",
-        help="generate images from a trained model",
-        description="Draw images from the EMA model in MODEL (a model.pt) and write them as uint8 "
+        "generate images from a trained model",
+        "Draw images from the EMA model in MODEL (a model.pt) and write them as uint8 "
         "(N, C, H, W) array 'images' of OUT (.npz), plus a PNG grid.",
-        formatter_class=formatter,
+        _cmd_sample,
     )
     p.add_argument("model", help="model.pt written by `ddpm train`")
     p.add_argument("out", help="the .npz file to write")
@@ -436,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sampler",
         default="ancestral",
-        choices=("ancestral", "ddim"),
+        choices=SAMPLERS,
         help="'ancestral' = DDPM's reverse chain (T steps); 'ddim' = DDIM with --ddim-steps steps",
     )
     p.add_argument("--ddim-steps", type=int, default=50, help="DDIM steps (at most T)")
@@ -457,7 +335,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
     )
     _add_device_options(p)
-    p.set_defaults(func=_cmd_sample)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ddpm",
+        description="Denoising diffusion probabilistic models (Ho et al. 2020) and a study of noise schedules.",
+        formatter_class=DefaultsOnceFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the full traceback of an error"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (
+        _add_schedule_command,
+        _add_prepare_data_command,
+        _add_train_command,
+        _add_sample_command,
+    ):
+        add(commands)
     return parser
 
 

@@ -18,7 +18,8 @@ import jsonschema
 
 from .beta_formulas import FORMULAS, ScheduleError, schedule_betas
 from .dataset_registry import DATASETS
-from .unet_config import UNetConfig, UNetConfigError
+from .spec import unet_config_for
+from .unet_config import UNetConfigError
 from .workflow_support import literal_defaults
 
 __all__ = ["check_config", "check_study_config", "schema_problems"]
@@ -169,8 +170,7 @@ def _check_datasets(config: Mapping) -> list[str]:
             )
             continue
         try:
-            model = {**config["model"], "image_channels": spec.channels, "image_size": image_size}
-            UNetConfig.from_dict(model).validate()
+            unet_config_for(config["model"], spec.channels, image_size).validate()
         except (UNetConfigError, TypeError) as error:
             problems.append(f"model (for {name} at image_size {image_size}): {error}")
     return problems

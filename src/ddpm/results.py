@@ -45,30 +45,59 @@ def final_loss(train_log: pd.DataFrame, fraction: float = 0.1) -> float:
     return float(train_log["loss"].iloc[-tail:].mean())
 
 
+def _run_identifiers(record_path: Path, record: dict) -> dict:
+    """dataset, schedule label, T and seed of a run, as its record states them."""
+    schedule = record.get("schedule") or {}
+    missing = [key for key in ("T",) if key not in schedule] + (
+        [] if "seed" in record else ["seed"]
+    )
+    if missing:
+        raise ValueError(f"{record_path} is not a run record: it lacks {missing}")
+    # Records written before the label was recorded name it only by their directory.
+    label = schedule.get("label") or parse_run_dir(record_path)["schedule"]
+    dataset = record.get("dataset") or parse_run_dir(record_path)["dataset"]
+    return {"dataset": dataset, "schedule": label, "T": int(schedule["T"]), "seed": record["seed"]}
+
+
 def collect_runs(
     metrics_paths: Sequence[str | Path],
-    record_paths: Sequence[str | Path] = (),
+    record_paths: Sequence[str | Path],
     train_log_paths: Sequence[str | Path] = (),
 ) -> pd.DataFrame:
-    """One row per run: identifiers, schedule definition, final loss, run time and every metric."""
-    rows: dict[tuple, dict] = {}
+    """One row per run: identifiers, schedule definition, final loss, run time and every metric.
+
+    The identifiers (dataset, schedule label, T, seed) come from each run's record
+    (``run.json``); the metrics and training log of a run are the files in its directory.
+    """
+    rows: dict[Path, dict] = {}
+    described: dict[Path, dict] = {}
+    for path in record_paths:
+        path = Path(path)
+        record = json.loads(path.read_text())
+        schedule = record.get("schedule", {})
+        rows[path.parent.resolve()] = _run_identifiers(path, record)
+        described[path.parent.resolve()] = {
+            "beta_schedule": schedule.get("beta_schedule"),
+            "schedule_params": json.dumps(schedule.get("params", {}), sort_keys=True),
+            "parameters": record.get("parameter_count"),
+            "train_seconds": record.get("wall_seconds"),
+        }
 
     def row_for(path) -> dict:
-        run = parse_run_dir(path)
-        key = (run["dataset"], run["schedule"], run["T"], run["seed"])
-        return rows.setdefault(key, dict(run))
+        run_dir = Path(path).parent.resolve()
+        if run_dir not in rows:
+            raise ValueError(
+                f"no run record for {path}: pass {run_dir / 'run.json'} in record_paths "
+                "(the record names the run's dataset, schedule, T and seed)"
+            )
+        return rows[run_dir]
 
     for path in metrics_paths:
         metrics = json.loads(Path(path).read_text())
         row_for(path).update({k: v for k, v in metrics.items() if not isinstance(v, dict | list)})
-    for path in record_paths:
-        record = json.loads(Path(path).read_text())
-        row = row_for(path)
-        schedule = record.get("schedule", {})
-        row["beta_schedule"] = schedule.get("beta_schedule")
-        row["schedule_params"] = json.dumps(schedule.get("params", {}), sort_keys=True)
-        row["parameters"] = record.get("parameter_count")
-        row["train_seconds"] = record.get("wall_seconds")
+    # Metrics first, then the record's description: the column order of the table.
+    for run_dir, description in described.items():
+        rows[run_dir].update(description)
     for path in train_log_paths:
         row_for(path)["final_loss"] = final_loss(pd.read_csv(path))
     table = pd.DataFrame(list(rows.values()))

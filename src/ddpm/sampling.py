@@ -35,6 +35,7 @@ __all__ = [
     "reconstruction_series",
     "save_png",
     "save_reconstruction",
+    "save_sample_grid",
     "save_samples",
 ]
 
@@ -67,6 +68,43 @@ def _load_noise_predictor(model_path, device: str, precision: str, batch_size: i
     return eps_model, diffusion, c, device
 
 
+def _check_generate_arguments(sampler, num_samples, batch_size, ddim_steps, eta) -> None:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    for name, value in (
+        ("num_samples", num_samples),
+        ("batch_size", batch_size),
+        ("ddim_steps", ddim_steps),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+
+
+def _check_ddim_steps(sampler: str, ddim_steps: int, T: int, model_path) -> None:
+    # The one policy for ddim_steps > T (the config check and the diffusion agree): an error,
+    # since fewer steps than asked for would silently be a different sampler.
+    if sampler == "ddim" and ddim_steps > T:
+        raise ValueError(
+            f"ddim_steps={ddim_steps} exceeds T={T} of {model_path}; DDIM takes at most T "
+            f"steps: give ddim_steps <= {T}"
+        )
+
+
+def _log_progress(index, num_batches, done, num_samples, steps, started) -> None:
+    seconds = time.perf_counter() - started
+    logger.info(
+        "batch %d/%d: %d/%d images, %.1f ms per image per step, ETA %.0f s",
+        index + 1,
+        num_batches,
+        done,
+        num_samples,
+        1000 * seconds / (done * steps),
+        seconds / done * (num_samples - done),
+    )
+
+
 def generate(
     model_path: str | os.PathLike,
     num_samples: int,
@@ -85,7 +123,7 @@ def generate(
         model_path: a ``model.pt`` written by training.
         num_samples: how many images.
         sampler: ``"ancestral"`` (the DDPM reverse chain, T steps) or ``"ddim"``.
-        ddim_steps: DDIM steps; more than T is reduced to T (with a warning).
+        ddim_steps: DDIM steps, at most T (more is a ``ValueError``).
         eta: DDIM's noise scale (0 = deterministic given x_T, 1 = DDPM-like).
         batch_size: images per model call.
         seed: seed of the noise; the same seed and batch size give the same images.
@@ -97,36 +135,17 @@ def generate(
     Returns:
         uint8 tensor (num_samples, C, H, W) on the CPU.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    for name, value in (
-        ("num_samples", num_samples),
-        ("batch_size", batch_size),
-        ("ddim_steps", ddim_steps),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+    _check_generate_arguments(sampler, num_samples, batch_size, ddim_steps, eta)
     eps_model, diffusion, c, device = _load_noise_predictor(
         model_path, device, precision, min(batch_size, num_samples)
     )
-    if sampler == "ddim" and ddim_steps > diffusion.T:
-        logger.warning(
-            "ddim_steps=%d exceeds T=%d; using %d DDIM steps", ddim_steps, diffusion.T, diffusion.T
-        )
-        ddim_steps = diffusion.T
+    _check_ddim_steps(sampler, ddim_steps, diffusion.T, model_path)
     steps = diffusion.T if sampler == "ancestral" else ddim_steps
-
     generator = torch.Generator().manual_seed(seed)
     num_batches = -(-num_samples // batch_size)
     logger.info(
         "sampling %d images: %s with %d steps, %d batch(es) of up to %d",
-        num_samples,
-        sampler,
-        steps,
-        num_batches,
-        batch_size,
+        *(num_samples, sampler, steps, num_batches, batch_size),
     )
     show_bar = sys.stderr.isatty()
     batches, started = [], time.perf_counter()
@@ -138,17 +157,7 @@ def generate(
                 eps_model, diffusion, shape, sampler, ddim_steps, eta, generator, device, show_bar
             )
         )
-        done = index * batch_size + n
-        seconds = time.perf_counter() - started
-        logger.info(
-            "batch %d/%d: %d/%d images, %.1f ms per image per step, ETA %.0f s",
-            index + 1,
-            num_batches,
-            done,
-            num_samples,
-            1000 * seconds / (done * steps),
-            seconds / done * (num_samples - done),
-        )
+        _log_progress(index, num_batches, index * batch_size + n, num_samples, steps, started)
     return torch.cat(batches)  # outside inference mode: a plain tensor the caller may modify
 
 
@@ -276,6 +285,19 @@ def save_png(path: str | os.PathLike, grid: np.ndarray) -> Path:
     path = Path(path)
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
     return path
+
+
+def save_sample_grid(path: str | os.PathLike, images, count: int, nrow: int | None = None) -> int:
+    """Write the first ``count`` of ``images`` as one PNG grid; return how many it shows.
+
+    Without ``nrow`` the grid is as square as the images allow: ``floor(sqrt(shown))``
+    images per row.
+    """
+    shown = images[:count]
+    if len(shown) == 0:
+        raise ValueError(f"no images to draw: count is {count} and there are {len(images)} images")
+    save_png(path, image_grid(shown, nrow=nrow or max(1, int(len(shown) ** 0.5))))
+    return len(shown)
 
 
 def save_samples(path: str | os.PathLike, images) -> Path:

@@ -28,6 +28,7 @@ Schedules, by name (``beta_schedule`` in the config):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -94,6 +95,8 @@ class NoiseSchedule:
     betas: np.ndarray
     name: str = "custom"
     params: dict = field(default_factory=dict)
+    # The study's name for this schedule (see ddpm.spec.ScheduleSpec); None outside a study.
+    label: str | None = None
 
     def __post_init__(self):
         # A copy, so that freezing it below never makes the caller's array read-only.
@@ -173,6 +176,13 @@ class NoiseSchedule:
         """One of the arrays above as a tensor (computed in float64, then cast)."""
         return torch.tensor(np.array(getattr(self, name)), dtype=dtype, device=device)
 
+    def labelled(self, label: str | None) -> NoiseSchedule:
+        """This schedule under the study's ``label`` (the betas are shared, not recomputed)."""
+        return dataclasses.replace(self, label=label)
+
     def describe(self) -> dict:
-        """A JSON-friendly summary recorded next to every run."""
-        return {"beta_schedule": self.name, "T": self.T, "params": dict(self.params)}
+        """A JSON-friendly summary recorded next to every run (with ``label`` where set)."""
+        summary = {"beta_schedule": self.name, "T": self.T, "params": dict(self.params)}
+        if self.label is not None:
+            summary["label"] = self.label
+        return summary

@@ -83,13 +83,20 @@ def runs_of(dataset, name, T=None):
     )
 
 
-def schedule_spec(wildcards):
-    """The beta schedule of a grid cell: name, T and explicit parameters."""
-    definition = config["schedules"][wildcards.schedule]
+def run_config(wildcards):
+    """The config sections a training run reads (ddpm.spec.RunSpec.from_study_config).
+
+    Passed as the rule's params, so that changing any of them makes the run out of date.
+    """
+    training = config["training"]
     return {
-        "beta_schedule": definition["beta_schedule"],
-        "T": int(wildcards.T),
-        "params": definition.get("params", {}),
+        "schedules": {wildcards.schedule: config["schedules"][wildcards.schedule]},
+        "model": config["model"],
+        "diffusion": config.get("diffusion", {}),
+        "training": {
+            **training,
+            "device": device_for("train", training.get("device", "auto")),
+        },
     }
 
 

@@ -18,13 +18,6 @@ rule train:
         runtime=attempt_runtime("train"),
         mem_mb=res("train", "mem_mb", 4000),
     params:
-        schedule=schedule_spec,
-        model=config["model"],
-        diffusion=config.get("diffusion", {}),
-        training=lambda wildcards: {
-            **config["training"],
-            "seed": int(wildcards.seed),
-            "device": device_for("train", config["training"].get("device", "auto")),
-        },
+        run=run_config,
     script:
         "../scripts/train.py"

@@ -2,7 +2,7 @@ import script_setup
 
 log = script_setup.start(snakemake)
 
-from ddpm.sampling import generate, image_grid, save_png, save_samples  # noqa: E402
+from ddpm.sampling import generate, save_sample_grid, save_samples  # noqa: E402
 
 options = snakemake.params.sampling
 images = generate(
@@ -17,5 +17,4 @@ images = generate(
     device=options.get("device", "auto"),
 )
 save_samples(snakemake.output.samples, images)
-shown = images[: snakemake.params.grid_samples]
-save_png(snakemake.output.grid, image_grid(shown, nrow=int(len(shown) ** 0.5)))
+save_sample_grid(snakemake.output.grid, images, snakemake.params.grid_samples)

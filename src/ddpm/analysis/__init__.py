@@ -24,7 +24,7 @@ from .forward import (
     load_T,
     save_images_by_t,
 )
-from .specs import normalise_specs, schedule_table, specs_from_config
+from .specs import schedule_table, specs_from_config, unique_specs
 from .thesis import THESIS_CLAIMS, closest_points, compare_with_thesis, explain_closeness_readings
 
 __all__ = [
@@ -42,10 +42,10 @@ __all__ = [
     "load_T",
     "load_images_by_t",
     "load_photo",
-    "normalise_specs",
     "pure_noise_closeness",
     "save_images_by_t",
     "schedule_table",
     "specs_from_config",
     "square_grayscale",
+    "unique_specs",
 ]

@@ -1,4 +1,4 @@
-"""Schedule specifications for the analysis: ``(label, beta_schedule, T, params)`` tuples.
+"""Schedule specifications for the analysis (:class:`ddpm.spec.ScheduleSpec`).
 
 The study config defines schedules by label (``{label: {beta_schedule, params}}``);
 :func:`specs_from_config` crosses them with T values, and :func:`schedule_table` tabulates
@@ -12,65 +12,60 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from ..schedules import make_schedule
+from ..spec import ScheduleSpec, SpecError
 
-__all__ = ["normalise_specs", "schedule_table", "specs_from_config"]
+__all__ = ["schedule_table", "specs_from_config", "unique_specs"]
 
 
 def specs_from_config(
     schedules: Mapping[str, Mapping], T_values: Iterable[int]
-) -> list[tuple[str, str, int, dict]]:
-    """``{label: {"beta_schedule": name, "params": {...}}}`` x T values -> spec tuples."""
-    specs = []
-    for label, definition in schedules.items():
-        if "beta_schedule" not in definition:
-            raise ValueError(
-                f"schedule {label!r} has no 'beta_schedule' entry; give its name, e.g. linear"
-            )
-        for T in T_values:
-            specs.append(
-                (label, definition["beta_schedule"], int(T), dict(definition.get("params") or {}))
-            )
-    return specs
+) -> list[ScheduleSpec]:
+    """``{label: {"beta_schedule": name, "params": {...}}}`` x T values -> schedule specs."""
+    T_values = list(T_values)
+    return [
+        ScheduleSpec.from_definition(label, definition, T)
+        for label, definition in schedules.items()
+        for T in T_values
+    ]
 
 
-def normalise_specs(specs: Sequence[Sequence]) -> list[tuple[str, str, int, dict]]:
-    """Accept ``(name, T, params)`` or ``(label, name, T, params)``; labels must be unique per T."""
-    out, seen = [], set()
+def unique_specs(specs: Sequence[ScheduleSpec]) -> list[ScheduleSpec]:
+    """``specs`` as a list, checked: at least one, each a ScheduleSpec, labels unique per T."""
+    seen = set()
     for spec in specs:
-        if len(spec) == 3:
-            name, T, params = spec
-            label = name
-        elif len(spec) == 4:
-            label, name, T, params = spec
-        else:
-            raise ValueError(
-                f"a schedule spec is (name, T, params) or (label, name, T, params), got {spec!r}"
+        if not isinstance(spec, ScheduleSpec):
+            raise SpecError(
+                "each schedule spec must be a ddpm.spec.ScheduleSpec(label, beta_schedule, T, "
+                f"params), got {spec!r}"
             )
-        if (label, T) in seen:
+        if (spec.label, spec.T) in seen:
             raise ValueError(
-                f"schedule {label!r} with T={T} is given twice; give each variant its own label"
+                f"schedule {spec.label!r} with T={spec.T} is given twice; "
+                "give each variant its own label"
             )
-        seen.add((label, T))
-        out.append((str(label), str(name), int(T), dict(params or {})))
-    if not out:
-        raise ValueError("no schedules given; pass at least one (name, T, params)")
-    return out
+        seen.add((spec.label, spec.T))
+    if not seen:
+        raise ValueError("no schedules given; pass at least one ScheduleSpec")
+    return list(specs)
 
 
-def schedule_table(specs: Sequence[Sequence]) -> pd.DataFrame:
+def normalise_specs(specs: Sequence[ScheduleSpec]) -> list[tuple[str, str, int, dict]]:
+    """``(label, beta_schedule, T, params)`` of :func:`unique_specs`, for callers that unpack."""
+    return [(s.label, s.beta_schedule, s.T, s.parameters) for s in unique_specs(specs)]
+
+
+def schedule_table(specs: Sequence[ScheduleSpec]) -> pd.DataFrame:
     """One row per (schedule, T, t): schedule, beta_schedule, T, t, beta, alpha_bar, log_snr, params.
 
-    ``specs`` holds ``(name, T, params)`` or ``(label, name, T, params)`` tuples; ``params``
-    are passed to :func:`ddpm.schedules.make_schedule` and recorded as JSON.
+    ``schedule`` is each spec's label; ``params`` (with the defaults filled in) is recorded as JSON.
     """
     frames = []
-    for label, name, T, params in normalise_specs(specs):
-        schedule = make_schedule(name, T, **params)
+    for spec in unique_specs(specs):
+        schedule = spec.build()
         frame = schedule.to_frame()[["t", "beta", "alpha_bar", "log_snr"]]
-        frame.insert(0, "T", T)
-        frame.insert(0, "beta_schedule", name)
-        frame.insert(0, "schedule", label)
+        frame.insert(0, "T", spec.T)
+        frame.insert(0, "beta_schedule", spec.beta_schedule)
+        frame.insert(0, "schedule", spec.label)
         frame["params"] = json.dumps(schedule.params, sort_keys=True)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

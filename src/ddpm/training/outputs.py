@@ -88,10 +88,12 @@ def identity(
 ) -> dict:
     """What a checkpoint must agree on to be resumed by this run (``code``: its fingerprint)."""
     training = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
+    # The label names the schedule; it does not change the weights, so a renamed schedule resumes.
+    schedule = {k: v for k, v in diffusion.schedule.describe().items() if k != "label"}
     return json_ready(
         {
             "unet": unet_config.to_dict(),
-            "schedule": diffusion.schedule.describe(),
+            "schedule": schedule,
             "diffusion": _describe_diffusion(diffusion),
             "training": training,
             "data": data,

@@ -1,0 +1,121 @@
+"""The run spec: built once from the study config, recorded with the run, read back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ddpm.checkpoints import load_model
+from ddpm.config_load import resolve_config
+from ddpm.diffusion import GaussianDiffusion
+from ddpm.schedules import make_schedule
+from ddpm.spec import RunSpec, ScheduleSpec, SpecError
+from ddpm.training import TrainingConfig
+from ddpm.unet import UNetConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def study():
+    return resolve_config(REPO / "config" / "config.yaml")
+
+
+def test_schedule_spec_round_trips_and_compares_by_value():
+    spec = ScheduleSpec("lin", "linear", 40, {"beta_end": 0.01, "beta_start": 1e-5})
+    assert ScheduleSpec.from_dict(spec.to_dict()) == spec
+    # The order parameters are given in does not matter; the spec is hashable.
+    same = ScheduleSpec("lin", "linear", 40, {"beta_start": 1e-5, "beta_end": 0.01})
+    assert same == spec and hash(same) == hash(spec)
+    assert spec.to_dict() == {
+        "label": "lin",
+        "beta_schedule": "linear",
+        "T": 40,
+        "params": {"beta_end": 0.01, "beta_start": 1e-5},
+    }
+    assert ScheduleSpec("lin", "linear", 40, {"beta_end": 0.02}) != spec
+
+
+def test_schedule_spec_builds_the_schedule_make_schedule_builds():
+    spec = ScheduleSpec("scaled", "linear", 50, {"beta_end": 0.01, "rescale_to_T": True})
+    built = spec.build()
+    expected = make_schedule("linear", 50, beta_end=0.01, rescale_to_T=True)
+    np.testing.assert_array_equal(built.betas, expected.betas)
+    assert built.label == "scaled" and built.params == expected.params
+    assert built.describe() == {**expected.describe(), "label": "scaled"}
+
+
+def test_schedule_spec_without_a_label_is_named_by_its_formula():
+    assert ScheduleSpec.from_dict({"beta_schedule": "cosine", "T": 10}).label == "cosine"
+    with pytest.raises(SpecError, match="'T'"):
+        ScheduleSpec.from_dict({"beta_schedule": "cosine"})
+    with pytest.raises(SpecError, match="beta_schedule"):
+        ScheduleSpec.from_definition("x", {"params": {}}, 10)
+
+
+def test_run_spec_from_the_study_config_builds_what_the_training_script_built(study):
+    spec = RunSpec.from_study_config(study, "digits", "sigmoid", 100, 2, (1, 8, 8), num_threads=1)
+    diffusion, unet_config, training = spec.build()
+    definition = study["schedules"]["sigmoid"]
+    schedule = make_schedule("sigmoid", 100, **definition["params"])
+    expected = GaussianDiffusion(schedule, **study["diffusion"])
+    np.testing.assert_array_equal(diffusion.schedule.betas, expected.schedule.betas)
+    assert (diffusion.variance, diffusion.loss, diffusion.clip_denoised) == (
+        expected.variance,
+        expected.loss,
+        expected.clip_denoised,
+    )
+    assert unet_config == UNetConfig.from_dict(
+        {**study["model"], "image_channels": 1, "image_size": 8}
+    )
+    assert training == TrainingConfig(**study["training"], seed=2, num_threads=1)
+    assert spec.seed == 2 and spec.dataset == "digits" and spec.schedule.label == "sigmoid"
+
+
+def test_run_spec_round_trips_through_its_dict_and_json(study):
+    spec = RunSpec.from_study_config(study, "digits", "cosine", 50, 1, (1, 8, 8))
+    assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    with pytest.raises(SpecError, match="unet"):
+        RunSpec.from_dict({"schedule": {}, "diffusion": {}, "training": {}})
+
+
+def _tiny_spec(label: str, steps: int) -> RunSpec:
+    return RunSpec(
+        schedule=ScheduleSpec(label, "linear", 10, {"beta_start": 1e-3, "beta_end": 0.2}),
+        diffusion={"variance": "beta", "loss": "mse", "clip_denoised": True},
+        unet=UNetConfig(
+            image_size=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,)
+        ),
+        training=TrainingConfig(
+            steps=steps,
+            batch_size=4,
+            checkpoint_every=2,
+            log_every=1,
+            device="cpu",
+            precision="fp32",
+        ),
+        dataset="random",
+    )
+
+
+def test_the_label_is_recorded_and_a_renamed_schedule_resumes(tmp_path):
+    images = torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator())
+    _tiny_spec("first-name", 2).train(images, tmp_path)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["schedule"]["label"] == "first-name" and record["dataset"] == "random"
+    _, _, stored = load_model(tmp_path / "model.pt")
+    # The record holds every parameter of the schedule, its defaults filled in.
+    spec = _tiny_spec("first-name", 2)
+    filled = dataclasses.replace(spec.schedule, params=spec.schedule.build().params)
+    assert RunSpec.from_dict(stored) == dataclasses.replace(spec, schedule=filled)
+    # The label names the schedule but does not change the weights: renamed, the run resumes.
+    _tiny_spec("second-name", 4).train(images, tmp_path)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["resumed_from_step"] == 2 and record["schedule"]["label"] == "second-name"
