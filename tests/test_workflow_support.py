@@ -20,7 +20,6 @@ from ddpm.workflow_support import (
     imported_modules,
     job_device,
     library_inputs,
-    literal_constant,
     literal_defaults,
     retry_runtime,
 )
@@ -103,12 +102,6 @@ def test_literal_defaults_are_the_library_signature():
             if p.default is not inspect.Parameter.empty
         }
         assert literal_defaults(relative, function.__name__) == real
-
-
-def test_thesis_figure_table_read_from_source():
-    from ddpm.plots.thesis import THESIS_FIGURES
-
-    assert literal_constant("plots/thesis.py", "THESIS_FIGURES") == THESIS_FIGURES
 
 
 def test_retry_runtime_grows_up_to_the_cap():

@@ -21,7 +21,6 @@ __all__ = [
     "imported_modules",
     "job_device",
     "library_inputs",
-    "literal_constant",
     "literal_defaults",
     "retry_runtime",
 ]
@@ -62,20 +61,6 @@ def literal_defaults(relative_path: str, function: str) -> dict[str, object]:
             return defaults
     raise LookupError(f"no function {function!r} in {PACKAGE_DIR / relative_path}")
 
-
-@functools.cache
-def literal_constant(relative_path: str, name: str):
-    """The literal value assigned to module-level ``name`` in ``ddpm/relative_path``.
-
-    Lets the rules read a table such as ``plots.thesis.THESIS_FIGURES`` without importing
-    Matplotlib.
-    """
-    tree = ast.parse((PACKAGE_DIR / relative_path).read_text(encoding="utf-8"))
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else []
-        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
-            return ast.literal_eval(node.value)
-    raise LookupError(f"no literal {name} in {PACKAGE_DIR / relative_path}")
 
 
 def retry_runtime(base_minutes: int, attempt: int, max_minutes: int | None = None) -> int:

@@ -17,7 +17,6 @@ from ddpm.dataset_registry import DATASETS as DATASET_REGISTRY  # noqa: E402
 from ddpm.workflow_support import (  # noqa: E402
     job_device,
     library_inputs,
-    literal_constant,
     retry_runtime,
 )
 
@@ -158,9 +157,3 @@ def inception_weights_provided(wildcards):
 
 def inception_enabled():
     return config.get("scoring", {}).get("inception", {}).get("mode", "auto") != "off"
-
-
-def dataset_figures(dataset, ext="png"):
-    """Every figure of a dataset (names from figures.smk)."""
-    names = list(RUN_FIGURES) + METRIC_FIGURES
-    return [f"results/figures/{dataset}/{name}.{ext}" for name in names]

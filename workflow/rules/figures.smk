@@ -1,15 +1,13 @@
 # Figures that need trained models: one PDF (thesis) and one PNG (report) each. Which figures
 # exist, what they read and which runs they need is declared in src/ddpm/figures.py.
 
-# (common.smk has a dataset_figures of its own: the registry's is imported under another name.)
-from ddpm.figures import FIGURES
-from ddpm.figures import dataset_figures as registry_dataset_figures
+from ddpm.figures import FIGURES, dataset_figures
 
 FIGURE_FLAGS = {
     "snapshots": bool(config["training"].get("snapshot_every")),
     "inception": inception_enabled(),
 }
-DATASET_FIGURES = [figure.name for figure in registry_dataset_figures(FIGURE_FLAGS)]
+DATASET_FIGURES = [figure.name for figure in dataset_figures(FIGURE_FLAGS)]
 
 
 def figure_inputs(wildcards):
