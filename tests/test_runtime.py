@@ -28,7 +28,7 @@ def fresh_state(monkeypatch):
 def tiny_model():
     torch.manual_seed(0)
     config = UNetConfig(
-        image_size=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,),
+        image_size=8, base_channels=8, channel_mults=(1, 2), attention_levels=(1,),
         num_groups=4, dropout=0.5,
     )  # fmt: skip
     example = (torch.randn(4, 1, 8, 8), torch.randint(1, 10, (4,)))

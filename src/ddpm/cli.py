@@ -133,7 +133,7 @@ def _cmd_train(args) -> int:
         base_channels=args.base_channels,
         channel_mults=args.channel_mults,
         num_res_blocks=args.num_res_blocks,
-        attention_resolutions=args.attention_resolutions,
+        attention_levels=args.attention_levels,
         dropout=args.dropout,
         num_groups=args.num_groups,
     ).validate()
@@ -359,10 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--num-res-blocks", type=int, default=1, help="residual blocks per level")
     g.add_argument(
-        "--attention-resolutions",
+        "--attention-levels",
         type=_int_list,
-        default=(7,),
-        help="feature-map sizes with self-attention, e.g. 7 or 16,8; 'none' for no attention",
+        default=(2,),
+        help="levels with self-attention (0 = full resolution), e.g. 2 or 1,2; 'none' for none",
     )
     g.add_argument(
         "--dropout", type=float, default=0.1, help="dropout probability in residual blocks"

@@ -7,8 +7,8 @@ the noise that produced it, with the same shape as ``x_t``:
   Transformer), passed through an MLP and added inside every residual block;
 - residual blocks are GroupNorm -> SiLU -> 3x3 conv, twice, with dropout before
   the second conv (Ho et al. replaced PixelCNN++'s weight norm by group norm);
-- single-head self-attention follows the residual blocks at the resolutions
-  listed in ``attention_resolutions`` and sits in the middle of the network;
+- single-head self-attention follows the residual blocks of the levels listed
+  in ``attention_levels`` (0 = full resolution) and sits in the middle of the network;
 - resolution is halved by a stride-2 conv on the way down and doubled by
   nearest-neighbour upsampling + conv on the way up; every activation saved on
   the way down is concatenated to the input of one block on the way up.
@@ -154,7 +154,7 @@ class UNet(nn.Module):
         last_level = len(config.channel_mults) - 1
         for level, mult in enumerate(config.channel_mults):
             out_channels = base * mult
-            use_attention = config.resolutions[level] in config.attention_resolutions
+            use_attention = level in config.attention_levels
             for _ in range(config.num_res_blocks):
                 self.down.append(self._level_block(channels, out_channels, time_dim, use_attention))
                 channels = out_channels
@@ -175,7 +175,7 @@ class UNet(nn.Module):
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.channel_mults))):
             out_channels = base * mult
-            use_attention = config.resolutions[level] in config.attention_resolutions
+            use_attention = level in config.attention_levels
             for _ in range(config.num_res_blocks + 1):
                 in_channels = channels + skip_channels.pop()
                 self.up.append(
