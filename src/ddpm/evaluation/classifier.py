@@ -22,7 +22,8 @@ from torch_fidelity import FeatureExtractorBase, register_feature_extractor
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from ..diffusion import to_model_range
-from .common import MetricsError, as_uint8_images, atomic_write, resolve_device
+from ..files import atomic_write
+from .common import MetricsError, as_uint8_images, resolve_device
 
 __all__ = [
     "CLASSIFIER_EXTRACTOR_NAME",
@@ -166,24 +167,12 @@ def train_classifier(
     Returns:
         ``{"test_accuracy", "epochs", "train_size", "test_size", "seconds"}``.
     """
-    train_images = as_uint8_images(train_images, "training")
-    test_images = as_uint8_images(test_images, "test")
-    train_labels = _as_labels(train_labels, len(train_images), "training")
-    test_labels = _as_labels(test_labels, len(test_images), "test")
-    if len(train_images) == 0 or len(test_images) == 0:
-        raise MetricsError(
-            f"need training and test images, got {len(train_images)} and {len(test_images)}"
-        )
-    if train_images.shape[1:] != test_images.shape[1:]:
-        raise MetricsError(
-            f"training images are {tuple(train_images.shape[1:])} (C, H, W) but test images are "
-            f"{tuple(test_images.shape[1:])}; use one dataset at one resolution"
-        )
-    channels, height, width_px = train_images.shape[1:]
-    if height != width_px:
-        raise MetricsError(f"the classifier expects square images, got {height}x{width_px}")
+    train_images, train_labels, test_images, test_labels = _checked_training_data(
+        train_images, train_labels, test_images, test_labels
+    )
     if epochs < 1 or batch_size < 1:
         raise MetricsError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    channels, height, _ = train_images.shape[1:]
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     device = resolve_device(device)
 
@@ -204,57 +193,100 @@ def train_classifier(
             num_classes,
             channels,
             height,
-            width_px,
+            height,
             epochs,
             device,
         )
         for epoch in range(1, epochs + 1):
-            model.train()
             order = torch.randperm(len(train_images), generator=order_generator)
-            loss_sum, seen = 0.0, 0
-            for start in range(0, len(order), batch_size):
-                index = order[start : start + batch_size]
-                x = to_model_range(train_images[index].to(device))
-                y = train_labels[index].to(device)
-                loss = F.cross_entropy(model(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.item() * len(index)
-                seen += len(index)
+            loss = _train_one_epoch(model, optimizer, train_images, train_labels, order, batch_size)
             test_accuracy = _accuracy(model, test_images, test_labels, device)
             logger.info(
                 "classifier epoch %d/%d: training loss %.4f, test accuracy %.2f%% (%.1f s)",
                 epoch,
                 epochs,
-                loss_sum / seen,
+                loss,
                 100 * test_accuracy,
                 time.perf_counter() - started,
             )
 
-    seconds = time.perf_counter() - started
     summary = {
         "test_accuracy": float(test_accuracy),
         "epochs": int(epochs),
         "train_size": len(train_images),
         "test_size": len(test_images),
-        "seconds": float(seconds),
+        "seconds": float(time.perf_counter() - started),
     }
+    optimisation = {
+        "seed": int(seed),
+        "batch_size": int(batch_size),
+        "learning_rate": float(learning_rate),
+    }
+    _save_classifier(out_path, model, {**summary, **optimisation})
+    return summary
+
+
+def _checked_training_data(train_images, train_labels, test_images, test_labels) -> tuple:
+    """The four inputs as CPU tensors, checked: one square image size, one label per image."""
+    train_images = as_uint8_images(train_images, "training")
+    test_images = as_uint8_images(test_images, "test")
+    train_labels = _as_labels(train_labels, len(train_images), "training")
+    test_labels = _as_labels(test_labels, len(test_images), "test")
+    if len(train_images) == 0 or len(test_images) == 0:
+        raise MetricsError(
+            f"need training and test images, got {len(train_images)} and {len(test_images)}"
+        )
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise MetricsError(
+            f"training images are {tuple(train_images.shape[1:])} (C, H, W) but test images are "
+            f"{tuple(test_images.shape[1:])}; use one dataset at one resolution"
+        )
+    _, height, width_px = train_images.shape[1:]
+    if height != width_px:
+        raise MetricsError(f"the classifier expects square images, got {height}x{width_px}")
+    return train_images, train_labels, test_images, test_labels
+
+
+def _train_one_epoch(
+    model: DomainClassifier,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+) -> float:
+    """One pass over the images in ``order``; returns the mean training loss."""
+    model.train()
+    device = next(model.parameters()).device
+    loss_sum, seen = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        x = to_model_range(images[index].to(device))
+        y = labels[index].to(device)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(index)
+        seen += len(index)
+    return loss_sum / seen
+
+
+def _save_classifier(out_path: str | Path, model: DomainClassifier, training: dict) -> None:
+    """Write the weights, the architecture and how they were trained (atomically)."""
     state = {
         "format": _FILE_FORMAT,
         "version": _FILE_VERSION,
         "config": model.config,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "training": {
-            **summary,
-            "seed": int(seed),
-            "batch_size": int(batch_size),
-            "learning_rate": float(learning_rate),
-        },
+        "training": training,
     }
     atomic_write(out_path, lambda tmp: torch.save(state, tmp))
-    logger.info("saved the classifier to %s (test accuracy %.2f%%)", out_path, 100 * test_accuracy)
-    return summary
+    logger.info(
+        "saved the classifier to %s (test accuracy %.2f%%)",
+        out_path,
+        100 * training["test_accuracy"],
+    )
 
 
 def _load_state(path: str | Path) -> dict:
