@@ -39,6 +39,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -267,6 +268,9 @@ def closeness_table(
     schedules = [
         (label, name, T, make_schedule(name, T, **params)) for label, name, T, params in specs
     ]
+    settings = _TableSettings(
+        batch_size, seed, noise_repeats, band_percentiles, pixels_t_stride, include_t0
+    )
     frames = []
     for size in image_sizes:
         size = int(size)
@@ -274,32 +278,45 @@ def closeness_table(
         # to_model_range's mapping of uint8 to [-1, 1], in float64
         x0 = square_grayscale(photo, size).astype(np.float64) / 127.5 - 1.0
         pixels = pixels_max_size is None or size <= pixels_max_size
-        noise_runs = pure_noise_closeness(batch_size, x0.size, noise_repeats, seed, pixels=pixels)
-        bands = {
-            reading: _band(noise_runs[f"closeness_{reading}"].to_numpy(), band_percentiles)
-            for reading in ("copies", "pixels")
-        }
-        copies, pix = _closeness_curves(
-            x0, schedules, batch_size, seed, include_t0, pixels, pixels_t_stride
-        )
         common = {"photo": photo_name, "image_size": size, "batch_size": batch_size}
-        for index, (label, name, _, schedule) in enumerate(schedules):
-            frames.append(
-                _schedule_frame(
-                    x0, label, name, schedule, copies[index], pix[index], bands, include_t0, common
-                )
-            )
+        frames += _frames_at_size(x0, schedules, pixels, settings, common)
         logger.info(
             "closeness %dx%d (D=%d, n=%d, %d schedules, pixels reading %s): %.1f s",
-            size,
-            size,
-            x0.size,
-            batch_size,
-            len(schedules),
-            "yes" if pixels else "no",
+            *(size, size, x0.size, batch_size, len(schedules), "yes" if pixels else "no"),
             time.perf_counter() - started,
         )
     return pd.concat(frames, ignore_index=True)
+
+
+class _TableSettings(NamedTuple):
+    """The arguments of :func:`closeness_table` that every image size uses alike."""
+
+    batch_size: int
+    seed: int
+    noise_repeats: int
+    band_percentiles: tuple[float, float]
+    pixels_t_stride: int
+    include_t0: bool
+
+
+def _frames_at_size(
+    x0: np.ndarray, schedules: list, pixels: bool, settings: _TableSettings, common: dict
+) -> list[pd.DataFrame]:
+    """The table's rows at one image size (``x0``), one frame per schedule."""
+    noise_runs = pure_noise_closeness(
+        settings.batch_size, x0.size, settings.noise_repeats, settings.seed, pixels=pixels
+    )
+    bands = {
+        reading: _band(noise_runs[f"closeness_{reading}"].to_numpy(), settings.band_percentiles)
+        for reading in ("copies", "pixels")
+    }
+    copies, pix = _closeness_curves(x0, schedules, pixels, settings)
+    return [
+        _schedule_frame(
+            x0, label, name, schedule, copies[index], pix[index], bands, settings.include_t0, common
+        )
+        for index, (label, name, _, schedule) in enumerate(schedules)
+    ]
 
 
 def _check_table_arguments(batch_size: int, pixels_t_stride: int, image_sizes) -> None:
@@ -314,16 +331,11 @@ def _check_table_arguments(batch_size: int, pixels_t_stride: int, image_sizes) -
 
 
 def _closeness_curves(
-    x0: np.ndarray,
-    schedules: list,
-    batch_size: int,
-    seed: int,
-    include_t0: bool,
-    pixels: bool,
-    pixels_t_stride: int,
+    x0: np.ndarray, schedules: list, pixels: bool, settings: _TableSettings
 ) -> tuple[np.ndarray, np.ndarray]:
     """Both readings for every schedule (rows) and t = 0..T_max (columns); NaN where not
     computed. All schedules see the same noise draw at each t (see :func:`closeness_table`)."""
+    batch_size, seed, include_t0 = settings.batch_size, settings.seed, settings.include_t0
     T_max = max(T for _, _, T, _ in schedules)
     D = x0.size
     # alpha_bar_0 = 1, ..., alpha_bar_T per schedule; NaN past a shorter schedule's T
@@ -340,7 +352,7 @@ def _closeness_curves(
         # stream the same with and without t = 0.
         noise = rng.standard_normal((batch_size, D)) if t >= 1 else np.zeros((batch_size, D))
         valid = ~np.isnan(alpha_bars[:, t])
-        with_pixels = pixels and (t <= 1 or t % pixels_t_stride == 0)
+        with_pixels = pixels and (t <= 1 or t % settings.pixels_t_stride == 0)
         c, p = batch_closeness(x0, noise, alpha_bars[valid, t], pixels=with_pixels)
         copies[valid, t], pix[valid, t] = c, p
     return copies, pix

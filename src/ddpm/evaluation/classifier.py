@@ -184,31 +184,15 @@ def train_classifier(
             channels, height, num_classes, width=width, feature_dim=feature_dim
         ).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-        order_generator = torch.Generator().manual_seed(seed)
-        logger.info(
-            "training the domain classifier: %d training / %d test images, %d classes, %dx%dx%d, "
-            "%d epochs, device %s",
-            len(train_images),
-            len(test_images),
-            num_classes,
-            channels,
-            height,
-            height,
-            epochs,
-            device,
+        test_accuracy = _fit(
+            model,
+            optimizer,
+            (train_images, train_labels),
+            (test_images, test_labels),
+            epochs=epochs,
+            batch_size=batch_size,
+            order_generator=torch.Generator().manual_seed(seed),
         )
-        for epoch in range(1, epochs + 1):
-            order = torch.randperm(len(train_images), generator=order_generator)
-            loss = _train_one_epoch(model, optimizer, train_images, train_labels, order, batch_size)
-            test_accuracy = _accuracy(model, test_images, test_labels, device)
-            logger.info(
-                "classifier epoch %d/%d: training loss %.4f, test accuracy %.2f%% (%.1f s)",
-                epoch,
-                epochs,
-                loss,
-                100 * test_accuracy,
-                time.perf_counter() - started,
-            )
 
     summary = {
         "test_accuracy": float(test_accuracy),
@@ -217,12 +201,8 @@ def train_classifier(
         "test_size": len(test_images),
         "seconds": float(time.perf_counter() - started),
     }
-    optimisation = {
-        "seed": int(seed),
-        "batch_size": int(batch_size),
-        "learning_rate": float(learning_rate),
-    }
-    _save_classifier(out_path, model, {**summary, **optimisation})
+    training = {**summary, "seed": int(seed), "batch_size": int(batch_size)}
+    _save_classifier(out_path, model, {**training, "learning_rate": float(learning_rate)})
     return summary
 
 
@@ -245,6 +225,38 @@ def _checked_training_data(train_images, train_labels, test_images, test_labels)
     if height != width_px:
         raise MetricsError(f"the classifier expects square images, got {height}x{width_px}")
     return train_images, train_labels, test_images, test_labels
+
+
+def _fit(
+    model: DomainClassifier,
+    optimizer: torch.optim.Optimizer,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    *,
+    epochs: int,
+    batch_size: int,
+    order_generator: torch.Generator,
+) -> float:
+    """Train for ``epochs`` epochs in the order ``order_generator`` draws; return the test
+    accuracy after the last one."""
+    device = next(model.parameters()).device
+    channels, height, _ = train[0].shape[1:]
+    logger.info(
+        "training the domain classifier: %d training / %d test images, %d classes, %dx%dx%d, "
+        "%d epochs, device %s",
+        *(len(train[0]), len(test[0]), model.config["num_classes"], channels, height, height),
+        *(epochs, device),
+    )
+    started = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(len(train[0]), generator=order_generator)
+        loss = _train_one_epoch(model, optimizer, *train, order, batch_size)
+        test_accuracy = _accuracy(model, *test, device)
+        logger.info(
+            "classifier epoch %d/%d: training loss %.4f, test accuracy %.2f%% (%.1f s)",
+            *(epoch, epochs, loss, 100 * test_accuracy, time.perf_counter() - started),
+        )
+    return test_accuracy
 
 
 def _train_one_epoch(
@@ -282,11 +294,8 @@ def _save_classifier(out_path: str | Path, model: DomainClassifier, training: di
         "training": training,
     }
     atomic_write(out_path, lambda tmp: torch.save(state, tmp))
-    logger.info(
-        "saved the classifier to %s (test accuracy %.2f%%)",
-        out_path,
-        100 * training["test_accuracy"],
-    )
+    accuracy = 100 * training["test_accuracy"]
+    logger.info("saved the classifier to %s (test accuracy %.2f%%)", out_path, accuracy)
 
 
 def _load_state(path: str | Path) -> dict:

@@ -255,45 +255,31 @@ def compute_metrics(
         ``{extractor}_is_mean``, ``_is_std``, ``_fid``, ``_kid_mean``, ``_kid_std``,
         ``_precision``, ``_recall``, ``_f_score`` as floats, and ``n_generated``, ``n_reference``.
     """
+    metric_options = {
+        "kid_subset_size": kid_subset_size,
+        "kid_subsets": kid_subsets,
+        "isc_splits": isc_splits,
+        "prc_neighborhood": prc_neighborhood,
+    }
     weights_path = _checked_weights_path(extractor, weights_path)
     generated = as_uint8_images(generated, "generated")
     reference = as_uint8_images(reference, "reference")
     _check_images(generated, reference, extractor=extractor, weights_path=weights_path)
-    _check_metric_options(
-        len(generated),
-        len(reference),
-        kid_subset_size=kid_subset_size,
-        kid_subsets=kid_subsets,
-        isc_splits=isc_splits,
-        prc_neighborhood=prc_neighborhood,
-    )
+    _check_metric_options(len(generated), len(reference), **metric_options)
     _check_cache_arguments(reference_cache_key, cache_dir)
-    torch_device = _fidelity_device(device)
-    if extractor == "classifier":
-        fidelity_name = register_classifier_extractor()
-    else:
-        fidelity_name = INCEPTION_EXTRACTOR_NAME
+    cuda = _fidelity_device(device).type == "cuda"
     cache_name = _reference_cache_entry(reference_cache_key, cache_dir, weights_path)
+    numbers = {name: int(value) for name, value in metric_options.items()}
     metrics = _fidelity_metrics(
         generated,
         reference,
         extractor=extractor,
-        fidelity_name=fidelity_name,
         weights_path=weights_path,
-        cache_name=cache_name,
-        cache_dir=cache_dir,
-        cuda=torch_device.type == "cuda",
-        numbers={
-            "isc_splits": int(isc_splits),
-            "kid_subset_size": int(kid_subset_size),
-            "kid_subsets": int(kid_subsets),
-            "prc_neighborhood": int(prc_neighborhood),
-            "batch_size": int(batch_size),
-        },
+        cache=(cache_name, cache_dir),
+        cuda=cuda,
+        numbers={**numbers, "batch_size": int(batch_size)},
     )
-    metrics["n_generated"] = len(generated)
-    metrics["n_reference"] = len(reference)
-    return metrics
+    return {**metrics, "n_generated": len(generated), "n_reference": len(reference)}
 
 
 def _fidelity_metrics(
@@ -301,14 +287,20 @@ def _fidelity_metrics(
     reference: torch.Tensor,
     *,
     extractor: str,
-    fidelity_name: str,
     weights_path: Path,
-    cache_name: str | None,
-    cache_dir,
+    cache: tuple[str | None, str | Path | None],
     cuda: bool,
     numbers: Mapping[str, int],
 ) -> dict:
-    """torch-fidelity's metrics of the checked inputs, under our flat, prefixed keys."""
+    """torch-fidelity's metrics of the checked inputs, under our flat, prefixed keys.
+
+    ``cache`` is (the reference cache's entry name or None, its folder).
+    """
+    if extractor == "classifier":
+        fidelity_name = register_classifier_extractor()
+    else:
+        fidelity_name = INCEPTION_EXTRACTOR_NAME
+    cache_name, cache_dir = cache
     to_rgb = extractor == "inception"
     logger.info(
         "scoring %d generated against %d reference images with %s features (%s)%s",
