@@ -1,8 +1,9 @@
 """Scoring as the study does it: every enabled extractor, the same reference set, one record.
 
-The reference set is the dataset's test split. Next to each metric the record holds its
-within-run bootstrap spread (resampling the generated images), and the floor is scored the same
-way on real images. The classifier extractor always runs; the
+The reference set is the dataset's test split. :func:`score_samples` scores a run's samples;
+:func:`score_real_floor` scores as many real images, drawn from outside the test set, the same
+way (both through one private function). Next to each metric the record holds its within-run
+bootstrap spread (resampling the scored images). The classifier extractor always runs; the
 Inception extractor runs when its weights are available, and is otherwise recorded as not
 computed, with the reason, so that a table or a figure can say why a column is empty.
 """
