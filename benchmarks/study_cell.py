@@ -85,7 +85,9 @@ def main() -> None:
     parser.add_argument("--T", type=int, default=200)
     parser.add_argument("--base-channels", type=int, default=16)
     parser.add_argument("--channel-mults", type=_ints, default=(1, 2))
-    parser.add_argument("--attention", type=_ints, default=())
+    parser.add_argument(
+        "--attention", type=_ints, default=(), help="levels with attention (0 = full resolution)"
+    )
     parser.add_argument("--num-res-blocks", type=int, default=1)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -136,7 +138,7 @@ def main() -> None:
         base_channels=args.base_channels,
         channel_mults=args.channel_mults,
         num_res_blocks=args.num_res_blocks,
-        attention_resolutions=args.attention,
+        attention_levels=args.attention,
         dropout=0.0,
     )
     config = TrainingConfig(

@@ -211,7 +211,7 @@ def _ours(args) -> tuple[UNetConfig, GaussianDiffusion]:
         base_channels=args.base_channels,
         channel_mults=(1, 2, 2),
         num_res_blocks=1,
-        attention_resolutions=(args.image_size // 4,),
+        attention_levels=(2,),  # image_size // 4 with three levels
         dropout=0.0,
         num_groups=8,
     )

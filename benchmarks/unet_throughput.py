@@ -39,7 +39,7 @@ def ours(
         base_channels=base_channels,
         channel_mults=(1, 2, 2),
         num_res_blocks=1,
-        attention_resolutions=(image_size // 4,),
+        attention_levels=(2,),  # image_size // 4 with three levels
         dropout=0.1,
         num_groups=8,
     )

@@ -104,7 +104,7 @@ def test_tiny_train_then_sample(digits, tmp_path):
         [
             "train", str(data), str(run),
             "--schedule", "cosine", "--T", "10", "--schedule-param", "s=0.002", "--label", "cos-s",
-            "--base-channels", "8", "--channel-mults", "1,2", "--attention-resolutions", "4", "--num-groups", "4",
+            "--base-channels", "8", "--channel-mults", "1,2", "--attention-levels", "1", "--num-groups", "4",
             "--steps", "3", "--batch-size", "4", "--log-every", "1", "--snapshot-every", "3", "--snapshot-count", "2",
             "--grad-clip", "none", "--device", "cpu",
         ]
@@ -149,10 +149,10 @@ def test_tiny_train_then_sample(digits, tmp_path):
 def test_train_rejects_an_impossible_model_before_training(digits, tmp_path, capsys):
     data = digits
     status = main(
-        ["train", str(data), str(tmp_path / "run"), "--steps", "2", "--attention-resolutions", "7"]
+        ["train", str(data), str(tmp_path / "run"), "--steps", "2", "--attention-levels", "7"]
     )
     assert status == 1
-    assert "attention_resolutions" in capsys.readouterr().err
+    assert "attention_levels" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

@@ -91,8 +91,8 @@ CASES = [
     ("num_groups", _set("model.num_groups", 5), ["num_groups", "divid"]),
     (
         "attention_unreachable",
-        _set("model.attention_resolutions", [5]),
-        ["attention", "[8, 4]"],
+        _set("model.attention_levels", [5]),
+        ["attention_levels", "[0, 1]"],
     ),
     ("channel_mults_empty", _set("model.channel_mults", []), ["channel_mults", "at least 1"]),
     ("grid_T_one", _set("grid.T", [1, 50]), ["grid.T.0", ">= 2"]),

@@ -17,13 +17,13 @@ import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from scipy import linalg
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+import ddpm.evaluation.floor as floor
 import ddpm.evaluation.scoring as scoring
 from ddpm.diffusion import to_model_range
 from ddpm.evaluation import (
     CLASSIFIER_EXTRACTOR_NAME,
     MetricsError,
     compute_metrics,
-    file_sha256,
     load_classifier,
     metric_columns,
     read_classifier_config,
@@ -35,6 +35,7 @@ from ddpm.evaluation import (
     train_classifier,
     write_metrics,
 )
+from ddpm.evaluation.reference_cache import file_sha256
 
 # Small KID settings keep torch-fidelity's 100 x 3 kernel matrices from dominating the runtime.
 FAST = {"kid_subsets": 10, "device": "cpu"}
@@ -259,7 +260,7 @@ def test_real_floor_draws_pool_images_that_are_not_in_the_reference(monkeypatch)
         seen["generated"], seen["options"] = generated, options
         return {"n_generated": len(generated)}
 
-    monkeypatch.setattr(scoring, "compute_metrics", fake_compute_metrics)
+    monkeypatch.setattr(floor, "compute_metrics", fake_compute_metrics)
     real_floor(pool, reference, 10, seed=0, extractor="classifier")
     drawn = {image.numpy().tobytes() for image in seen["generated"]}
     assert len(drawn) == 10

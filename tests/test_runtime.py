@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddpm import runtime
+from ddpm import gpu_lock, runtime
 from ddpm.runtime import DeviceError, choose_precision, claim_gpu, resolve_device
 from ddpm.unet import UNet, UNetConfig
 
@@ -21,14 +21,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 def fresh_state(monkeypatch):
     """No cached precision decision and no GPU claim carried over from another test."""
     monkeypatch.setattr(runtime, "_timed_choices", {})
-    monkeypatch.setattr(runtime, "_claimed", {})
+    monkeypatch.setattr(gpu_lock, "_claimed", {})
 
 
 @pytest.fixture
 def tiny_model():
     torch.manual_seed(0)
     config = UNetConfig(
-        image_size=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,),
+        image_size=8, base_channels=8, channel_mults=(1, 2), attention_levels=(1,),
         num_groups=4, dropout=0.5,
     )  # fmt: skip
     example = (torch.randn(4, 1, 8, 8), torch.randint(1, 10, (4,)))
@@ -198,12 +198,12 @@ def test_lock_holders_get_different_gpus_then_share_evenly(monkeypatch, tmp_path
 
     def new_holder() -> int:
         holders.append({})
-        monkeypatch.setattr(runtime, "_claimed", holders[-1])
+        monkeypatch.setattr(gpu_lock, "_claimed", holders[-1])
         return resolve_device("cuda").index
 
     assert [new_holder(), new_holder()] == [0, 1]
     assert resolve_device("cuda").index == 1  # the same process keeps its GPU
-    with caplog.at_level(logging.WARNING, logger="ddpm.runtime"):
+    with caplog.at_level(logging.WARNING, logger="ddpm.gpu_lock"):
         assert [new_holder(), new_holder()] == [0, 1]  # over-full: one more job on each
     assert "all 2 GPUs are in use" in caplog.text
 
@@ -234,5 +234,5 @@ def test_a_gpu_held_by_another_process_is_skipped_until_it_exits(monkeypatch, tm
         assert claim_gpu(2, tmp_path) == 1
     finally:
         child.communicate("\n", timeout=60)  # the child exits; the OS drops its lock
-    monkeypatch.setattr(runtime, "_claimed", {})
+    monkeypatch.setattr(gpu_lock, "_claimed", {})
     assert claim_gpu(2, tmp_path) == 0

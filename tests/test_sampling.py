@@ -20,7 +20,7 @@ def model_path(tmp_path_factory):
     )
     diffusion = GaussianDiffusion(make_schedule("linear", 6, beta_start=1e-3, beta_end=0.2))
     unet = UNetConfig(
-        image_size=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,),
+        image_size=8, base_channels=8, channel_mults=(1, 2), attention_levels=(1,),
         num_groups=4,
     )  # fmt: skip
     config = TrainingConfig(steps=2, batch_size=8, checkpoint_every=2, precision="fp32")

@@ -348,7 +348,7 @@ def test_bad_images_and_record_are_rejected_before_training(tmp_path, images, di
         train(
             images,
             diffusion,
-            UNetConfig(image_size=16, base_channels=8, attention_resolutions=()),
+            UNetConfig(image_size=16, base_channels=8, attention_levels=()),
             config(),
             tmp_path,
         )

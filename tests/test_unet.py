@@ -1,12 +1,25 @@
 """The U-Net: shapes for every supported size, the time embedding, skips, and config errors."""
 
+import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from ddpm.unet import SinusoidalTimeEmbedding, UNet, UNetConfig, UNetConfigError, count_parameters
+from ddpm.unet import (
+    AttentionBlock,
+    SinusoidalTimeEmbedding,
+    UNet,
+    UNetConfig,
+    UNetConfigError,
+    count_parameters,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from peers import DiffusersUNet  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -16,7 +29,7 @@ def tiny(**overrides) -> UNetConfig:
         image_size=8,
         base_channels=8,
         channel_mults=(1, 2),
-        attention_resolutions=(4,),
+        attention_levels=(1,),
         num_groups=4,
     )
     return UNetConfig(**{**values, **overrides})
@@ -35,11 +48,11 @@ def randomise_zero_layers(model: nn.Module) -> None:
 @pytest.mark.parametrize(
     ("size", "mults", "attention"),
     [
-        (8, (1, 2), (4,)),
-        (16, (1, 2, 2), (4,)),
-        (28, (1, 2, 2), (7,)),
-        (32, (1, 2, 2, 2), (8,)),
-        (64, (1, 1, 2, 2), (16,)),
+        (8, (1, 2), (1,)),
+        (16, (1, 2, 2), (2,)),
+        (28, (1, 2, 2), (2,)),
+        (32, (1, 2, 2, 2), (2,)),
+        (64, (1, 1, 2, 2), (2,)),
     ],
 )
 def test_output_has_the_shape_of_the_input(size, mults, attention, channels):
@@ -48,7 +61,7 @@ def test_output_has_the_shape_of_the_input(size, mults, attention, channels):
         image_size=size,
         base_channels=8,
         channel_mults=mults,
-        attention_resolutions=attention,
+        attention_levels=attention,
         num_groups=4,
     )
     model = UNet(config)
@@ -135,12 +148,12 @@ def test_wrong_input_shape_is_reported():
     ("overrides", "key", "allowed"),
     [
         (
-            {"image_size": 30, "channel_mults": (1, 2, 2), "attention_resolutions": ()},
+            {"image_size": 30, "channel_mults": (1, 2, 2), "attention_levels": ()},
             "image_size",
             "divisible by 4",
         ),
         ({"num_groups": 3}, "num_groups", "divid"),
-        ({"attention_resolutions": (7,)}, "attention_resolutions", "[8, 4]"),
+        ({"attention_levels": (2,)}, "attention_levels", "[0, 1]"),
         ({"base_channels": 7, "num_groups": 1}, "base_channels", "even"),
         ({"channel_mults": ()}, "channel_mults", "non-empty"),
         ({"dropout": 1.0}, "dropout", "[0, 1)"),
@@ -159,7 +172,7 @@ def test_impossible_configs_raise_naming_the_key(overrides, key, allowed):
 
 
 def test_config_round_trips_through_a_dict():
-    config = tiny(channel_mults=(1, 2), attention_resolutions=())
+    config = tiny(channel_mults=(1, 2), attention_levels=())
     data = config.to_dict()
     assert data["channel_mults"] == [1, 2]  # JSON-friendly
     assert UNetConfig.from_dict(data) == config
@@ -170,16 +183,57 @@ def test_config_round_trips_through_a_dict():
 def test_same_size_as_diffusers_port_of_the_same_architecture():
     # diffusers' UNet2DModel is an independent implementation of Ho et al.'s network; laid
     # out like our default (32-64-64 channels, one block per level, attention at 7x7 and in
-    # the middle) it must have exactly as many weights.
-    diffusers = pytest.importorskip("diffusers")
-    reference = diffusers.UNet2DModel(
-        sample_size=28,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(32, 64, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-        norm_num_groups=8,
-    )
+    # the middle) it must have exactly as many weights. The benchmarks time the same port.
+    pytest.importorskip("diffusers")
+    reference = DiffusersUNet(image_size=28, base_channels=32)
     assert count_parameters(UNet()) == count_parameters(reference)
+
+
+def _attention_input_sizes(model: UNet, image_size: int) -> list[int]:
+    """Feature-map size seen by every attention block, in the order they run."""
+    sizes = []
+    hooks = [
+        module.register_forward_pre_hook(lambda _module, args: sizes.append(args[0].shape[-1]))
+        for module in model.modules()
+        if isinstance(module, AttentionBlock)
+    ]
+    model(torch.randn(1, model.config.image_channels, image_size, image_size), 1)
+    for hook in hooks:
+        hook.remove()
+    return sizes
+
+
+def test_one_model_block_with_attention_fits_8x8_and_28x28_images():
+    block = {"base_channels": 8, "channel_mults": [1, 2], "attention_levels": [1], "num_groups": 4}
+    for image_size in (8, 28):
+        model = UNet(UNetConfig.from_dict({**block, "image_size": image_size}))
+        # attention after the lowest level's block going down, in the middle, and after
+        # both of that level's blocks going up: all at half the image size
+        assert _attention_input_sizes(model, image_size) == [image_size // 2] * 4
+
+
+def test_attention_levels_count_from_full_resolution():
+    config = tiny(image_size=16, channel_mults=(1, 2, 2), attention_levels=(0, 2))
+    # level 0 (16 px): one block down, two up; level 2 (4 px): the same; plus the middle
+    assert sorted(_attention_input_sizes(UNet(config), 16)) == [4, 4, 4, 4, 16, 16, 16]
+    assert _attention_input_sizes(UNet(tiny(attention_levels=())), 8) == [4]  # middle only
+
+
+@pytest.mark.parametrize(
+    ("record", "equivalent"),
+    [
+        ({"image_size": 28, "channel_mults": [1, 2, 2], "attention_resolutions": [7]}, "[2]"),
+        ({"image_size": 32, "channel_mults": [1, 2, 2, 2], "attention_resolutions": [16]}, "[1]"),
+        ({"attention_resolutions": []}, "[]"),
+    ],
+)
+def test_the_old_attention_key_names_the_new_key_and_its_value(record, equivalent):
+    with pytest.raises(UNetConfigError, match="attention_levels") as info:
+        UNetConfig.from_dict(record)
+    assert f"attention_levels: {equivalent}" in str(info.value)
+    levels = json.loads(equivalent)  # the suggested value must put attention at those sizes
+    config = UNetConfig.from_dict(
+        {k: v for k, v in record.items() if k != "attention_resolutions"}
+        | {"attention_levels": levels}
+    )
+    assert [config.resolutions[level] for level in levels] == record["attention_resolutions"]

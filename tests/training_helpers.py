@@ -16,7 +16,7 @@ from ddpm.training import TrainingConfig
 from ddpm.unet import UNetConfig
 
 UNET = UNetConfig(
-    image_size=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,), num_groups=4
+    image_size=8, base_channels=8, channel_mults=(1, 2), attention_levels=(1,), num_groups=4
 )
 
 

@@ -7,8 +7,8 @@ the noise that produced it, with the same shape as ``x_t``:
   Transformer), passed through an MLP and added inside every residual block;
 - residual blocks are GroupNorm -> SiLU -> 3x3 conv, twice, with dropout before
   the second conv (Ho et al. replaced PixelCNN++'s weight norm by group norm);
-- single-head self-attention follows the residual blocks at the resolutions
-  listed in ``attention_resolutions`` and sits in the middle of the network;
+- single-head self-attention follows the residual blocks of the levels listed
+  in ``attention_levels`` (0 = full resolution) and sits in the middle of the network;
 - resolution is halved by a stride-2 conv on the way down and doubled by
   nearest-neighbour upsampling + conv on the way up; every activation saved on
   the way down is concatenated to the input of one block on the way up.
@@ -124,6 +124,28 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+class LevelBlock(nn.Module):
+    """A residual block, followed by self-attention on the levels that have it."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        time_dim: int,
+        config: UNetConfig,
+        attention: bool,
+    ):
+        super().__init__()
+        self.res = ResidualBlock(
+            in_channels, out_channels, time_dim, config.dropout, config.num_groups
+        )
+        self.attn = AttentionBlock(out_channels, config.num_groups) if attention else None
+
+    def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
+        h = self.res(x, time_embedding)
+        return self.attn(h) if self.attn is not None else h
+
+
 class UNet(nn.Module):
     """Noise-prediction U-Net: ``forward(x_t, t) -> eps`` with ``eps.shape == x_t.shape``.
 
@@ -154,9 +176,11 @@ class UNet(nn.Module):
         last_level = len(config.channel_mults) - 1
         for level, mult in enumerate(config.channel_mults):
             out_channels = base * mult
-            use_attention = config.resolutions[level] in config.attention_resolutions
+            use_attention = level in config.attention_levels
             for _ in range(config.num_res_blocks):
-                self.down.append(self._level_block(channels, out_channels, time_dim, use_attention))
+                self.down.append(
+                    LevelBlock(channels, out_channels, time_dim, config, use_attention)
+                )
                 channels = out_channels
                 skip_channels.append(channels)
             if level != last_level:
@@ -175,11 +199,11 @@ class UNet(nn.Module):
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.channel_mults))):
             out_channels = base * mult
-            use_attention = config.resolutions[level] in config.attention_resolutions
+            use_attention = level in config.attention_levels
             for _ in range(config.num_res_blocks + 1):
                 in_channels = channels + skip_channels.pop()
                 self.up.append(
-                    self._level_block(in_channels, out_channels, time_dim, use_attention)
+                    LevelBlock(in_channels, out_channels, time_dim, config, use_attention)
                 )
                 channels = out_channels
             if level != 0:
@@ -191,24 +215,6 @@ class UNet(nn.Module):
             nn.SiLU(),
             _zero_init(nn.Conv2d(channels, config.image_channels, 3, padding=1)),
         )
-
-    def _level_block(
-        self, in_channels: int, out_channels: int, time_dim: int, attention: bool
-    ) -> nn.ModuleDict:
-        c = self.config
-        block = nn.ModuleDict(
-            {"res": ResidualBlock(in_channels, out_channels, time_dim, c.dropout, c.num_groups)}
-        )
-        if attention:
-            block["attn"] = AttentionBlock(out_channels, c.num_groups)
-        return block
-
-    @staticmethod
-    def _run_level_block(
-        block: nn.ModuleDict, h: torch.Tensor, time_embedding: torch.Tensor
-    ) -> torch.Tensor:
-        h = block["res"](h, time_embedding)
-        return block["attn"](h) if "attn" in block else h
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | float | int) -> torch.Tensor:
         """Predict the noise in ``x`` (N, C, H, W) at timesteps ``t`` (shape (N,) or a scalar).
@@ -234,11 +240,7 @@ class UNet(nn.Module):
         h = self.input_conv(x)
         skips = [h]
         for block in self.down:
-            h = (
-                block(h)
-                if isinstance(block, Downsample)
-                else self._run_level_block(block, h, time_embedding)
-            )
+            h = block(h) if isinstance(block, Downsample) else block(h, time_embedding)
             skips.append(h)
 
         h = self.middle[0](h, time_embedding)
@@ -249,5 +251,5 @@ class UNet(nn.Module):
             if isinstance(block, Upsample):
                 h = block(h)
             else:
-                h = self._run_level_block(block, torch.cat([h, skips.pop()], dim=1), time_embedding)
+                h = block(torch.cat([h, skips.pop()], dim=1), time_embedding)
         return self.output(h)

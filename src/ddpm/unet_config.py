@@ -6,10 +6,10 @@ validates a config with it before any job runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["UNetConfig", "UNetConfigError"]
+__all__ = ["UNetConfig", "UNetConfigError", "attention_levels_for_resolutions"]
 
 
 class UNetConfigError(ValueError):
@@ -18,6 +18,24 @@ class UNetConfigError(ValueError):
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def attention_levels_for_resolutions(
+    resolutions: Sequence[int], image_size: int, channel_mults: Sequence[int]
+) -> tuple[int, ...]:
+    """The ``attention_levels`` that put attention at the given feature-map sizes.
+
+    Raises :class:`UNetConfigError` naming the sizes that no level has.
+    """
+    sizes = [image_size // 2**level for level in range(len(channel_mults))]
+    unreachable = sorted(set(resolutions) - set(sizes))
+    if unreachable:
+        raise UNetConfigError(
+            f"attention_resolutions {unreachable} are never reached: with image_size "
+            f"{image_size} and {len(sizes)} levels the feature maps are {sizes}; choose among "
+            "those (or none for no attention)"
+        )
+    return tuple(level for level, size in enumerate(sizes) if size in resolutions)
 
 
 @dataclass(frozen=True)
@@ -34,8 +52,10 @@ class UNetConfig:
             ``len(channel_mults)`` levels and ``len(channel_mults) - 1`` halvings.
         num_res_blocks: residual blocks per level on the way down (one more on
             the way up, which also consumes the downsampling's skip).
-        attention_resolutions: feature-map sizes (e.g. ``(7,)`` for 28x28 input)
-            after whose residual blocks self-attention is applied.
+        attention_levels: indices into ``channel_mults`` (0 = full resolution) of the
+            levels whose residual blocks are followed by self-attention, e.g. ``(2,)``
+            for the 7x7 level of a 28x28 input with three levels. Counting levels, not
+            pixels, lets datasets of different image sizes share one model block.
         dropout: dropout probability inside the residual blocks.
         num_groups: groups of every GroupNorm; must divide every level's channels.
     """
@@ -45,13 +65,13 @@ class UNetConfig:
     base_channels: int = 32
     channel_mults: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = 1
-    attention_resolutions: tuple[int, ...] = (7,)
+    attention_levels: tuple[int, ...] = (2,)
     dropout: float = 0.1
     num_groups: int = 8
 
     def __post_init__(self):
         # Lists from YAML/JSON become tuples so that configs compare and hash by value.
-        for name in ("channel_mults", "attention_resolutions"):
+        for name in ("channel_mults", "attention_levels"):
             value = getattr(self, name)
             if isinstance(value, Sequence) and not isinstance(value, str):
                 object.__setattr__(self, name, tuple(value))
@@ -63,78 +83,25 @@ class UNetConfig:
 
     def validate(self) -> UNetConfig:
         """Raise :class:`UNetConfigError` if no U-Net can be built from this config; return it."""
-        for name in (
-            "image_channels",
-            "image_size",
-            "base_channels",
-            "num_res_blocks",
-            "num_groups",
-        ):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise UNetConfigError(
-                    f"UNetConfig.{name} must be a positive integer, got {value!r}"
-                )
-        if self.base_channels % 2:
-            raise UNetConfigError(
-                f"UNetConfig.base_channels must be even (it is the width of the sin/cos time "
-                f"embedding), got {self.base_channels}"
-            )
-        mults = self.channel_mults
-        if (
-            not isinstance(mults, tuple)
-            or not mults
-            or not all(_is_int(m) and m >= 1 for m in mults)
-        ):
-            raise UNetConfigError(
-                f"UNetConfig.channel_mults must be a non-empty list of positive integers "
-                f"(one per resolution level, e.g. [1, 2, 2]), got {mults!r}"
-            )
-        halvings = len(mults) - 1
-        if self.image_size % 2**halvings:
-            allowed = [s for s in (8, 16, 28, 32, 64, 128) if s % 2**halvings == 0]
-            raise UNetConfigError(
-                f"UNetConfig.image_size={self.image_size} cannot be halved {halvings} times "
-                f"(channel_mults has {len(mults)} levels): it must be divisible by {2**halvings}, "
-                f"e.g. {allowed}; or use fewer channel_mults"
-            )
-        level_channels = [self.base_channels * mult for mult in mults]
-        for channels in level_channels:
-            if channels % self.num_groups:
-                fitting = [
-                    g for g in (1, 2, 4, 8, 16, 32) if all(c % g == 0 for c in level_channels)
-                ]
-                raise UNetConfigError(
-                    f"UNetConfig.num_groups={self.num_groups} does not divide {channels} channels "
-                    f"(levels have {level_channels}); choose num_groups dividing every level's "
-                    f"channels, e.g. one of {fitting}"
-                )
-        attention = self.attention_resolutions
-        if not isinstance(attention, tuple) or not all(_is_int(r) for r in attention):
-            raise UNetConfigError(
-                f"UNetConfig.attention_resolutions must be a list of feature-map sizes, got {attention!r}"
-            )
-        unreachable = sorted(set(attention) - set(self.resolutions))
-        if unreachable:
-            raise UNetConfigError(
-                f"UNetConfig.attention_resolutions {list(unreachable)} are never reached: with "
-                f"image_size {self.image_size} and {len(mults)} levels the feature maps are "
-                f"{list(self.resolutions)}; choose among those (or [] for no attention)"
-            )
-        if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout < 1.0:
-            raise UNetConfigError(f"UNetConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        # Later checks assume what earlier ones established (e.g. channel_mults is a tuple).
+        for check in _CHECKS:
+            problem = check(self)
+            if problem:
+                raise UNetConfigError(f"UNetConfig.{problem}")
         return self
 
     def to_dict(self) -> dict:
         """JSON-friendly dict (tuples become lists)."""
         out = asdict(self)
         out["channel_mults"] = list(self.channel_mults)
-        out["attention_resolutions"] = list(self.attention_resolutions)
+        out["attention_levels"] = list(self.attention_levels)
         return out
 
     @classmethod
     def from_dict(cls, values: Mapping) -> UNetConfig:
         """Build a config from a dict; unknown keys are rejected by name. Not validated."""
+        if "attention_resolutions" in values:
+            raise UNetConfigError(_renamed_attention_key(values))
         allowed = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - allowed)
         if unknown:
@@ -142,3 +109,104 @@ class UNetConfig:
                 f"unknown U-Net setting(s) {unknown}; the settings are {sorted(allowed)}"
             )
         return cls(**values)
+
+
+def _renamed_attention_key(values: Mapping) -> str:
+    """The error for a config or model file written before attention was chosen per level."""
+    image_size = values.get("image_size", UNetConfig.image_size)
+    mults = values.get("channel_mults", UNetConfig.channel_mults)
+    resolutions = values["attention_resolutions"]
+    try:
+        levels = list(attention_levels_for_resolutions(resolutions, image_size, mults))
+        equivalent = f"attention_levels: {levels} (for image_size {image_size})"
+    except (UNetConfigError, TypeError):
+        equivalent = "attention_levels: the indices of those levels in channel_mults"
+    return (
+        f"attention_resolutions (feature-map sizes) is replaced by attention_levels (indices "
+        f"into channel_mults, 0 = full resolution): instead of attention_resolutions: "
+        f"{list(resolutions)}, write {equivalent}"
+    )
+
+
+def _positive_ints(config: UNetConfig) -> str | None:
+    for name in ("image_channels", "image_size", "base_channels", "num_res_blocks", "num_groups"):
+        value = getattr(config, name)
+        if not _is_int(value) or value < 1:
+            return f"{name} must be a positive integer, got {value!r}"
+    return None
+
+
+def _even_base_channels(config: UNetConfig) -> str | None:
+    if config.base_channels % 2:
+        return (
+            f"base_channels must be even (it is the width of the sin/cos time embedding), "
+            f"got {config.base_channels}"
+        )
+    return None
+
+
+def _channel_mults(config: UNetConfig) -> str | None:
+    mults = config.channel_mults
+    if not isinstance(mults, tuple) or not mults or not all(_is_int(m) and m >= 1 for m in mults):
+        return (
+            f"channel_mults must be a non-empty list of positive integers (one per resolution "
+            f"level, e.g. [1, 2, 2]), got {mults!r}"
+        )
+    return None
+
+
+def _halvable_image_size(config: UNetConfig) -> str | None:
+    halvings = len(config.channel_mults) - 1
+    if config.image_size % 2**halvings:
+        allowed = [s for s in (8, 16, 28, 32, 64, 128) if s % 2**halvings == 0]
+        return (
+            f"image_size={config.image_size} cannot be halved {halvings} times (channel_mults "
+            f"has {halvings + 1} levels): it must be divisible by {2**halvings}, e.g. "
+            f"{allowed}; or use fewer channel_mults"
+        )
+    return None
+
+
+def _groups_divide_channels(config: UNetConfig) -> str | None:
+    level_channels = [config.base_channels * mult for mult in config.channel_mults]
+    for channels in level_channels:
+        if channels % config.num_groups:
+            fitting = [g for g in (1, 2, 4, 8, 16, 32) if all(c % g == 0 for c in level_channels)]
+            return (
+                f"num_groups={config.num_groups} does not divide {channels} channels (levels "
+                f"have {level_channels}); choose num_groups dividing every level's channels, "
+                f"e.g. one of {fitting}"
+            )
+    return None
+
+
+def _attention_levels(config: UNetConfig) -> str | None:
+    levels = config.attention_levels
+    if not isinstance(levels, tuple) or not all(_is_int(level) for level in levels):
+        return f"attention_levels must be a list of level indices, got {levels!r}"
+    existing = list(range(len(config.channel_mults)))
+    missing = sorted(set(levels) - set(existing))
+    if missing:
+        return (
+            f"attention_levels {missing} are not levels: channel_mults "
+            f"{list(config.channel_mults)} has levels {existing} (0 = full resolution); "
+            "choose among those (or [] for no attention)"
+        )
+    return None
+
+
+def _dropout(config: UNetConfig) -> str | None:
+    if not isinstance(config.dropout, int | float) or not 0.0 <= config.dropout < 1.0:
+        return f"dropout must be in [0, 1), got {config.dropout!r}"
+    return None
+
+
+_CHECKS: tuple[Callable[[UNetConfig], str | None], ...] = (
+    _positive_ints,
+    _even_base_channels,
+    _channel_mults,
+    _halvable_image_size,
+    _groups_divide_channels,
+    _attention_levels,
+    _dropout,
+)

@@ -4,11 +4,11 @@ log = script_setup.start(snakemake)
 
 from ddpm.data import load_split  # noqa: E402
 from ddpm.evaluation import write_metrics  # noqa: E402
-from ddpm.evaluation.study import read_inception_status, score_against_test_set  # noqa: E402
+from ddpm.evaluation.study import read_inception_status, score_samples  # noqa: E402
 from ddpm.sampling import load_samples  # noqa: E402
 
 test_images, _ = load_split(snakemake.input.data, "test")
-metrics = score_against_test_set(
+metrics = score_samples(
     load_samples(snakemake.input.samples),
     test_images,
     dataset=snakemake.wildcards.dataset,

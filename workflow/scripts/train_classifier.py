@@ -6,6 +6,7 @@ import json  # noqa: E402
 
 from ddpm.data import load_split  # noqa: E402
 from ddpm.evaluation import train_classifier  # noqa: E402
+from ddpm.files import atomic_write_text  # noqa: E402
 
 train_images, train_labels = load_split(snakemake.input.data, "train")
 test_images, test_labels = load_split(snakemake.input.data, "test")
@@ -19,5 +20,4 @@ summary = train_classifier(
     seed=snakemake.params.seed,
 )
 log.info("classifier: %s", summary)
-with open(snakemake.output.summary, "w") as f:
-    json.dump(summary, f, indent=2)
+atomic_write_text(snakemake.output.summary, json.dumps(summary, indent=2))

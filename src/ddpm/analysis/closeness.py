@@ -39,6 +39,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -260,6 +261,65 @@ def closeness_table(
     noise_mean / noise_band_low / noise_band_high for each reading (``_copies``, ``_pixels``).
     """
     specs = normalise_specs(specs)
+    _check_table_arguments(batch_size, pixels_t_stride, image_sizes)
+    if isinstance(photo, str):
+        photo_name, photo = photo_name or photo, load_photo(photo)
+    photo_name = photo_name or "photo"
+    schedules = [
+        (label, name, T, make_schedule(name, T, **params)) for label, name, T, params in specs
+    ]
+    settings = _TableSettings(
+        batch_size, seed, noise_repeats, band_percentiles, pixels_t_stride, include_t0
+    )
+    frames = []
+    for size in image_sizes:
+        size = int(size)
+        started = time.perf_counter()
+        # to_model_range's mapping of uint8 to [-1, 1], in float64
+        x0 = square_grayscale(photo, size).astype(np.float64) / 127.5 - 1.0
+        pixels = pixels_max_size is None or size <= pixels_max_size
+        common = {"photo": photo_name, "image_size": size, "batch_size": batch_size}
+        frames += _frames_at_size(x0, schedules, pixels, settings, common)
+        logger.info(
+            "closeness %dx%d (D=%d, n=%d, %d schedules, pixels reading %s): %.1f s",
+            *(size, size, x0.size, batch_size, len(schedules), "yes" if pixels else "no"),
+            time.perf_counter() - started,
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+class _TableSettings(NamedTuple):
+    """The arguments of :func:`closeness_table` that every image size uses alike."""
+
+    batch_size: int
+    seed: int
+    noise_repeats: int
+    band_percentiles: tuple[float, float]
+    pixels_t_stride: int
+    include_t0: bool
+
+
+def _frames_at_size(
+    x0: np.ndarray, schedules: list, pixels: bool, settings: _TableSettings, common: dict
+) -> list[pd.DataFrame]:
+    """The table's rows at one image size (``x0``), one frame per schedule."""
+    noise_runs = pure_noise_closeness(
+        settings.batch_size, x0.size, settings.noise_repeats, settings.seed, pixels=pixels
+    )
+    bands = {
+        reading: _band(noise_runs[f"closeness_{reading}"].to_numpy(), settings.band_percentiles)
+        for reading in ("copies", "pixels")
+    }
+    copies, pix = _closeness_curves(x0, schedules, pixels, settings)
+    return [
+        _schedule_frame(
+            x0, label, name, schedule, copies[index], pix[index], bands, settings.include_t0, common
+        )
+        for index, (label, name, _, schedule) in enumerate(schedules)
+    ]
+
+
+def _check_table_arguments(batch_size: int, pixels_t_stride: int, image_sizes) -> None:
     if batch_size < 2:
         raise ValueError(f"batch_size must be >= 2 to estimate a covariance, got {batch_size}")
     if pixels_t_stride < 1:
@@ -268,85 +328,69 @@ def closeness_table(
         raise ValueError("image_sizes is empty; give at least one size, e.g. [8, 16, 32, 64]")
     if any(int(size) < 2 for size in image_sizes):
         raise ValueError(f"every image size must be >= 2, got {list(image_sizes)}")
-    if isinstance(photo, str):
-        photo_name, photo = photo_name or photo, load_photo(photo)
-    photo_name = photo_name or "photo"
-    schedules = [
-        (label, name, T, make_schedule(name, T, **params)) for label, name, T, params in specs
-    ]
+
+
+def _closeness_curves(
+    x0: np.ndarray, schedules: list, pixels: bool, settings: _TableSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both readings for every schedule (rows) and t = 0..T_max (columns); NaN where not
+    computed. All schedules see the same noise draw at each t (see :func:`closeness_table`)."""
+    batch_size, seed, include_t0 = settings.batch_size, settings.seed, settings.include_t0
     T_max = max(T for _, _, T, _ in schedules)
+    D = x0.size
+    # alpha_bar_0 = 1, ..., alpha_bar_T per schedule; NaN past a shorter schedule's T
+    alpha_bars = np.stack(
+        [np.concatenate([[1.0], s.alpha_bar, np.full(T_max - s.T, np.nan)]) for *_, s in schedules]
+    )
+    copies = np.full((len(schedules), T_max + 1), np.nan)
+    pix = np.full((len(schedules), T_max + 1), np.nan)
+    rng = np.random.default_rng([seed, D, 0])
+    steps = range(0 if include_t0 else 1, T_max + 1)
+    size = int(math.isqrt(D))
+    for t in tqdm(steps, desc=f"closeness {size}x{size}", mininterval=10, leave=False):
+        # t = 0 needs no noise (alpha_bar = 1); drawing only for t >= 1 keeps the
+        # stream the same with and without t = 0.
+        noise = rng.standard_normal((batch_size, D)) if t >= 1 else np.zeros((batch_size, D))
+        valid = ~np.isnan(alpha_bars[:, t])
+        with_pixels = pixels and (t <= 1 or t % settings.pixels_t_stride == 0)
+        c, p = batch_closeness(x0, noise, alpha_bars[valid, t], pixels=with_pixels)
+        copies[valid, t], pix[valid, t] = c, p
+    return copies, pix
 
-    frames = []
-    for size in image_sizes:
-        size = int(size)
-        started = time.perf_counter()
-        # to_model_range's mapping of uint8 to [-1, 1], in float64
-        x0 = square_grayscale(photo, size).astype(np.float64) / 127.5 - 1.0
-        D = x0.size
-        pixels = pixels_max_size is None or size <= pixels_max_size
-        noise_runs = pure_noise_closeness(batch_size, D, noise_repeats, seed, pixels=pixels)
-        band_copies = _band(noise_runs["closeness_copies"].to_numpy(), band_percentiles)
-        band_pixels = _band(noise_runs["closeness_pixels"].to_numpy(), band_percentiles)
 
-        # alpha_bar_0 = 1, ..., alpha_bar_T per schedule; NaN past a shorter schedule's T
-        alpha_bars = np.stack(
-            [
-                np.concatenate([[1.0], s.alpha_bar, np.full(T_max - s.T, np.nan)])
-                for *_, s in schedules
-            ]
-        )
-        copies = np.full((len(schedules), T_max + 1), np.nan)
-        pix = np.full((len(schedules), T_max + 1), np.nan)
-        rng = np.random.default_rng([seed, D, 0])
-        steps = range(0 if include_t0 else 1, T_max + 1)
-        for t in tqdm(steps, desc=f"closeness {size}x{size}", mininterval=10, leave=False):
-            # t = 0 needs no noise (alpha_bar = 1); drawing only for t >= 1 keeps the
-            # stream the same with and without t = 0.
-            noise = rng.standard_normal((batch_size, D)) if t >= 1 else np.zeros((batch_size, D))
-            valid = ~np.isnan(alpha_bars[:, t])
-            with_pixels = pixels and (t <= 1 or t % pixels_t_stride == 0)
-            c, p = batch_closeness(x0, noise, alpha_bars[valid, t], pixels=with_pixels)
-            copies[valid, t], pix[valid, t] = c, p
-
-        second_moment = float(np.mean(x0**2))
-        for index, (label, name, T, schedule) in enumerate(schedules):
-            t = np.arange(0 if include_t0 else 1, T + 1)
-            ab = np.concatenate([[1.0], schedule.alpha_bar])[t]
-            kl = np.concatenate([[np.inf], schedule.kl_to_standard_normal(second_moment)])[t]
-            log_snr = np.concatenate([[np.inf], schedule.log_snr])[t]
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "photo": photo_name,
-                        "schedule": label,
-                        "beta_schedule": name,
-                        "T": T,
-                        "image_size": size,
-                        "num_pixels": D,
-                        "batch_size": batch_size,
-                        "t": t,
-                        "alpha_bar": ab,
-                        "log_snr": log_snr,
-                        "kl_bits_per_dim": kl,
-                        "closeness_copies": copies[index, t],
-                        "closeness_pixels": pix[index, t],
-                        "noise_mean_copies": band_copies[0],
-                        "noise_band_low_copies": band_copies[1],
-                        "noise_band_high_copies": band_copies[2],
-                        "noise_mean_pixels": band_pixels[0],
-                        "noise_band_low_pixels": band_pixels[1],
-                        "noise_band_high_pixels": band_pixels[2],
-                    }
-                )
-            )
-        logger.info(
-            "closeness %dx%d (D=%d, n=%d, %d schedules, pixels reading %s): %.1f s",
-            size,
-            size,
-            D,
-            batch_size,
-            len(schedules),
-            "yes" if pixels else "no",
-            time.perf_counter() - started,
-        )
-    return pd.concat(frames, ignore_index=True)
+def _schedule_frame(
+    x0: np.ndarray,
+    label: str,
+    name: str,
+    schedule,
+    copies: np.ndarray,
+    pix: np.ndarray,
+    bands: dict[str, tuple[float, float, float]],
+    include_t0: bool,
+    common: dict,
+) -> pd.DataFrame:
+    """The table's rows of one schedule at one image size, with the exact counterparts."""
+    t = np.arange(0 if include_t0 else 1, schedule.T + 1)
+    second_moment = float(np.mean(x0**2))
+    frame = {
+        "photo": common["photo"],
+        "schedule": label,
+        "beta_schedule": name,
+        "T": schedule.T,
+        "image_size": common["image_size"],
+        "num_pixels": x0.size,
+        "batch_size": common["batch_size"],
+        "t": t,
+        "alpha_bar": np.concatenate([[1.0], schedule.alpha_bar])[t],
+        "log_snr": np.concatenate([[np.inf], schedule.log_snr])[t],
+        "kl_bits_per_dim": np.concatenate(
+            [[np.inf], schedule.kl_to_standard_normal(second_moment)]
+        )[t],
+        "closeness_copies": copies[t],
+        "closeness_pixels": pix[t],
+    }
+    for reading, (mean, low, high) in bands.items():
+        frame[f"noise_mean_{reading}"] = mean
+        frame[f"noise_band_low_{reading}"] = low
+        frame[f"noise_band_high_{reading}"] = high
+    return pd.DataFrame(frame)

@@ -5,7 +5,6 @@ and a photo through the step-by-step chain q(x_t | x_{t-1}) (thesis figure 4.3).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterable, Mapping
 
@@ -80,9 +79,11 @@ def iterative_destruction(
     beta_end: float = 0.02,
     keep: Iterable[int] | None = None,
     seed: int = 0,
-    step_by_step: bool = True,
 ) -> dict[int, np.ndarray]:
     """Thesis figure 4.3: a photo through the step-by-step chain q(x_t | x_{t-1}).
+
+    Every step runs :meth:`GaussianDiffusion.q_step` with fresh noise for every pixel and
+    channel (about 10 ms per step at 427 x 640 x 3 on one core).
 
     Args:
         photo: uint8 (H, W, 3) or (H, W) at full resolution (the thesis: 4016 x 6016).
@@ -90,12 +91,6 @@ def iterative_destruction(
         keep: the steps returned, in 0..T; the chain stops at the last one. Default:
             DEFAULT_DESTRUCTION_KEEP, as fractions of T.
         seed: seeds the noise.
-        step_by_step: run every step with :meth:`GaussianDiffusion.q_step`, fresh noise for
-            every pixel and channel each step (about 10 ms per step at 427 x 640 x 3 on one
-            core). ``False`` jumps from one kept step s to the next t with
-            q(x_t | x_s) = N(sqrt(alpha_bar_t / alpha_bar_s) x_s, (1 - alpha_bar_t / alpha_bar_s) I),
-            which gives the kept images the same joint distribution (the chain is Markov) in
-            one draw per kept step; the images differ, their statistics do not.
 
     Returns {t: uint8 image of the photo's shape}; x_t is clipped to [-1, 1] for display,
     so a pure-noise image shows about a third of its values saturated.
@@ -111,7 +106,21 @@ def iterative_destruction(
     if not keep or keep[0] < 0 or keep[-1] > T:
         raise ValueError(f"keep must name steps in 0..T={T}, got {keep}")
     schedule = make_schedule("linear", T, beta_start=beta_start, beta_end=beta_end)
-    diffusion = GaussianDiffusion(schedule)
+    started = time.perf_counter()
+    out = _run_chain(GaussianDiffusion(schedule), photo, keep, seed)
+    logger.info(
+        "destruction of a %s photo over %d steps: %.1f s",
+        "x".join(map(str, photo.shape)),
+        keep[-1],
+        time.perf_counter() - started,
+    )
+    return out
+
+
+def _run_chain(
+    diffusion: GaussianDiffusion, photo: np.ndarray, keep: list[int], seed: int
+) -> dict[int, np.ndarray]:
+    """x_t for every t in ``keep`` (sorted), as photos, from one chain of q_step."""
     channels_last = photo.ndim == 3
     x = to_model_range(torch.tensor(photo))
     x = (x.permute(2, 0, 1) if channels_last else x[None]).unsqueeze(0)  # (1, C, H, W)
@@ -124,15 +133,6 @@ def iterative_destruction(
     out = {0: as_photo(x)} if 0 in keep else {}
     started = time.perf_counter()
     noise = torch.empty_like(x)  # refilled in place: no allocation per step
-    if not step_by_step:
-        alpha_bar = np.concatenate([[1.0], schedule.alpha_bar])
-        previous = 0
-        for t in (t for t in keep if t > 0):
-            ratio = alpha_bar[t] / alpha_bar[previous]  # alpha_bar_t / alpha_bar_s
-            torch.randn(noise.shape, generator=generator, out=noise)
-            x = math.sqrt(ratio) * x + math.sqrt(1.0 - ratio) * noise
-            out[t], previous = as_photo(x), t
-        return out
     for t in tqdm(range(1, keep[-1] + 1), desc="destruction", mininterval=10, leave=False):
         torch.randn(noise.shape, generator=generator, out=noise)
         x = diffusion.q_step(x, t, noise=noise)
@@ -142,12 +142,6 @@ def iterative_destruction(
             logger.info(
                 "destruction: step %d / %d (%.1f s)", t, keep[-1], time.perf_counter() - started
             )
-    logger.info(
-        "destruction of a %s photo over %d steps: %.1f s",
-        "x".join(map(str, photo.shape)),
-        keep[-1],
-        time.perf_counter() - started,
-    )
     return out
 
 

@@ -22,7 +22,8 @@ from torch_fidelity import FeatureExtractorBase, register_feature_extractor
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from ..diffusion import to_model_range
-from .common import MetricsError, as_uint8_images, atomic_write, resolve_device
+from ..files import atomic_write
+from .common import MetricsError, as_uint8_images, resolve_device
 
 __all__ = [
     "CLASSIFIER_EXTRACTOR_NAME",
@@ -166,6 +167,47 @@ def train_classifier(
     Returns:
         ``{"test_accuracy", "epochs", "train_size", "test_size", "seconds"}``.
     """
+    train_images, train_labels, test_images, test_labels = _checked_training_data(
+        train_images, train_labels, test_images, test_labels
+    )
+    if epochs < 1 or batch_size < 1:
+        raise MetricsError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    channels, height, _ = train_images.shape[1:]
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    device = resolve_device(device)
+
+    started = time.perf_counter()
+    # Fork the RNG so that seeding here does not change random numbers elsewhere in the process.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = DomainClassifier(
+            channels, height, num_classes, width=width, feature_dim=feature_dim
+        ).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+        test_accuracy = _fit(
+            model,
+            optimizer,
+            (train_images, train_labels),
+            (test_images, test_labels),
+            epochs=epochs,
+            batch_size=batch_size,
+            order_generator=torch.Generator().manual_seed(seed),
+        )
+
+    summary = {
+        "test_accuracy": float(test_accuracy),
+        "epochs": int(epochs),
+        "train_size": len(train_images),
+        "test_size": len(test_images),
+        "seconds": float(time.perf_counter() - started),
+    }
+    training = {**summary, "seed": int(seed), "batch_size": int(batch_size)}
+    _save_classifier(out_path, model, {**training, "learning_rate": float(learning_rate)})
+    return summary
+
+
+def _checked_training_data(train_images, train_labels, test_images, test_labels) -> tuple:
+    """The four inputs as CPU tensors, checked: one square image size, one label per image."""
     train_images = as_uint8_images(train_images, "training")
     test_images = as_uint8_images(test_images, "test")
     train_labels = _as_labels(train_labels, len(train_images), "training")
@@ -179,82 +221,81 @@ def train_classifier(
             f"training images are {tuple(train_images.shape[1:])} (C, H, W) but test images are "
             f"{tuple(test_images.shape[1:])}; use one dataset at one resolution"
         )
-    channels, height, width_px = train_images.shape[1:]
+    _, height, width_px = train_images.shape[1:]
     if height != width_px:
         raise MetricsError(f"the classifier expects square images, got {height}x{width_px}")
-    if epochs < 1 or batch_size < 1:
-        raise MetricsError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
-    device = resolve_device(device)
+    return train_images, train_labels, test_images, test_labels
 
+
+def _fit(
+    model: DomainClassifier,
+    optimizer: torch.optim.Optimizer,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    *,
+    epochs: int,
+    batch_size: int,
+    order_generator: torch.Generator,
+) -> float:
+    """Train for ``epochs`` epochs in the order ``order_generator`` draws; return the test
+    accuracy after the last one."""
+    device = next(model.parameters()).device
+    channels, height, _ = train[0].shape[1:]
+    logger.info(
+        "training the domain classifier: %d training / %d test images, %d classes, %dx%dx%d, "
+        "%d epochs, device %s",
+        *(len(train[0]), len(test[0]), model.config["num_classes"], channels, height, height),
+        *(epochs, device),
+    )
     started = time.perf_counter()
-    # Fork the RNG so that seeding here does not change random numbers elsewhere in the process.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        model = DomainClassifier(
-            channels, height, num_classes, width=width, feature_dim=feature_dim
-        ).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-        order_generator = torch.Generator().manual_seed(seed)
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(len(train[0]), generator=order_generator)
+        loss = _train_one_epoch(model, optimizer, *train, order, batch_size)
+        test_accuracy = _accuracy(model, *test, device)
         logger.info(
-            "training the domain classifier: %d training / %d test images, %d classes, %dx%dx%d, "
-            "%d epochs, device %s",
-            len(train_images),
-            len(test_images),
-            num_classes,
-            channels,
-            height,
-            width_px,
-            epochs,
-            device,
+            "classifier epoch %d/%d: training loss %.4f, test accuracy %.2f%% (%.1f s)",
+            *(epoch, epochs, loss, 100 * test_accuracy, time.perf_counter() - started),
         )
-        for epoch in range(1, epochs + 1):
-            model.train()
-            order = torch.randperm(len(train_images), generator=order_generator)
-            loss_sum, seen = 0.0, 0
-            for start in range(0, len(order), batch_size):
-                index = order[start : start + batch_size]
-                x = to_model_range(train_images[index].to(device))
-                y = train_labels[index].to(device)
-                loss = F.cross_entropy(model(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.item() * len(index)
-                seen += len(index)
-            test_accuracy = _accuracy(model, test_images, test_labels, device)
-            logger.info(
-                "classifier epoch %d/%d: training loss %.4f, test accuracy %.2f%% (%.1f s)",
-                epoch,
-                epochs,
-                loss_sum / seen,
-                100 * test_accuracy,
-                time.perf_counter() - started,
-            )
+    return test_accuracy
 
-    seconds = time.perf_counter() - started
-    summary = {
-        "test_accuracy": float(test_accuracy),
-        "epochs": int(epochs),
-        "train_size": len(train_images),
-        "test_size": len(test_images),
-        "seconds": float(seconds),
-    }
+
+def _train_one_epoch(
+    model: DomainClassifier,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+) -> float:
+    """One pass over the images in ``order``; returns the mean training loss."""
+    model.train()
+    device = next(model.parameters()).device
+    loss_sum, seen = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        x = to_model_range(images[index].to(device))
+        y = labels[index].to(device)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(index)
+        seen += len(index)
+    return loss_sum / seen
+
+
+def _save_classifier(out_path: str | Path, model: DomainClassifier, training: dict) -> None:
+    """Write the weights, the architecture and how they were trained (atomically)."""
     state = {
         "format": _FILE_FORMAT,
         "version": _FILE_VERSION,
         "config": model.config,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "training": {
-            **summary,
-            "seed": int(seed),
-            "batch_size": int(batch_size),
-            "learning_rate": float(learning_rate),
-        },
+        "training": training,
     }
     atomic_write(out_path, lambda tmp: torch.save(state, tmp))
-    logger.info("saved the classifier to %s (test accuracy %.2f%%)", out_path, 100 * test_accuracy)
-    return summary
+    accuracy = 100 * training["test_accuracy"]
+    logger.info("saved the classifier to %s (test accuracy %.2f%%)", out_path, accuracy)
 
 
 def _load_state(path: str | Path) -> dict:

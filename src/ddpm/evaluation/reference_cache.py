@@ -1,4 +1,7 @@
-"""Checks of torch-fidelity's reference cache before torch-fidelity reads it.
+"""The reference cache's names, and checks of its files before torch-fidelity reads them.
+
+A cache entry is found by its name alone (:func:`reference_cache_name`), so the name holds
+everything that changes the features, including a digest of the extractor's weights.
 
 torch-fidelity reads its cached features and statistics back with
 ``torch.load(..., weights_only=False)``, which runs whatever a pickle in the cache says. The
@@ -10,6 +13,9 @@ opens it, and nothing in it runs.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +23,7 @@ import torch
 
 from .common import MetricsError
 
-__all__ = ["check_reference_cache"]
+__all__ = ["check_cache_key", "check_reference_cache", "file_sha256", "reference_cache_name"]
 
 
 def _numpy_globals() -> list:
@@ -42,3 +48,39 @@ def check_reference_cache(cache_dir: str | Path, cache_name: str) -> list[Path]:
                 "and run again to rebuild the cache"
             ) from err
     return files
+
+
+def reference_cache_name(dataset: str, split: str, image_size: int, extractor: str, n: int) -> str:
+    """Cache key for the reference features of ``n`` images of ``dataset``/``split`` at
+    ``image_size`` seen by ``extractor``.
+
+    torch-fidelity finds cached features by this name alone, so everything that changes them must
+    be in it. :func:`compute_metrics` adds a digest of the extractor's weights file.
+    """
+    name = f"{dataset}-{split}-{int(image_size)}px-{extractor}-n{int(n)}"
+    check_cache_key(name)
+    return name
+
+
+def check_cache_key(key: str) -> None:
+    """Raise :class:`MetricsError` unless ``key`` can name files in the cache folder."""
+    if not key or key.strip() != key or any(sep in key for sep in ("/", "\\", os.sep)):
+        raise MetricsError(
+            f"reference cache key {key!r} must be a non-empty file name without slashes or "
+            "surrounding spaces; build it with reference_cache_name"
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (remembered while the file's size and mtime are unchanged)."""
+    stat = Path(path).stat()
+    return _sha256_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)

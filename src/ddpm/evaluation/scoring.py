@@ -8,12 +8,9 @@ torch-fidelity's results to flat keys prefixed by the extractor: ``classifier_fi
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,21 +20,18 @@ import torch
 import torch_fidelity
 from torch.utils.data import Dataset
 
+from ..files import atomic_write
 from .classifier import read_classifier_config, register_classifier_extractor
-from .common import MetricsError, as_uint8_images, atomic_write, resolve_device
+from .common import MetricsError, as_uint8_images, resolve_device
 from .inception import INCEPTION_EXTRACTOR_NAME
-from .reference_cache import check_reference_cache
+from .reference_cache import check_cache_key, check_reference_cache, file_sha256
 
 __all__ = [
     "EXTRACTORS",
     "METRIC_SUFFIXES",
     "compute_metrics",
-    "draw_real_set",
-    "file_sha256",
     "metric_columns",
     "read_metrics",
-    "real_floor",
-    "reference_cache_name",
     "write_metrics",
 ]
 
@@ -63,41 +57,6 @@ METRIC_SUFFIXES = tuple(_RENAME.values())
 def metric_columns(extractor: str) -> list[str]:
     """The metric keys :func:`compute_metrics` returns for ``extractor``."""
     return [f"{extractor}_{suffix}" for suffix in METRIC_SUFFIXES]
-
-
-def reference_cache_name(dataset: str, split: str, image_size: int, extractor: str, n: int) -> str:
-    """Cache key for the reference features of ``n`` images of ``dataset``/``split`` at
-    ``image_size`` seen by ``extractor``.
-
-    torch-fidelity finds cached features by this name alone, so everything that changes them must
-    be in it. :func:`compute_metrics` adds a digest of the extractor's weights file.
-    """
-    name = f"{dataset}-{split}-{int(image_size)}px-{extractor}-n{int(n)}"
-    _check_cache_key(name)
-    return name
-
-
-def _check_cache_key(key: str) -> None:
-    if not key or key.strip() != key or any(sep in key for sep in ("/", "\\", os.sep)):
-        raise MetricsError(
-            f"reference cache key {key!r} must be a non-empty file name without slashes or "
-            "surrounding spaces; build it with reference_cache_name"
-        )
-
-
-@functools.lru_cache(maxsize=16)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (remembered while the file's size and mtime are unchanged)."""
-    stat = Path(path).stat()
-    return _sha256_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 class _ImageBatch(Dataset):
@@ -138,18 +97,10 @@ class _ImageBatch(Dataset):
         return image.expand(3, -1, -1) if self.to_rgb else image
 
 
-def _validate(
-    generated: torch.Tensor,
-    reference: torch.Tensor,
-    *,
-    extractor: str,
-    weights_path: Path,
-    kid_subset_size: int,
-    kid_subsets: int,
-    isc_splits: int,
-    prc_neighborhood: int,
+def _check_images(
+    generated: torch.Tensor, reference: torch.Tensor, *, extractor: str, weights_path: Path
 ) -> None:
-    n_gen, n_ref = len(generated), len(reference)
+    """The two sets must match each other and what the extractor was trained on."""
     channels = generated.shape[1]
     if channels != reference.shape[1]:
         raise MetricsError(
@@ -175,6 +126,18 @@ def _validate(
                 f"{config['image_size']}x{config['image_size']} images, but these are "
                 f"{channels}-channel {size[0]}x{size[1]}; pass the classifier trained on this dataset"
             )
+
+
+def _check_metric_options(
+    n_gen: int,
+    n_ref: int,
+    *,
+    kid_subset_size: int,
+    kid_subsets: int,
+    isc_splits: int,
+    prc_neighborhood: int,
+) -> None:
+    """Each metric's option must fit the sizes of the two sets."""
     for name, n in (("generated", n_gen), ("reference", n_ref)):
         if n < 2:
             raise MetricsError(
@@ -188,11 +151,8 @@ def _validate(
     ):
         if int(value) != value or value < 1:
             raise MetricsError(f"{name} must be a positive integer, got {value!r}")
-    smaller = [
-        f"{name} set ({n} images)"
-        for name, n in (("generated", n_gen), ("reference", n_ref))
-        if n < kid_subset_size
-    ]
+    sets = (("generated", n_gen), ("reference", n_ref))
+    smaller = [f"{name} set ({n} images)" for name, n in sets if n < kid_subset_size]
     if smaller:
         raise MetricsError(
             f"kid_subset_size={kid_subset_size} is larger than the {' and the '.join(smaller)}; "
@@ -203,17 +163,55 @@ def _validate(
             f"isc_splits={isc_splits} is more than the {n_gen} generated images; lower isc_splits "
             "(each split needs several images)"
         )
-    smaller = [
-        f"{name} set ({n} images)"
-        for name, n in (("generated", n_gen), ("reference", n_ref))
-        if n <= prc_neighborhood
-    ]
+    smaller = [f"{name} set ({n} images)" for name, n in sets if n <= prc_neighborhood]
     if smaller:
         raise MetricsError(
             f"prc_neighborhood={prc_neighborhood} needs more images than that in each set, but the "
             f"{' and the '.join(smaller)} is not; lower prc_neighborhood to at most "
             f"{min(n_gen, n_ref) - 1}"
         )
+
+
+def _checked_weights_path(extractor: str, weights_path: str | Path | None) -> Path:
+    if extractor not in EXTRACTORS:
+        raise MetricsError(f"extractor must be one of {EXTRACTORS}, got {extractor!r}")
+    if weights_path is None:
+        how = (
+            "train it with train_classifier"
+            if extractor == "classifier"
+            else "get it with resolve_inception_weights"
+        )
+        raise MetricsError(f"extractor {extractor!r} needs weights_path; {how}")
+    weights_path = Path(weights_path)
+    if not weights_path.is_file():
+        raise MetricsError(f"{extractor} weights file {weights_path} does not exist")
+    return weights_path
+
+
+def _check_cache_arguments(reference_cache_key: str | None, cache_dir) -> None:
+    if reference_cache_key is not None:
+        check_cache_key(reference_cache_key)
+        if cache_dir is None:
+            raise MetricsError("reference_cache_key needs cache_dir, the folder of the cache")
+
+
+def _fidelity_device(device: str) -> torch.device:
+    """The device as torch-fidelity takes it: a CUDA device becomes the current one."""
+    torch_device = resolve_device(device)
+    if torch_device.type not in ("cpu", "cuda"):
+        raise MetricsError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if torch_device.type == "cuda":
+        torch.cuda.set_device(torch_device)  # torch-fidelity runs on the current CUDA device
+    return torch_device
+
+
+def _reference_cache_entry(reference_cache_key: str | None, cache_dir, weights_path: Path):
+    """The cache's name for these reference features (None: no cache), its files checked."""
+    if reference_cache_key is None:
+        return None
+    cache_name = f"{reference_cache_key}-w{file_sha256(weights_path)[:12]}"
+    check_reference_cache(cache_dir, cache_name)
+    return cache_name
 
 
 def compute_metrics(
@@ -257,49 +255,52 @@ def compute_metrics(
         ``{extractor}_is_mean``, ``_is_std``, ``_fid``, ``_kid_mean``, ``_kid_std``,
         ``_precision``, ``_recall``, ``_f_score`` as floats, and ``n_generated``, ``n_reference``.
     """
-    if extractor not in EXTRACTORS:
-        raise MetricsError(f"extractor must be one of {EXTRACTORS}, got {extractor!r}")
-    if weights_path is None:
-        how = (
-            "train it with train_classifier"
-            if extractor == "classifier"
-            else "get it with resolve_inception_weights"
-        )
-        raise MetricsError(f"extractor {extractor!r} needs weights_path; {how}")
-    weights_path = Path(weights_path)
-    if not weights_path.is_file():
-        raise MetricsError(f"{extractor} weights file {weights_path} does not exist")
+    metric_options = {
+        "kid_subset_size": kid_subset_size,
+        "kid_subsets": kid_subsets,
+        "isc_splits": isc_splits,
+        "prc_neighborhood": prc_neighborhood,
+    }
+    weights_path = _checked_weights_path(extractor, weights_path)
     generated = as_uint8_images(generated, "generated")
     reference = as_uint8_images(reference, "reference")
-    _validate(
+    _check_images(generated, reference, extractor=extractor, weights_path=weights_path)
+    _check_metric_options(len(generated), len(reference), **metric_options)
+    _check_cache_arguments(reference_cache_key, cache_dir)
+    cuda = _fidelity_device(device).type == "cuda"
+    cache_name = _reference_cache_entry(reference_cache_key, cache_dir, weights_path)
+    numbers = {name: int(value) for name, value in metric_options.items()}
+    metrics = _fidelity_metrics(
         generated,
         reference,
         extractor=extractor,
         weights_path=weights_path,
-        kid_subset_size=kid_subset_size,
-        kid_subsets=kid_subsets,
-        isc_splits=isc_splits,
-        prc_neighborhood=prc_neighborhood,
+        cache=(cache_name, cache_dir),
+        cuda=cuda,
+        numbers={**numbers, "batch_size": int(batch_size)},
     )
-    if reference_cache_key is not None:
-        _check_cache_key(reference_cache_key)
-        if cache_dir is None:
-            raise MetricsError("reference_cache_key needs cache_dir, the folder of the cache")
-    torch_device = resolve_device(device)
-    if torch_device.type not in ("cpu", "cuda"):
-        raise MetricsError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    if torch_device.type == "cuda":
-        torch.cuda.set_device(torch_device)  # torch-fidelity runs on the current CUDA device
+    return {**metrics, "n_generated": len(generated), "n_reference": len(reference)}
 
+
+def _fidelity_metrics(
+    generated: torch.Tensor,
+    reference: torch.Tensor,
+    *,
+    extractor: str,
+    weights_path: Path,
+    cache: tuple[str | None, str | Path | None],
+    cuda: bool,
+    numbers: Mapping[str, int],
+) -> dict:
+    """torch-fidelity's metrics of the checked inputs, under our flat, prefixed keys.
+
+    ``cache`` is (the reference cache's entry name or None, its folder).
+    """
     if extractor == "classifier":
         fidelity_name = register_classifier_extractor()
     else:
         fidelity_name = INCEPTION_EXTRACTOR_NAME
-    cache_name = None
-    if reference_cache_key is not None:
-        cache_name = f"{reference_cache_key}-w{file_sha256(weights_path)[:12]}"
-        check_reference_cache(cache_dir, cache_name)
-
+    cache_name, cache_dir = cache
     to_rgb = extractor == "inception"
     logger.info(
         "scoring %d generated against %d reference images with %s features (%s)%s",
@@ -322,12 +323,8 @@ def compute_metrics(
         fid=True,
         kid=True,
         prc=True,
-        isc_splits=int(isc_splits),
-        kid_subset_size=int(kid_subset_size),
-        kid_subsets=int(kid_subsets),
-        prc_neighborhood=int(prc_neighborhood),
-        batch_size=int(batch_size),
-        cuda=torch_device.type == "cuda",
+        **numbers,
+        cuda=cuda,
         # The images are already in memory: loader worker processes would only add start-up time.
         # (This also makes precision/recall use torch-fidelity's blockwise, same-result path.)
         save_cpu_ram=True,
@@ -338,8 +335,6 @@ def compute_metrics(
         for key, value in results.items()
         if key in _RENAME
     }
-    metrics["n_generated"] = len(generated)
-    metrics["n_reference"] = len(reference)
     logger.info(
         "%s: IS %.3f ± %.3f, FID %.3f, KID %.4f ± %.4f, precision %.3f, recall %.3f (%.1f s)",
         extractor,
@@ -350,62 +345,6 @@ def compute_metrics(
         time.perf_counter() - started,
     )
     return metrics
-
-
-def draw_real_set(real_pool, reference, n: int, *, seed: int = 0) -> torch.Tensor:
-    """``n`` real images drawn from ``real_pool`` without any image that is also in ``reference``
-    (the two sets are disjoint), as a uint8 tensor; ``seed`` seeds the draw."""
-    real_pool = as_uint8_images(real_pool, "real pool")
-    reference = as_uint8_images(reference, "reference")
-    if real_pool.shape[1:] != reference.shape[1:]:
-        raise MetricsError(
-            f"real pool images are {tuple(real_pool.shape[1:])} (C, H, W) but reference images are "
-            f"{tuple(reference.shape[1:])}; draw both from the same dataset and resolution"
-        )
-    in_reference = {image.tobytes() for image in reference.reshape(len(reference), -1).numpy()}
-    disjoint = np.array(
-        [
-            image.tobytes() not in in_reference
-            for image in real_pool.reshape(len(real_pool), -1).numpy()
-        ],
-        dtype=bool,
-    )
-    candidates = torch.from_numpy(np.flatnonzero(disjoint))
-    if len(candidates) < len(real_pool):
-        logger.info(
-            "real floor: %d pool images also occur in the reference set and are left out",
-            len(real_pool) - len(candidates),
-        )
-    if n > len(candidates):
-        raise MetricsError(
-            f"the real pool has {len(candidates)} images not in the reference set, fewer than the "
-            f"{n} requested; lower n or pass a larger pool (e.g. the training set)"
-        )
-    draw = candidates[
-        torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))[:n]
-    ]
-    return real_pool[draw]
-
-
-def real_floor(real_pool, reference, n: int, *, seed: int = 0, **metric_options) -> dict:
-    """The metrics of ``n`` real images against the reference set: what a perfect model would
-    score at this sample size.
-
-    Args:
-        real_pool: real uint8 images to draw from, e.g. the training set; images that also occur
-            in ``reference`` are left out, so the two sets are disjoint (:func:`draw_real_set`).
-        reference: the reference images (e.g. the test set), as in :func:`compute_metrics`.
-        n: how many images to draw; use the size of the generated sets.
-        seed: seeds the draw.
-        **metric_options: passed to :func:`compute_metrics` (``extractor``, ``weights_path``,
-            ``reference_cache_key``, ``cache_dir``, ...). With the same reference cache key as
-            the scoring calls, this call fills the reference cache they then reuse.
-
-    Returns:
-        The same keys as :func:`compute_metrics`.
-    """
-    real = draw_real_set(real_pool, reference, n, seed=seed)
-    return compute_metrics(real, as_uint8_images(reference, "reference"), **metric_options)
 
 
 def _json_value(value):

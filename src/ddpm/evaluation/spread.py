@@ -15,11 +15,13 @@ import torch
 import torch_fidelity
 import torch_fidelity.utils
 
+from ..files import atomic_write
 from ..stats import bootstrap_sample_metrics
 from .classifier import register_classifier_extractor
-from .common import MetricsError, as_uint8_images, atomic_write, resolve_device
+from .common import MetricsError, as_uint8_images, resolve_device
 from .inception import INCEPTION_EXTRACTOR_NAME
-from .scoring import EXTRACTORS, _ImageBatch, file_sha256
+from .reference_cache import file_sha256
+from .scoring import EXTRACTORS, _ImageBatch
 
 __all__ = ["bootstrap_metrics", "cached_reference_features", "extract_metric_features"]
 

@@ -1,8 +1,9 @@
 """Scoring as the study does it: every enabled extractor, the same reference set, one record.
 
-The reference set is the dataset's test split. Next to each metric the record holds its
-within-run bootstrap spread (resampling the generated images), and the floor is scored the same
-way on real images. The classifier extractor always runs; the
+The reference set is the dataset's test split. :func:`score_samples` scores a run's samples;
+:func:`score_real_floor` scores as many real images, drawn from outside the test set, the same
+way (both through one private function). Next to each metric the record holds its within-run
+bootstrap spread (resampling the scored images). The classifier extractor always runs; the
 Inception extractor runs when its weights are available, and is otherwise recorded as not
 computed, with the reason, so that a table or a figure can say why a column is empty.
 """
@@ -17,15 +18,17 @@ from pathlib import Path
 
 import torch
 
-from .common import atomic_write
-from .scoring import compute_metrics, draw_real_set, metric_columns, reference_cache_name
+from ..files import atomic_write
+from .floor import draw_real_set
+from .reference_cache import reference_cache_name
+from .scoring import compute_metrics, metric_columns
 from .spread import bootstrap_metrics, cached_reference_features
 
 __all__ = [
     "DEFAULT_BOOTSTRAP_RESAMPLES",
     "read_inception_status",
-    "score_against_test_set",
     "score_real_floor",
+    "score_samples",
     "write_inception_status",
 ]
 
@@ -58,8 +61,8 @@ def _extractors(classifier_path, inception_status: Mapping) -> dict[str, str | N
     return {"classifier": str(classifier_path), "inception": inception_status.get("weights_path")}
 
 
-def score_against_test_set(
-    images: torch.Tensor,
+def score_samples(
+    samples: torch.Tensor,
     test_images: torch.Tensor,
     *,
     dataset: str,
@@ -69,12 +72,78 @@ def score_against_test_set(
     options: Mapping,
     seed: int = 0,
 ) -> dict:
-    """Metrics of ``images`` (uint8 N x C x H x W) against the test set, for every extractor,
-    with the within-run bootstrap spread of FID, KID and IS (``options["bootstrap_resamples"]``
-    replicates, default 100; 0 skips it).
+    """Metrics of a run's ``samples`` (uint8 N x C x H x W) against the test set, for every
+    extractor, with the within-run bootstrap spread of FID, KID and IS.
 
-    Columns of an extractor that cannot run are NaN, with ``{extractor}_status`` saying why.
+    Args:
+        samples, test_images: uint8 image batches of one dataset at one size.
+        dataset: the dataset's name, part of the reference cache's key.
+        classifier_path: the domain classifier's weights (:func:`train_classifier`).
+        inception_status: what :func:`write_inception_status` recorded; without weights the
+            Inception columns are NaN and ``inception_status`` says why.
+        cache_dir: the reference-feature cache, shared by every run of the dataset.
+        options: the config's ``scoring`` section: torch-fidelity's KID/IS/PRC options and
+            ``bootstrap_resamples`` (default 100; 0 skips the spread).
+        seed: seeds the bootstrap.
     """
+    return _score(
+        samples,
+        test_images,
+        dataset=dataset,
+        classifier_path=classifier_path,
+        inception_status=inception_status,
+        cache_dir=cache_dir,
+        options=options,
+        seed=seed,
+    )
+
+
+def score_real_floor(
+    real_pool: torch.Tensor,
+    test_images: torch.Tensor,
+    n: int,
+    *,
+    dataset: str,
+    classifier_path: str | Path,
+    inception_status: Mapping,
+    cache_dir: str | Path,
+    options: Mapping,
+    seed: int = 0,
+) -> dict:
+    """The floor: ``n`` real images drawn from ``real_pool`` (none of them in the test set) scored
+    exactly as a run's ``n`` samples are, bootstrap spread included: what a perfect model would
+    score at this sample size. ``seed`` seeds the draw and the bootstrap; the other arguments
+    are those of :func:`score_samples`."""
+    real = draw_real_set(real_pool, test_images, n, seed=seed)
+    return _score(
+        real,
+        test_images,
+        dataset=dataset,
+        classifier_path=classifier_path,
+        inception_status=inception_status,
+        cache_dir=cache_dir,
+        options=options,
+        seed=seed,
+    )
+
+
+# The name the scoring of samples had before the floor got its own function.
+score_against_test_set = score_samples
+
+
+def _score(
+    images: torch.Tensor,
+    test_images: torch.Tensor,
+    *,
+    dataset: str,
+    classifier_path: str | Path,
+    inception_status: Mapping,
+    cache_dir: str | Path,
+    options: Mapping,
+    seed: int,
+) -> dict:
+    """What both public functions compute for a set of ``images``: every extractor's metrics
+    and spread; columns of an extractor that cannot run are NaN, with the reason."""
     metric_options = {k: options[k] for k in _METRIC_OPTIONS if k in options}
     resamples = int(options.get("bootstrap_resamples", DEFAULT_BOOTSTRAP_RESAMPLES))
     results: dict = {"n_generated": len(images), "n_reference": len(test_images)}
@@ -83,11 +152,7 @@ def score_against_test_set(
             results.update(dict.fromkeys(metric_columns(extractor), math.nan))
             results[f"{extractor}_status"] = f"not computed: {inception_status.get('reason', '')}"
             continue
-        common = {
-            "extractor": extractor,
-            "weights_path": weights,
-            **metric_options,
-        }
+        common = {"extractor": extractor, "weights_path": weights, **metric_options}
         cache_key = reference_cache_name(
             dataset, "test", test_images.shape[-1], extractor, len(test_images)
         )
@@ -99,32 +164,27 @@ def score_against_test_set(
         metrics.pop("n_reference", None)
         results.update(metrics)
         if resamples:
-            reference = cached_reference_features(
-                test_images,
-                extractor=extractor,
-                weights_path=weights,
-                cache_dir=cache_dir,
-                cache_key=cache_key,
-            )
             results.update(
-                bootstrap_metrics(
-                    images,
-                    test_images,
-                    resamples=resamples,
-                    seed=seed,
-                    reference_features=reference,
-                    **common,
-                )
+                _spread(images, test_images, common, cache_dir, cache_key, resamples, seed)
             )
         results[f"{extractor}_status"] = "computed"
     return results
 
 
-def score_real_floor(
-    real_pool: torch.Tensor, test_images: torch.Tensor, n: int, *, seed: int = 0, **scoring
-) -> dict:
-    """The floor: ``n`` real images drawn from ``real_pool`` (none of them in the test set) scored
-    exactly as a run's ``n`` samples are, bootstrap spread included (what a perfect model would
-    score at this sample size). ``**scoring`` as in :func:`score_against_test_set`."""
-    real = draw_real_set(real_pool, test_images, n, seed=seed)
-    return score_against_test_set(real, test_images, seed=seed, **scoring)
+def _spread(images, test_images, common: Mapping, cache_dir, cache_key, resamples, seed) -> dict:
+    """The bootstrap spread of one extractor's metrics, on its cached reference features."""
+    reference = cached_reference_features(
+        test_images,
+        extractor=common["extractor"],
+        weights_path=common["weights_path"],
+        cache_dir=cache_dir,
+        cache_key=cache_key,
+    )
+    return bootstrap_metrics(
+        images,
+        test_images,
+        resamples=resamples,
+        seed=seed,
+        reference_features=reference,
+        **common,
+    )
