@@ -62,7 +62,6 @@ def literal_defaults(relative_path: str, function: str) -> dict[str, object]:
     raise LookupError(f"no function {function!r} in {PACKAGE_DIR / relative_path}")
 
 
-
 def retry_runtime(base_minutes: int, attempt: int, max_minutes: int | None = None) -> int:
     """Minutes for ``attempt`` (1, 2, ...): ``attempt`` times the base, at most ``max_minutes``.
 
