@@ -437,12 +437,29 @@ def test_iterative_destruction_small_photo(tmp_path):
         iterative_destruction(photo, T=10, keep=(0, 11))
 
 
-def test_destruction_has_the_closed_form_spread():
-    # From a flat grey photo, x_40 ~ N(sqrt(alpha_bar_40) x_0, 1 - alpha_bar_40): the chain
-    # must give that spread (clipping is rare at 2.4 sd).
+@pytest.mark.parametrize("step_by_step", [True, False])
+def test_destruction_has_the_closed_form_spread(step_by_step):
+    # From a flat grey photo, x_40 ~ N(sqrt(alpha_bar_40) x_0, 1 - alpha_bar_40): the chain and
+    # the jump between kept steps must both give that spread (clipping is rare at 2.4 sd).
     photo = np.full((64, 64, 3), 128, dtype=np.uint8)
-    out = iterative_destruction(photo, T=100, beta_start=0.001, beta_end=0.02, keep=(20, 40))
+    out = iterative_destruction(
+        photo, T=100, beta_start=0.001, beta_end=0.02, keep=(20, 40), step_by_step=step_by_step
+    )
     alpha_bar = make_schedule("linear", 100, beta_start=0.001, beta_end=0.02).alpha_bar[39]
     x40 = out[40].astype(np.float64) / 127.5 - 1
     assert x40.std() == pytest.approx(math.sqrt(1 - alpha_bar), rel=0.03)
     assert x40.mean() == pytest.approx(math.sqrt(alpha_bar) * (128 / 127.5 - 1), abs=0.02)
+
+
+@pytest.mark.parametrize("step_by_step", [True, False])
+def test_destruction_keeps_the_chain_joint_distribution(step_by_step):
+    # x_40 = sqrt(ab_40 / ab_20) x_20 + noise: the correlation of the two kept images over
+    # pixels is sqrt(ab_40 / ab_20) * sd(x_20) / sd(x_40), whichever way the chain is run.
+    photo = np.full((96, 96, 3), 128, dtype=np.uint8)
+    out = iterative_destruction(
+        photo, T=100, beta_start=0.001, beta_end=0.02, keep=(20, 40), step_by_step=step_by_step
+    )
+    ab = make_schedule("linear", 100, beta_start=0.001, beta_end=0.02).alpha_bar
+    x20, x40 = (out[t].astype(np.float64).ravel() / 127.5 - 1 for t in (20, 40))
+    expected = math.sqrt(ab[39] / ab[19]) * math.sqrt((1 - ab[19]) / (1 - ab[39]))
+    assert np.corrcoef(x20, x40)[0, 1] == pytest.approx(expected, abs=0.02)
