@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from ddpm.results import cell_summary, collect_runs
+from ddpm.results import cell_summary, collect_runs, read_benchmarks
 
 
 def test_cell_summary_separates_the_seed_spread_from_the_sample_spread():
@@ -90,3 +90,26 @@ def test_run_table_needs_each_runs_record(tmp_path):
     metrics, _, _ = _write_run(tmp_path / "run", "lin", 50, 0, {"fid": 1.0}, [1.0])
     with pytest.raises(ValueError, match="no run record .* pass .*run.json in record_paths"):
         collect_runs([metrics], [])
+
+
+def test_benchmarks_of_runs_and_of_cells(tmp_path):
+    # Training runs one job per run; sampling and scoring one job per cell (all seeds).
+    header = "s\th:m:s\tmax_rss\n"
+    paths = {
+        "train/cosine-T50-seed2.tsv": "12.5\t0:00:12\t310.2\n",
+        "sample/cosine-T50.tsv": "30.0\t0:00:30\t-\n",
+    }
+    for name, row in paths.items():
+        path = tmp_path / "results" / "digits" / "benchmarks" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + row)
+    table = read_benchmarks(sorted(tmp_path.glob("results/digits/benchmarks/*/*.tsv")))
+    rows = table.set_index("step")
+    assert rows.loc["train", ["schedule", "T", "seed", "seconds"]].tolist() == [
+        "cosine", 50, 2, 12.5
+    ]
+    assert rows.loc["train", "max_rss_mb"] == pytest.approx(310.2)
+    sample = rows.loc["sample"]
+    assert (sample["schedule"], sample["T"], sample["seconds"]) == ("cosine", 50, 30.0)
+    assert math.isnan(sample["seed"]) and math.isnan(sample["max_rss_mb"])
+    assert set(table["dataset"]) == {"digits"}

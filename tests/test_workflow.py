@@ -136,9 +136,12 @@ def test_default_config_is_found_from_any_directory(tmp_path):
 
 def test_default_config_is_the_full_grid_with_three_seeds(tmp_path):
     # 3 schedules x 5 T x 3 seeds: every metric of the default study has an interval over seeds.
+    # Training is one job per run; sampling and scoring one job per cell (its three seeds).
     result = snakemake("-n", "-d", str(tmp_path), "--quiet", "rules")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
-    assert counts["train"] == "45" and counts["sample"] == "45" and counts["score"] == "45"
+    assert counts["train"] == "45" and counts["sample"] == "15" and counts["score"] == "15"
+    # The reconstruction figure shows the largest T's first seed of each schedule.
+    assert counts["reconstruct"] == "3"
 
 
 @pytest.mark.slow

@@ -70,6 +70,8 @@ class Figure:
             dataset) or :data:`ANALYSIS_TABLES` (a figure of the forward process).
         run_file: the file of each run that ``runs`` means (e.g. ``train_log.csv``).
         largest_T_only: ``runs`` holds only the runs of the grid's largest T.
+        first_seed_only: ``runs`` holds only the runs of the grid's first seed (for a figure
+            that shows one run per schedule: the other seeds' files would be made for nothing).
         needs: the :data:`FLAGS` that must be on for the figure to be made.
         options: fixed keyword arguments of the draw function.
         settings: draw keyword -> key of the config's ``figures`` section.
@@ -82,6 +84,7 @@ class Figure:
     reads: tuple[str, ...]
     run_file: str | None = None
     largest_T_only: bool = False
+    first_seed_only: bool = False
     needs: tuple[str, ...] = ()
     options: tuple[tuple[str, object], ...] = ()
     settings: tuple[tuple[str, str], ...] = ()
@@ -135,6 +138,7 @@ def _run_figures() -> list[Figure]:
             reads=("runs",),
             run_file="reconstruction.npz",
             largest_T_only=True,
+            first_seed_only=True,
         ),
         Figure(
             "training_progress",
@@ -145,6 +149,7 @@ def _run_figures() -> list[Figure]:
             reads=("runs",),
             run_file="snapshots.npz",
             largest_T_only=True,
+            first_seed_only=True,
             needs=("snapshots",),
             settings=(("count", "grid_samples"),),
         ),

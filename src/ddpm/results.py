@@ -18,6 +18,7 @@ import pandas as pd
 __all__ = ["cell_summary", "collect_runs", "final_loss", "parse_run_dir", "read_benchmarks"]
 
 _RUN_DIR = re.compile(r"(?P<schedule>[A-Za-z0-9_]+)-T(?P<T>\d+)-seed(?P<seed>\d+)$")
+_CELL = re.compile(r"(?P<schedule>[A-Za-z0-9_]+)-T(?P<T>\d+)$")  # a job over all seeds
 
 
 def parse_run_dir(path: str | Path) -> dict:
@@ -109,7 +110,11 @@ def collect_runs(
 
 
 def read_benchmarks(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """Snakemake benchmark files of ``results/{dataset}/benchmarks/{step}/{run}.tsv`` as one table."""
+    """Snakemake benchmark files of ``results/{dataset}/benchmarks/{step}/{job}.tsv`` as one table.
+
+    A job is a run (``{schedule}-T{T}-seed{seed}``: training) or a cell of the grid
+    (``{schedule}-T{T}``: sampling and scoring, all seeds in one job; its seed is left empty).
+    """
     rows = []
     for path in paths:
         path = Path(path)
@@ -127,6 +132,8 @@ def read_benchmarks(paths: Sequence[str | Path]) -> pd.DataFrame:
         }
         if match:
             row.update(schedule=match["schedule"], T=int(match["T"]), seed=int(match["seed"]))
+        elif cell := _CELL.match(path.stem):
+            row.update(schedule=cell["schedule"], T=int(cell["T"]))
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -63,6 +63,8 @@ SCHEDULES = config["grid"]["schedules"]
 STEPS = config["grid"]["T"]
 SEEDS = config["grid"]["seeds"]
 RUN = "results/{dataset}/runs/{schedule}-T{T}-seed{seed}"
+# A grid cell: one schedule and T, all seeds.
+CELL = "{schedule}-T{T}"
 
 
 def dataset_options(name):
@@ -72,14 +74,23 @@ def dataset_options(name):
     return options
 
 
-def runs_of(dataset, name, T=None):
-    """One path per grid cell of ``dataset`` (optionally only some T): ``RUN/name``."""
+def runs_of(dataset, name, T=None, seeds=None):
+    """One path per run of ``dataset`` (optionally only some T or seeds): ``RUN/name``."""
     return expand(
         f"results/{dataset}/runs/{{schedule}}-T{{T}}-seed{{seed}}/{name}",
         schedule=SCHEDULES,
         T=STEPS if T is None else T,
-        seed=SEEDS,
+        seed=SEEDS if seeds is None else seeds,
     )
+
+
+def cell_runs(name):
+    """``RUN/name`` for every seed of one cell ({dataset}, {schedule}, {T} stay wildcards).
+
+    Sampling and scoring run one job per cell, not per seed: the seeds share the job's
+    start-up (Python, PyTorch, the scorer), and each seed still gets its own file.
+    """
+    return expand(f"{RUN}/{name}", seed=SEEDS, allow_missing=True)
 
 
 def run_config(wildcards):

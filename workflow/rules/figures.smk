@@ -21,7 +21,8 @@ def figure_inputs(wildcards):
     }
     if figure.run_file:
         steps = [max(STEPS)] if figure.largest_T_only else None
-        files["runs"] = runs_of(dataset, figure.run_file, T=steps)
+        seeds = SEEDS[:1] if figure.first_seed_only else None
+        files["runs"] = runs_of(dataset, figure.run_file, T=steps, seeds=seeds)
     return {name: files[name] for name in figure.reads}
 
 

@@ -16,14 +16,19 @@ rule report:
         comparison="results/analysis/closest_points_vs_thesis.csv",
         benchmarks=[
             expand(
-                "results/{dataset}/benchmarks/{step}/{schedule}-T{T}-seed{seed}.tsv",
-                dataset=dataset,
-                step=["train", "sample", "score"],
+                "results/{dataset}/benchmarks/train/{schedule}-T{T}-seed{seed}.tsv",
+                dataset=DATASETS,
                 schedule=SCHEDULES,
                 T=STEPS,
                 seed=SEEDS,
-            )
-            for dataset in DATASETS
+            ),
+            expand(
+                "results/{dataset}/benchmarks/{step}/{schedule}-T{T}.tsv",
+                dataset=DATASETS,
+                step=["sample", "score"],
+                schedule=SCHEDULES,
+                T=STEPS,
+            ),
         ],
         lib=lib("report.py"),
     output:

@@ -1,14 +1,15 @@
 rule sample:
+    # One job per cell: every seed's model, each sampled with its own seed into its own file.
     input:
-        model=f"{RUN}/model.pt",
+        models=cell_runs("model.pt"),
         lib=lib("sample.py"),
     output:
-        samples=f"{RUN}/samples.npz",
-        grid=f"{RUN}/samples.png",
+        samples=cell_runs("samples.npz"),
+        grids=cell_runs("samples.png"),
     log:
-        "logs/{dataset}/sample/{schedule}-T{T}-seed{seed}.log",
+        f"logs/{{dataset}}/sample/{CELL}.log",
     benchmark:
-        "results/{dataset}/benchmarks/sample/{schedule}-T{T}-seed{seed}.tsv"
+        f"results/{{dataset}}/benchmarks/sample/{CELL}.tsv"
     conda:
         ENV_TORCH
     threads: res("sample", "threads", 1)
@@ -21,7 +22,7 @@ rule sample:
             **config["sampling"],
             "device": device_for("sample", config["training"].get("device", "auto")),
         },
-        seed=lambda wildcards: int(wildcards.seed),
+        seeds=SEEDS,
         grid_samples=config.get("figures", {}).get("grid_samples", 16),
     script:
         "../scripts/sample.py"

@@ -73,8 +73,9 @@ rule real_floor:
 
 
 rule score:
+    # One job per cell, like sampling: the seeds share the scorer's start-up.
     input:
-        samples=f"{RUN}/samples.npz",
+        samples=cell_runs("samples.npz"),
         data="results/{dataset}/data.npz",
         classifier="results/{dataset}/classifier/classifier.pt",
         inception="resources/inception/status.json",
@@ -82,11 +83,11 @@ rule score:
         cache="results/{dataset}/reference_cache",
         lib=lib("score.py"),
     output:
-        f"{RUN}/metrics.json",
+        metrics=cell_runs("metrics.json"),
     log:
-        "logs/{dataset}/score/{schedule}-T{T}-seed{seed}.log",
+        f"logs/{{dataset}}/score/{CELL}.log",
     benchmark:
-        "results/{dataset}/benchmarks/score/{schedule}-T{T}-seed{seed}.tsv"
+        f"results/{{dataset}}/benchmarks/score/{CELL}.tsv"
     conda:
         ENV_TORCH
     threads: res("score", "threads", 1)

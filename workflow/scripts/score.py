@@ -8,13 +8,18 @@ from ddpm.evaluation.study import read_inception_status, score_samples  # noqa: 
 from ddpm.sampling import load_samples  # noqa: E402
 
 test_images, _ = load_split(snakemake.input.data, "test")
-metrics = score_samples(
-    load_samples(snakemake.input.samples),
-    test_images,
-    dataset=snakemake.wildcards.dataset,
-    classifier_path=snakemake.input.classifier,
-    inception_status=read_inception_status(snakemake.input.inception),
-    cache_dir=snakemake.input.cache,
-    options=snakemake.params.scoring,
-)
-write_metrics(snakemake.output[0], metrics)
+inception_status = read_inception_status(snakemake.input.inception)
+for samples_path, metrics_path in zip(
+    snakemake.input.samples, snakemake.output.metrics, strict=True
+):
+    log.info("scoring %s", samples_path)
+    metrics = score_samples(
+        load_samples(samples_path),
+        test_images,
+        dataset=snakemake.wildcards.dataset,
+        classifier_path=snakemake.input.classifier,
+        inception_status=inception_status,
+        cache_dir=snakemake.input.cache,
+        options=snakemake.params.scoring,
+    )
+    write_metrics(metrics_path, metrics)
