@@ -105,9 +105,13 @@ def test_benchmarks_of_runs_and_of_cells(tmp_path):
         path.write_text(header + row)
     table = read_benchmarks(sorted(tmp_path.glob("results/digits/benchmarks/*/*.tsv")))
     rows = table.set_index("step")
-    assert rows.loc["train", ["schedule", "T", "seed", "seconds"]].tolist() == [
-        "cosine", 50, 2, 12.5
-    ]
+    train = rows.loc["train"]
+    assert (train["schedule"], train["T"], train["seed"], train["seconds"]) == (
+        "cosine",
+        50,
+        2,
+        12.5,
+    )
     assert rows.loc["train", "max_rss_mb"] == pytest.approx(310.2)
     sample = rows.loc["sample"]
     assert (sample["schedule"], sample["T"], sample["seconds"]) == ("cosine", 50, 30.0)
