@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-import ddpm.training
+import ddpm.training.loop
 from ddpm.data import load_split, prepare_dataset
 from ddpm.diffusion import GaussianDiffusion
 from ddpm.evaluation import compute_metrics, real_floor, train_classifier
@@ -120,7 +120,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.lr_decay == "cosine":
-        ddpm.training._learning_rate = _cosine_learning_rate
+        # The loop calls the learning_rate it imported from ddpm.training.state.
+        ddpm.training.loop.learning_rate = _cosine_learning_rate
     work = Path(args.workdir or tempfile.mkdtemp(prefix="study_cell_"))
     data = work / f"{args.dataset}-{args.image_size}.npz"
     if not data.exists():
