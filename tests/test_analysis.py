@@ -446,3 +446,12 @@ def test_destruction_has_the_closed_form_spread():
     x40 = out[40].astype(np.float64) / 127.5 - 1
     assert x40.std() == pytest.approx(math.sqrt(1 - alpha_bar), rel=0.03)
     assert x40.mean() == pytest.approx(math.sqrt(alpha_bar) * (128 / 127.5 - 1), abs=0.02)
+
+
+def test_closeness_rows_name_the_spec_label_and_its_formula(photo):
+    # Two labels may share one formula; the table keeps them apart by label.
+    specs = [ScheduleSpec("linear_scaled", "linear", 10, {"beta_end": 0.05})]
+    table = closeness_table(specs, photo, image_sizes=(4,), batch_size=5, noise_repeats=2)
+    assert set(table["schedule"]) == {"linear_scaled"}
+    assert set(table["beta_schedule"]) == {"linear"}
+    np.testing.assert_allclose(table["alpha_bar"].iloc[1:], specs[0].build().alpha_bar)
