@@ -463,3 +463,12 @@ def test_destruction_keeps_the_chain_joint_distribution(step_by_step):
     x20, x40 = (out[t].astype(np.float64).ravel() / 127.5 - 1 for t in (20, 40))
     expected = math.sqrt(ab[39] / ab[19]) * math.sqrt((1 - ab[19]) / (1 - ab[39]))
     assert np.corrcoef(x20, x40)[0, 1] == pytest.approx(expected, abs=0.02)
+
+
+def test_closeness_rows_name_the_spec_label_and_its_formula(photo):
+    # Two labels may share one formula; the table keeps them apart by label.
+    specs = [ScheduleSpec("linear_scaled", "linear", 10, {"beta_end": 0.05})]
+    table = closeness_table(specs, photo, image_sizes=(4,), batch_size=5, noise_repeats=2)
+    assert set(table["schedule"]) == {"linear_scaled"}
+    assert set(table["beta_schedule"]) == {"linear"}
+    np.testing.assert_allclose(table["alpha_bar"].iloc[1:], specs[0].build().alpha_bar)

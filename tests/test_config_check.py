@@ -274,3 +274,29 @@ def test_study_check_compares_sample_counts_with_num_samples(default_config):
     (problem,) = check_study_config(default_config)
     assert problem.startswith(f"scoring.kid_subset_size = {n + 1} is larger than")
     assert f"sampling.num_samples ({n})" in problem
+
+
+def test_old_attention_key_gets_the_equivalent_levels_for_each_image_size():
+    config = copy.deepcopy(_default())
+    config["datasets"] = ["digits", "mnist5k"]
+    model = config["model"]
+    del model["attention_levels"]
+    model.update(channel_mults=[1, 2, 2], attention_resolutions=[4])
+    problems = check_config(config, SCHEMA)
+    digits, mnist = problems
+    # digits at 8 pixels: feature maps 8, 4, 2, so size 4 is level 1
+    assert digits.startswith("model (for digits at image_size 8): attention_resolutions")
+    assert "write attention_levels: [1] (for image_size 8)" in digits
+    # mnist5k at 28 pixels never has a 4 x 4 map: the message says what to write instead
+    assert mnist.startswith("model (for mnist5k at image_size 28): attention_resolutions")
+    assert "indices of those levels in channel_mults" in mnist
+    assert not any("unknown key" in problem for problem in problems)
+
+
+def test_old_attention_key_does_not_hide_other_problems():
+    config = copy.deepcopy(_default())
+    config["model"]["attention_resolutions"] = [4]
+    config["training"]["stepz"] = 5
+    problems = check_config(config, SCHEMA)
+    assert "attention_levels: [1] (for image_size 8)" in problems[0]
+    assert any("stepz" in problem for problem in problems[1:])

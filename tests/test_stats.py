@@ -135,7 +135,7 @@ def digits_classifier(tmp_path_factory):
 
 def test_scoring_records_the_bootstrap_spread_next_to_each_metric(digits_classifier, tmp_path):
     from ddpm.evaluation.spread import extract_metric_features
-    from ddpm.evaluation.study import score_against_test_set, score_real_floor
+    from ddpm.evaluation.study import score_real_floor, score_samples
 
     images, weights = digits_classifier
     features = extract_metric_features(images[:50], extractor="classifier", weights_path=weights)
@@ -150,7 +150,7 @@ def test_scoring_records_the_bootstrap_spread_next_to_each_metric(digits_classif
     test = images[1200:]
     floor = score_real_floor(images[:1200], test, 100, **scoring)
     noise = torch.randint(0, 256, (100, 1, 8, 8), dtype=torch.uint8)
-    generated = score_against_test_set(noise, test, **scoring)
+    generated = score_samples(noise, test, **scoring)
     for record in (floor, generated):
         assert record["bootstrap_resamples"] == 20
         for name in ("fid", "kid_mean", "is_mean"):
@@ -162,7 +162,7 @@ def test_scoring_records_the_bootstrap_spread_next_to_each_metric(digits_classif
 
 def test_reference_features_are_extracted_once_per_cache(digits_classifier, tmp_path, monkeypatch):
     from ddpm.evaluation import spread
-    from ddpm.evaluation.study import score_against_test_set
+    from ddpm.evaluation.study import score_samples
 
     images, weights = digits_classifier
     calls = []
@@ -179,8 +179,8 @@ def test_reference_features_are_extracted_once_per_cache(digits_classifier, tmp_
         "cache_dir": tmp_path,
         "options": {"kid_subset_size": 50, "isc_splits": 2, "bootstrap_resamples": 5},
     }
-    first = score_against_test_set(images[:60], images[1200:], **scoring)
-    second = score_against_test_set(images[:60], images[1200:], **scoring)
+    first = score_samples(images[:60], images[1200:], **scoring)
+    second = score_samples(images[:60], images[1200:], **scoring)
     # the test set once (then cached), the generated set every time
     assert calls == [len(images) - 1200, 60, 60]
     assert first["classifier_fid_boot_sd"] == second["classifier_fid_boot_sd"]

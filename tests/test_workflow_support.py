@@ -154,3 +154,36 @@ def test_library_dataclasses_are_the_one_source_of_defaults():
     _section_validates("training", {"steps": 1, **defaults})
     unet = UNetConfig().to_dict()
     _section_validates("model", {k: unet[k] for k in model})
+
+
+def test_type_checking_imports_are_not_inputs(tmp_path):
+    package = tmp_path / "ddpm"
+    package.mkdir()
+    for name in ["__init__", "annotated", "hinted", "hinted_too", "fallback"]:
+        (package / f"{name}.py").write_text("")
+    (package / "uses.py").write_text(
+        "import typing\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from .hinted import A\n"
+        "else:\n"
+        "    from .fallback import A\n"
+        "if typing.TYPE_CHECKING:\n"
+        "    from . import hinted_too\n"
+        "if A:\n"
+        "    from . import annotated\n"
+    )
+    script = tmp_path / "script.py"
+    script.write_text("from ddpm.uses import A\n")
+    found = imported_modules(script, package_dir=package)
+    assert found == {"ddpm", "ddpm.uses", "ddpm.fallback", "ddpm.annotated"}
+
+
+def test_the_run_spec_reads_without_the_classes_it_builds(tmp_path):
+    # spec.py names them in its annotations (and imports them where it builds them): reading
+    # a spec, as the config check does, loads none of their PyTorch code.
+    script = tmp_path / "script.py"
+    script.write_text("from ddpm.spec import RunSpec\n")
+    found = imported_modules(script, top_level_only=True)
+    assert "ddpm.spec" in found
+    assert not found & {"ddpm.diffusion", "ddpm.schedules", "ddpm.training.config"}

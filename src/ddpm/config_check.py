@@ -19,7 +19,7 @@ import jsonschema
 from .beta_formulas import FORMULAS, ScheduleError, schedule_betas
 from .dataset_registry import DATASETS
 from .spec import unet_config_for
-from .unet_config import UNetConfigError
+from .unet_config import UNetConfig, UNetConfigError
 from .workflow_support import literal_defaults
 
 __all__ = ["check_config", "check_study_config", "schema_problems"]
@@ -86,7 +86,13 @@ def schema_problems(config: Mapping, schema: Mapping) -> list[str]:
 
 def check_config(config: Mapping, schema: Mapping) -> list[str]:
     """Every problem of ``config`` (at most :data:`MAX_PROBLEMS`); empty if it is valid."""
-    problems = schema_problems(config, schema)
+    renamed = _renamed_model_keys(config)
+    if renamed:
+        # The renamed key gets its own message; the rest of the config is still checked.
+        model = {k: v for k, v in config["model"].items() if k != "attention_resolutions"}
+        problems = renamed + schema_problems({**config, "model": model}, schema)
+    else:
+        problems = schema_problems(config, schema)
     if not problems:
         problems = check_study_config(config)
     if len(problems) > MAX_PROBLEMS:
@@ -148,6 +154,40 @@ def _check_schedules(config: Mapping) -> list[str]:
     return problems
 
 
+def _renamed_model_keys(config: Mapping) -> list[str]:
+    """The U-Net's own message for a ``model`` block that still names ``attention_resolutions``.
+
+    Feature-map sizes depend on the image size, so the equivalent ``attention_levels`` is given
+    for each dataset of the study (once for datasets of the same size).
+    """
+    model = config.get("model")
+    if not isinstance(model, Mapping) or "attention_resolutions" not in model:
+        return []
+    sizes = {}
+    for name in config.get("datasets") or []:
+        image_size = _dataset_image_size(config, name) if name in DATASETS else None
+        if image_size is not None:
+            sizes.setdefault(image_size, name)
+    problems = []
+    for image_size, name in sizes.items():
+        try:
+            unet_config_for(model, DATASETS[name].channels, image_size)
+        except (UNetConfigError, TypeError) as error:
+            problems.append(f"model (for {name} at image_size {image_size}): {error}")
+    if not problems:  # no known dataset: the message without a size
+        try:
+            unet_config_for(model, 1, UNetConfig.image_size)
+        except (UNetConfigError, TypeError) as error:
+            problems.append(f"model: {error}")
+    return problems
+
+
+def _dataset_image_size(config: Mapping, name: str) -> int | None:
+    """The image size the study uses for dataset ``name`` (None: the config must choose one)."""
+    options = config.get("dataset_options") or {}
+    return (options.get(name) or {}).get("image_size", DATASETS[name].native_size)
+
+
 def _check_datasets(config: Mapping) -> list[str]:
     problems = []
     options = config.get("dataset_options", {})
@@ -162,7 +202,7 @@ def _check_datasets(config: Mapping) -> list[str]:
         return problems
     for name in config["datasets"]:
         spec = DATASETS[name]
-        image_size = options.get(name, {}).get("image_size", spec.native_size)
+        image_size = _dataset_image_size(config, name)
         if image_size is None:
             problems.append(
                 f"dataset_options.{name}.image_size is missing: {name} images vary in size, "

@@ -3,6 +3,7 @@
 Both the workflow (a rule's library inputs: editing any module a rule's script uses,
 even indirectly, makes its outputs out of date) and the training (the fingerprint of the
 code its weights depend on) follow imports this way, so neither keeps a hand-written list.
+Imports under ``if TYPE_CHECKING:`` are left out: they serve annotations and never run.
 Needs neither NumPy nor PyTorch: the workflow calls it while Snakemake parses.
 """
 
@@ -49,6 +50,15 @@ class _ImportCollector(ast.NodeVisitor):
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
+    def visit_If(self, node):
+        # `if TYPE_CHECKING:` imports are read by type checkers and never run, so they add no
+        # input; only the `else:` branch runs.
+        if _is_type_checking(node.test):
+            for statement in node.orelse:
+                self.visit(statement)
+        else:
+            self.generic_visit(node)
+
     def visit_Import(self, node):
         for alias in node.names:
             self._add(alias.name)
@@ -69,6 +79,13 @@ class _ImportCollector(ast.NodeVisitor):
                 self._add(f"{base}.{alias.name}")
             elif alias.name in lazy:
                 self._add(f"{base}.{lazy[alias.name]}")
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    """Whether an ``if`` tests ``TYPE_CHECKING`` (imported from typing, or ``typing.TYPE_CHECKING``)."""
+    if isinstance(test, ast.Name):
+        return test.id == "TYPE_CHECKING"
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
 
 
 @functools.cache

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .unet_config import UNetConfig
 
 # The schedule, diffusion and training classes are imported where they are built: importing
-# them here would import PyTorch, and the workflow's import scan would count them as inputs
-# of every script that reads a spec. These names stand for them in the annotations.
-_NoiseSchedule = _GaussianDiffusion = _TrainingConfig = Any
+# them at run time would import PyTorch, and the workflow's import scan would count them as
+# inputs of every script that reads a spec. The annotations need them only for type checkers.
+if TYPE_CHECKING:
+    from .diffusion import GaussianDiffusion
+    from .schedules import NoiseSchedule
+    from .training.config import TrainingConfig
 
 __all__ = ["RunSpec", "ScheduleSpec", "SpecError", "unet_config_for"]
 
@@ -74,7 +77,7 @@ class ScheduleSpec:
             )
         return cls(label, definition["beta_schedule"], T, definition.get("params") or {})
 
-    def build(self) -> _NoiseSchedule:
+    def build(self) -> NoiseSchedule:
         """The schedule (parameters checked by name, defaults filled in)."""
         from .schedules import make_schedule
 
@@ -105,7 +108,7 @@ def unet_config_for(model: Mapping, image_channels: int, image_size: int) -> UNe
     )
 
 
-def _training_config(values: Mapping) -> _TrainingConfig:
+def _training_config(values: Mapping) -> TrainingConfig:
     from .training.config import TrainingConfig
 
     return TrainingConfig.from_dict(values)
@@ -127,7 +130,7 @@ class RunSpec:
     schedule: ScheduleSpec
     diffusion: tuple[tuple[str, Any], ...]
     unet: UNetConfig
-    training: _TrainingConfig
+    training: TrainingConfig
     dataset: str | None = None
 
     def __post_init__(self):
@@ -163,7 +166,7 @@ class RunSpec:
             dataset=dataset,
         )
 
-    def build(self) -> tuple[_GaussianDiffusion, UNetConfig, _TrainingConfig]:
+    def build(self) -> tuple[GaussianDiffusion, UNetConfig, TrainingConfig]:
         """(diffusion, U-Net config, training config), validated, ready for training."""
         from .diffusion import GaussianDiffusion
 

@@ -97,6 +97,7 @@ rule forward_samples:
     conda:
         ENV_ANALYSIS
     params:
+        label=SCHEDULES[0],
         schedule=config["schedules"][SCHEDULES[0]],
         T=100,
     script:

@@ -7,5 +7,7 @@ from ddpm.data import load_split  # noqa: E402
 from ddpm.spec import ScheduleSpec  # noqa: E402
 
 images, _ = load_split(snakemake.input.data, "test")
-spec = ScheduleSpec.from_definition("forward", snakemake.params.schedule, snakemake.params.T)
+params = snakemake.params
+spec = ScheduleSpec.from_definition(params.label, params.schedule, params.T)
+log.info("forward samples of test image 0 under %s (T=%d)", spec.label, spec.T)
 save_images_by_t(snakemake.output[0], forward_samples(images[0].numpy(), spec.build()), T=spec.T)

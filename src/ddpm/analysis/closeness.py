@@ -46,8 +46,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..data import load_photo
-from ..schedules import make_schedule
-from .specs import normalise_specs
+from ..spec import ScheduleSpec
+from .specs import unique_specs
 
 __all__ = [
     "batch_closeness",
@@ -223,7 +223,7 @@ def _band(values: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, 
 
 # --- the table --------------------------------------------------------------------------------
 def closeness_table(
-    specs: Sequence[Sequence],
+    specs: Sequence[ScheduleSpec],
     photo: str | np.ndarray = "china.jpg",
     image_sizes: Sequence[int] = (8, 16, 32, 64),
     batch_size: int = 50,
@@ -238,8 +238,8 @@ def closeness_table(
     """The thesis's closeness to noise, both readings and the exact counterparts.
 
     Args:
-        specs: schedules as ``(name, T, params)`` or ``(label, name, T, params)``, e.g. from
-            :func:`ddpm.analysis.specs_from_config`.
+        specs: the schedules (:class:`ddpm.spec.ScheduleSpec`), e.g. from
+            :func:`ddpm.analysis.specs_from_config`; each label appears once per T.
         photo: a scikit-learn photo name or a uint8 array (H, W, 3) / (H, W); it is made
             grayscale, centre-cropped square and resized to each of ``image_sizes``.
         batch_size: n, the number of noised copies (the thesis used 50).
@@ -260,14 +260,12 @@ def closeness_table(
     kl_bits_per_dim, closeness_copies, closeness_pixels (NaN where not computed) and
     noise_mean / noise_band_low / noise_band_high for each reading (``_copies``, ``_pixels``).
     """
-    specs = normalise_specs(specs)
+    specs = unique_specs(specs)
     _check_table_arguments(batch_size, pixels_t_stride, image_sizes)
     if isinstance(photo, str):
         photo_name, photo = photo_name or photo, load_photo(photo)
     photo_name = photo_name or "photo"
-    schedules = [
-        (label, name, T, make_schedule(name, T, **params)) for label, name, T, params in specs
-    ]
+    schedules = [(spec, spec.build()) for spec in specs]
     settings = _TableSettings(
         batch_size, seed, noise_repeats, band_percentiles, pixels_t_stride, include_t0
     )
@@ -302,7 +300,7 @@ class _TableSettings(NamedTuple):
 def _frames_at_size(
     x0: np.ndarray, schedules: list, pixels: bool, settings: _TableSettings, common: dict
 ) -> list[pd.DataFrame]:
-    """The table's rows at one image size (``x0``), one frame per schedule."""
+    """The table's rows at one image size (``x0``), one frame per ``(spec, schedule)``."""
     noise_runs = pure_noise_closeness(
         settings.batch_size, x0.size, settings.noise_repeats, settings.seed, pixels=pixels
     )
@@ -313,9 +311,9 @@ def _frames_at_size(
     copies, pix = _closeness_curves(x0, schedules, pixels, settings)
     return [
         _schedule_frame(
-            x0, label, name, schedule, copies[index], pix[index], bands, settings.include_t0, common
+            x0, spec, schedule, copies[index], pix[index], bands, settings.include_t0, common
         )
-        for index, (label, name, _, schedule) in enumerate(schedules)
+        for index, (spec, schedule) in enumerate(schedules)
     ]
 
 
@@ -336,11 +334,11 @@ def _closeness_curves(
     """Both readings for every schedule (rows) and t = 0..T_max (columns); NaN where not
     computed. All schedules see the same noise draw at each t (see :func:`closeness_table`)."""
     batch_size, seed, include_t0 = settings.batch_size, settings.seed, settings.include_t0
-    T_max = max(T for _, _, T, _ in schedules)
+    T_max = max(spec.T for spec, _ in schedules)
     D = x0.size
     # alpha_bar_0 = 1, ..., alpha_bar_T per schedule; NaN past a shorter schedule's T
     alpha_bars = np.stack(
-        [np.concatenate([[1.0], s.alpha_bar, np.full(T_max - s.T, np.nan)]) for *_, s in schedules]
+        [np.concatenate([[1.0], s.alpha_bar, np.full(T_max - s.T, np.nan)]) for _, s in schedules]
     )
     copies = np.full((len(schedules), T_max + 1), np.nan)
     pix = np.full((len(schedules), T_max + 1), np.nan)
@@ -360,8 +358,7 @@ def _closeness_curves(
 
 def _schedule_frame(
     x0: np.ndarray,
-    label: str,
-    name: str,
+    spec: ScheduleSpec,
     schedule,
     copies: np.ndarray,
     pix: np.ndarray,
@@ -374,8 +371,8 @@ def _schedule_frame(
     second_moment = float(np.mean(x0**2))
     frame = {
         "photo": common["photo"],
-        "schedule": label,
-        "beta_schedule": name,
+        "schedule": spec.label,
+        "beta_schedule": spec.beta_schedule,
         "T": schedule.T,
         "image_size": common["image_size"],
         "num_pixels": x0.size,

@@ -49,11 +49,6 @@ def unique_specs(specs: Sequence[ScheduleSpec]) -> list[ScheduleSpec]:
     return list(specs)
 
 
-def normalise_specs(specs: Sequence[ScheduleSpec]) -> list[tuple[str, str, int, dict]]:
-    """``(label, beta_schedule, T, params)`` of :func:`unique_specs`, for callers that unpack."""
-    return [(s.label, s.beta_schedule, s.T, s.parameters) for s in unique_specs(specs)]
-
-
 def schedule_table(specs: Sequence[ScheduleSpec]) -> pd.DataFrame:
     """One row per (schedule, T, t): schedule, beta_schedule, T, t, beta, alpha_bar, log_snr, params.
 

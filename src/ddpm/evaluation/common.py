@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 from .. import runtime
-from ..files import atomic_write  # noqa: F401 - re-exported for the evaluation modules
 
 
 class MetricsError(ValueError):

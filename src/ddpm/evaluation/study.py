@@ -127,10 +127,6 @@ def score_real_floor(
     )
 
 
-# The name the scoring of samples had before the floor got its own function.
-score_against_test_set = score_samples
-
-
 def _score(
     images: torch.Tensor,
     test_images: torch.Tensor,
