@@ -124,6 +124,17 @@ CASES = [
     ("closeness_T_one", _set("analysis.closeness.T", 1), ["analysis.closeness.T", ">= 2"]),
     ("closeness_photo", _set("analysis.closeness.photo", "cat.jpg"), ["photo", "china.jpg"]),
     ("destruction_reversed", _set("analysis.destruction.beta_start", 0.5), ["destruction", "swap"]),
+    (
+        "forward_samples_dataset",
+        _set("analysis.forward_samples.dataset", "mnsit"),
+        ["analysis.forward_samples.dataset", "'mnsit'", "digits"],
+    ),
+    (
+        "forward_samples_schedule",
+        _set("analysis.forward_samples.schedule", "cosin"),
+        ["analysis.forward_samples.schedule", "did you mean `cosine`", "or null"],
+    ),
+    ("forward_samples_T", _set("analysis.forward_samples.T", 1), ["forward_samples.T", ">= 2"]),
     ("kid_too_large", _set("scoring.kid_subset_size", 1000), ["kid_subset_size", "at most 200"]),
     ("isc_splits_too_large", _set("scoring.isc_splits", 500), ["isc_splits", "at most 200"]),
     ("prc_too_large", _set("scoring.prc_neighborhood", 300), ["prc_neighborhood", "smaller"]),

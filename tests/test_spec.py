@@ -90,9 +90,7 @@ def _tiny_spec(label: str, steps: int) -> RunSpec:
     return RunSpec(
         schedule=ScheduleSpec(label, "linear", 10, {"beta_start": 1e-3, "beta_end": 0.2}),
         diffusion={"variance": "beta", "loss": "mse", "clip_denoised": True},
-        unet=UNetConfig(
-            image_size=8, base_channels=8, channel_mults=(1, 2), attention_levels=(1,)
-        ),
+        unet=UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), attention_levels=(1,)),
         training=TrainingConfig(
             steps=steps,
             batch_size=4,

@@ -145,12 +145,36 @@ def _check_schedules(config: Mapping) -> list[str]:
     for label, definition in closeness["schedules"].items():
         key = f"analysis.closeness.schedules.{label}"
         problems += _check_schedule(key, definition, [closeness["T"]])
+    problems += _check_forward_samples(config, already_wrong=problems)
     destruction = analysis["destruction"]
     if destruction["beta_start"] > destruction["beta_end"]:
         problems.append(
             f"analysis.destruction: beta_start ({destruction['beta_start']}) is larger than "
             f"beta_end ({destruction['beta_end']}); swap them"
         )
+    return problems
+
+
+def _check_forward_samples(config: Mapping, already_wrong: list[str]) -> list[str]:
+    """The forward-samples figure names a studied dataset and a defined schedule, at a usable T.
+
+    A schedule whose definition is already reported wrong (``already_wrong``) is not reported
+    again for this figure.
+    """
+    chosen = config["analysis"].get("forward_samples") or {}
+    problems = []
+    for key, known in (("dataset", config["datasets"]), ("schedule", config["schedules"])):
+        value = chosen.get(key)
+        if value is not None and value not in known:
+            problems.append(
+                f"analysis.forward_samples.{key}: {value!r} is not one of {', '.join(known)} "
+                f"({_suggestion(value, known)}or null for the first)"
+            )
+    label = chosen.get("schedule") or config["grid"]["schedules"][0]
+    reported = any(problem.startswith(f"schedules.{label}") for problem in already_wrong)
+    if label in config["schedules"] and "T" in chosen and not reported:
+        key = f"analysis.forward_samples (schedules.{label})"
+        problems += _check_schedule(key, config["schedules"][label], [chosen["T"]])
     return problems
 
 

@@ -85,10 +85,16 @@ rule destruction:
         "../scripts/destruction.py"
 
 
+FORWARD = ANALYSIS.get("forward_samples", {})
+FORWARD_DATASET = FORWARD.get("dataset") or DATASETS[0]
+FORWARD_SCHEDULE = FORWARD.get("schedule") or SCHEDULES[0]
+
+
 rule forward_samples:
-    # Report 003 figure 2: forward samples of a real test image at several t for T = 100.
+    # Report 003 figure 2: forward samples of a real test image at several t
+    # (analysis.forward_samples: dataset, schedule and T).
     input:
-        data=f"results/{DATASETS[0]}/data.npz",
+        data=f"results/{FORWARD_DATASET}/data.npz",
         lib=lib("forward_samples.py"),
     output:
         "results/analysis/forward_samples.npz",
@@ -97,9 +103,9 @@ rule forward_samples:
     conda:
         ENV_ANALYSIS
     params:
-        label=SCHEDULES[0],
-        schedule=config["schedules"][SCHEDULES[0]],
-        T=100,
+        label=FORWARD_SCHEDULE,
+        schedule=config["schedules"][FORWARD_SCHEDULE],
+        T=FORWARD.get("T", 100),
     script:
         "../scripts/forward_samples.py"
 
