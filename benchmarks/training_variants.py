@@ -6,8 +6,10 @@ Adam's beta2, gradient clipping, the spread of t over a batch (uniform, as in Al
 stratified: one t per 1/batch of [1, T], the same expectation at a lower variance) and several
 EMA profiles tracked side by side in one run. Each EMA model is sampled (Algorithm 2, T steps,
 the same noise for every profile and posterior variance) and scored with the domain classifier
-against the test split. Prints one JSON line: CPU seconds of training and, per EMA profile and
-variance, (IS, FID).
+against the test split. Prints one JSON line: CPU seconds of training and, for 200 real training
+images and per EMA profile and variance: IS, FID, IS after rounding each pixel to the data's grey
+levels, the mean top-class probability and the entropy of the class marginal (the two factors
+of IS).
 
 EMA profiles: ``lib`` is the library's (decay min(ema_decay, (1 + s) / (10 + s)) at step s);
 ``pG`` is a power-function EMA (decay (1 - 1/t)^(G + 1), which always averages the same share of
@@ -32,11 +34,12 @@ from study_cell import SCHEDULES
 from ddpm.data import load_split, prepare_dataset
 from ddpm.diffusion import GaussianDiffusion, from_model_range, to_model_range
 from ddpm.evaluation import compute_metrics, train_classifier
+from ddpm.evaluation.classifier import load_classifier
 from ddpm.schedules import make_schedule
 from ddpm.unet import UNet, UNetConfig
 
 
-def _arguments() -> argparse.Namespace:
+def _arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--schedule", choices=sorted(SCHEDULES), default="cosine")
     parser.add_argument("--T", type=int, default=800)
@@ -53,7 +56,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--num-samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def _decay(profile: str, step: int, cap: float) -> float:
@@ -107,6 +110,23 @@ def _train(args, diffusion, images, emas) -> float:
     return time.process_time() - started
 
 
+def _confidence(classifier, images: torch.Tensor) -> dict:
+    """Mean top-class probability and entropy of the class marginal (IS's two factors)."""
+    with torch.no_grad():
+        probabilities = classifier(to_model_range(images)).softmax(-1)
+    marginal = probabilities.mean(0)
+    return {
+        "top_class_prob": round(float(probabilities.max(-1).values.mean()), 3),
+        "marginal_entropy": round(float(-(marginal * marginal.log()).sum()), 3),
+    }
+
+
+def _to_levels(images: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Each pixel rounded to the nearest grey level that occurs in the data."""
+    nearest = (images.float()[..., None] - levels.float()).abs().argmin(-1)
+    return levels[nearest]
+
+
 def _unet_config() -> UNetConfig:
     # The default study's model block (config/config.yaml).
     return UNetConfig(
@@ -121,8 +141,8 @@ def _unet_config() -> UNetConfig:
     )
 
 
-def main() -> None:
-    args = _arguments()
+def main(argv=None) -> None:
+    args = _arguments(argv)
     torch.set_num_threads(1)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="training_variants_"))
     data = work / "digits-8.npz"
@@ -146,6 +166,24 @@ def main() -> None:
         "kid_subset_size": min(50, args.num_samples),
         "isc_splits": 5,
     }
+    scorer, levels = load_classifier(classifier), torch.unique(train_images)
+
+    def score(images: torch.Tensor) -> dict:
+        metrics = compute_metrics(images, test_images, **options)
+        return {
+            "is": round(metrics["classifier_is_mean"], 3),
+            "fid": round(metrics["classifier_fid"], 2),
+            # The data has few grey levels (17 for the 8x8 digits); samples are continuous.
+            "is_on_data_levels": round(
+                compute_metrics(_to_levels(images, levels), test_images, **options)[
+                    "classifier_is_mean"
+                ],
+                3,
+            ),
+            **_confidence(scorer, images),
+        }
+
+    result["real_training_images"] = score(train_images[: args.num_samples])
     for profile, model in emas.items():
         model.eval()
         for variance in args.variances.split(","):
@@ -156,11 +194,7 @@ def main() -> None:
                     (args.num_samples, 1, 8, 8),
                     generator=torch.Generator().manual_seed(1234),
                 )
-            metrics = compute_metrics(from_model_range(x), test_images, **options)
-            result[f"{profile}:{variance}"] = {
-                "is": round(metrics["classifier_is_mean"], 3),
-                "fid": round(metrics["classifier_fid"], 2),
-            }
+            result[f"{profile}:{variance}"] = score(from_model_range(x))
     print(json.dumps(result), flush=True)
 
 

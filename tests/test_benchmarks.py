@@ -132,3 +132,54 @@ def test_tiny_budget_trains_every_system_and_prints_the_table(capsys, tmp_path):
     assert any(line.startswith("same FID in <= 2/3") for line in lines)
     assert any(line.startswith("sampling: ") for line in lines)
     assert any(line.startswith("our loop: ") for line in lines)
+
+
+def test_training_variants_lib_profile_is_the_librarys_ema():
+    import training_variants
+
+    from ddpm.training import TrainingConfig
+    from ddpm.training.state import ema_decay
+
+    config = TrainingConfig(steps=5000, ema_decay=0.995)
+    # The library decays with the number of steps done before the update (0-based).
+    for step in (1, 2, 10, 100, 600, 5000):
+        assert training_variants._decay("lib", step, 0.995) == pytest.approx(
+            ema_decay(config, step - 1)
+        )
+    assert training_variants._decay("p3", 600, 0.995) == pytest.approx((1 - 1 / 600) ** 4)
+
+
+def test_training_variants_stratified_t_covers_every_stratum():
+    import torch
+    import training_variants
+
+    from ddpm.diffusion import GaussianDiffusion
+    from ddpm.schedules import make_schedule
+
+    diffusion = GaussianDiffusion(make_schedule("linear", 50, beta_start=1e-4, beta_end=0.02))
+    generator = torch.Generator().manual_seed(0)
+    t = training_variants._timesteps(diffusion, 50, True, generator)
+    assert sorted(t.tolist()) == list(range(1, 51))  # one t per 1/50 of [1, T]
+    t = training_variants._timesteps(diffusion, 10, True, generator)
+    assert sorted((t - 1).div(5, rounding_mode="floor").tolist()) == list(range(10))
+
+
+def test_training_variants_tiny_run_prints_scores(capsys, tmp_path, one_thread):
+    import json
+
+    import training_variants
+
+    training_variants.main(
+        [
+            "--steps", "4", "--T", "10", "--num-samples", "20", "--emas", "lib,p3",
+            "--variances", "beta,beta_tilde", "--workdir", str(tmp_path),
+        ]
+    )  # fmt: skip
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["train_cpu_s"] >= 0
+    real = result["real_training_images"]
+    assert real["is"] > 1 and 0 < real["top_class_prob"] <= 1
+    for key in ("lib:beta", "lib:beta_tilde", "p3:beta", "p3:beta_tilde"):
+        assert set(result[key]) == set(real), key
+    # After four steps the samples are noise: far from the real images.
+    assert result["lib:beta"]["fid"] > real["fid"]
