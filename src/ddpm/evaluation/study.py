@@ -1,9 +1,9 @@
 """Scoring as the study does it: every enabled extractor, the same reference set, one record.
 
 The reference set is the dataset's test split. :func:`score_samples` scores a run's samples;
-:func:`score_real_floor` scores as many real images, drawn from outside the test set, the same
-way (both through one private function). Next to each metric the record holds its within-run
-bootstrap spread (resampling the scored images). The classifier extractor always runs; the
+:func:`score_real_floor` draws as many real images from outside the test set and scores them
+with :func:`score_samples`. Next to each metric the record holds its within-run bootstrap
+spread (resampling the scored images). The classifier extractor always runs; the
 Inception extractor runs when its weights are available, and is otherwise recorded as not
 computed, with the reason, so that a table or a figure can say why a column is empty.
 """
@@ -86,16 +86,31 @@ def score_samples(
             ``bootstrap_resamples`` (default 100; 0 skips the spread).
         seed: seeds the bootstrap.
     """
-    return _score(
-        samples,
-        test_images,
-        dataset=dataset,
-        classifier_path=classifier_path,
-        inception_status=inception_status,
-        cache_dir=cache_dir,
-        options=options,
-        seed=seed,
-    )
+    metric_options = {k: options[k] for k in _METRIC_OPTIONS if k in options}
+    resamples = int(options.get("bootstrap_resamples", DEFAULT_BOOTSTRAP_RESAMPLES))
+    results: dict = {"n_generated": len(samples), "n_reference": len(test_images)}
+    for extractor, weights in _extractors(classifier_path, inception_status).items():
+        if weights is None:
+            results.update(dict.fromkeys(metric_columns(extractor), math.nan))
+            results[f"{extractor}_status"] = f"not computed: {inception_status.get('reason', '')}"
+            continue
+        common = {"extractor": extractor, "weights_path": weights, **metric_options}
+        cache_key = reference_cache_name(
+            dataset, "test", test_images.shape[-1], extractor, len(test_images)
+        )
+        logger.info("scoring %d images with the %s extractor", len(samples), extractor)
+        metrics = compute_metrics(
+            samples, test_images, reference_cache_key=cache_key, cache_dir=cache_dir, **common
+        )
+        metrics.pop("n_generated", None)
+        metrics.pop("n_reference", None)
+        results.update(metrics)
+        if resamples:
+            results.update(
+                _spread(samples, test_images, common, cache_dir, cache_key, resamples, seed)
+            )
+        results[f"{extractor}_status"] = "computed"
+    return results
 
 
 def score_real_floor(
@@ -115,7 +130,7 @@ def score_real_floor(
     score at this sample size. ``seed`` seeds the draw and the bootstrap; the other arguments
     are those of :func:`score_samples`."""
     real = draw_real_set(real_pool, test_images, n, seed=seed)
-    return _score(
+    return score_samples(
         real,
         test_images,
         dataset=dataset,
@@ -125,46 +140,6 @@ def score_real_floor(
         options=options,
         seed=seed,
     )
-
-
-def _score(
-    images: torch.Tensor,
-    test_images: torch.Tensor,
-    *,
-    dataset: str,
-    classifier_path: str | Path,
-    inception_status: Mapping,
-    cache_dir: str | Path,
-    options: Mapping,
-    seed: int,
-) -> dict:
-    """What both public functions compute for a set of ``images``: every extractor's metrics
-    and spread; columns of an extractor that cannot run are NaN, with the reason."""
-    metric_options = {k: options[k] for k in _METRIC_OPTIONS if k in options}
-    resamples = int(options.get("bootstrap_resamples", DEFAULT_BOOTSTRAP_RESAMPLES))
-    results: dict = {"n_generated": len(images), "n_reference": len(test_images)}
-    for extractor, weights in _extractors(classifier_path, inception_status).items():
-        if weights is None:
-            results.update(dict.fromkeys(metric_columns(extractor), math.nan))
-            results[f"{extractor}_status"] = f"not computed: {inception_status.get('reason', '')}"
-            continue
-        common = {"extractor": extractor, "weights_path": weights, **metric_options}
-        cache_key = reference_cache_name(
-            dataset, "test", test_images.shape[-1], extractor, len(test_images)
-        )
-        logger.info("scoring %d images with the %s extractor", len(images), extractor)
-        metrics = compute_metrics(
-            images, test_images, reference_cache_key=cache_key, cache_dir=cache_dir, **common
-        )
-        metrics.pop("n_generated", None)
-        metrics.pop("n_reference", None)
-        results.update(metrics)
-        if resamples:
-            results.update(
-                _spread(images, test_images, common, cache_dir, cache_key, resamples, seed)
-            )
-        results[f"{extractor}_status"] = "computed"
-    return results
 
 
 def _spread(images, test_images, common: Mapping, cache_dir, cache_key, resamples, seed) -> dict:
