@@ -62,6 +62,20 @@ def _sorted_rows(images: np.ndarray, labels: np.ndarray) -> list[bytes]:
 
 
 @contextlib.contextmanager
+def _http_server(handler):
+    """Run ``handler`` on 127.0.0.1 in a thread; yields the base URL (ending in /)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@contextlib.contextmanager
 def serve_directory(directory: Path):
     """Serve ``directory`` over HTTP on 127.0.0.1; yields (base URL, list of requested paths)."""
     requested: list[str] = []
@@ -77,15 +91,8 @@ def serve_directory(directory: Path):
         def log_message(self, format, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", requested
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with _http_server(Handler) as base:
+        yield base, requested
 
 
 def _closed_port_url() -> str:
@@ -655,15 +662,8 @@ def serve_responses(responses: list[tuple[int, bytes, int | None]]):
         def log_message(self, format, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/file.bin", requested
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with _http_server(Handler) as base:
+        yield f"{base}file.bin", requested
 
 
 PAYLOAD = b"the served bytes" * 100
