@@ -86,6 +86,20 @@ def test_run_spec_round_trips_through_its_dict_and_json(study):
         RunSpec.from_dict({"schedule": {}, "diffusion": {}, "training": {}})
 
 
+def test_a_record_of_the_previous_format_reads_as_the_same_spec():
+    # Model files written before attention was chosen per level and before the schedule held
+    # its label: the record names the exact image size, so the old key converts exactly.
+    spec = _tiny_spec("lin-short", 4)
+    old = spec.to_dict()
+    old["unet"] = {k: v for k, v in old["unet"].items() if k != "attention_levels"}
+    old["unet"]["attention_resolutions"] = [4]  # 8 x 8 input: level 1 is the 4 x 4 map
+    old["schedule_label"] = old["schedule"].pop("label")
+    assert RunSpec.from_dict(old) == spec
+    # A config (not a record) with the old key is told what to write instead.
+    with pytest.raises(ValueError, match=r"attention_levels: \[1\]"):
+        UNetConfig.from_dict(old["unet"])
+
+
 def _tiny_spec(label: str, steps: int) -> RunSpec:
     return RunSpec(
         schedule=ScheduleSpec(label, "linear", 10, {"beta_start": 1e-3, "beta_end": 0.2}),

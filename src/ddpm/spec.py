@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .unet_config import UNetConfig
+from .unet_config import UNetConfig, upgrade_record
 
 # The schedule, diffusion and training classes are imported where they are built: importing
 # them at run time would import PyTorch, and the workflow's import scan would count them as
@@ -202,10 +202,13 @@ class RunSpec:
         ]
         if missing:
             raise SpecError(f"a run record needs {missing}, got keys {sorted(record)}")
+        schedule = dict(record["schedule"])
+        # Records written before the label moved into the schedule kept it at the top level.
+        schedule.setdefault("label", record.get("schedule_label"))
         return cls(
-            schedule=ScheduleSpec.from_dict(record["schedule"]),
+            schedule=ScheduleSpec.from_dict(schedule),
             diffusion=record["diffusion"],
-            unet=UNetConfig.from_dict(record["unet"]),
+            unet=UNetConfig.from_dict(upgrade_record(record["unet"])),
             training=_training_config(record["training"]),
             dataset=record.get("dataset"),
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["UNetConfig", "UNetConfigError", "attention_levels_for_resolutions"]
+__all__ = ["UNetConfig", "UNetConfigError", "attention_levels_for_resolutions", "upgrade_record"]
 
 
 class UNetConfigError(ValueError):
@@ -109,6 +109,24 @@ class UNetConfig:
                 f"unknown U-Net setting(s) {unknown}; the settings are {sorted(allowed)}"
             )
         return cls(**values)
+
+
+def upgrade_record(values: Mapping) -> dict:
+    """A U-Net record from a model file written before attention was chosen per level.
+
+    A record names its exact image size and levels, so ``attention_resolutions`` converts to
+    the ``attention_levels`` that build the same network; any other record is returned as is.
+    (A config gets an error instead: :meth:`UNetConfig.from_dict`.)
+    """
+    values = dict(values)
+    if "attention_resolutions" in values and "attention_levels" not in values:
+        resolutions = values.pop("attention_resolutions")
+        values["attention_levels"] = list(
+            attention_levels_for_resolutions(
+                resolutions, values["image_size"], values["channel_mults"]
+            )
+        )
+    return values
 
 
 def _renamed_attention_key(values: Mapping) -> str:
