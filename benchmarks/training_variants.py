@@ -31,11 +31,13 @@ from pathlib import Path
 import torch
 from study_cell import SCHEDULES
 
+from ddpm.config_load import load_config_file
 from ddpm.data import load_split, prepare_dataset
 from ddpm.diffusion import GaussianDiffusion, from_model_range, to_model_range
 from ddpm.evaluation import compute_metrics, train_classifier
 from ddpm.evaluation.classifier import load_classifier
 from ddpm.schedules import make_schedule
+from ddpm.spec import unet_config_for
 from ddpm.unet import UNet, UNetConfig
 
 
@@ -128,17 +130,9 @@ def _to_levels(images: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
 
 
 def _unet_config() -> UNetConfig:
-    # The default study's model block (config/config.yaml).
-    return UNetConfig(
-        image_channels=1,
-        image_size=8,
-        base_channels=16,
-        channel_mults=(1, 2),
-        num_res_blocks=1,
-        attention_levels=(),
-        dropout=0.0,
-        num_groups=8,
-    )
+    """The default study's model block (config/config.yaml) for the 8x8 digits."""
+    model = load_config_file(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
+    return unet_config_for(model["model"], image_channels=1, image_size=8)
 
 
 def main(argv=None) -> None:
