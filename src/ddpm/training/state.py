@@ -77,6 +77,15 @@ def update_ema(ema_model: torch.nn.Module, model: torch.nn.Module, decay: float)
         ema_buffer.copy_(buffer)
 
 
+def _adam(parameters, learning_rate: float, device: torch.device) -> torch.optim.Adam:
+    # The fused kernel updates every parameter in one pass instead of about ten small ops per
+    # tensor: on the default study's U-Net (110 tensors) Adam's step took 1.4 ms instead of
+    # 4.8 ms, about 6 % of a training step (benchmarks/study_sizing.md). It exists for CPU and
+    # CUDA tensors; elsewhere torch picks its usual implementation.
+    fused = True if device.type in ("cpu", "cuda") else None
+    return torch.optim.Adam(parameters, lr=learning_rate, fused=fused)
+
+
 def ema_decay(config: TrainingConfig, step: int) -> float:
     return min(config.ema_decay, (1.0 + step) / (10.0 + step))
 
@@ -127,7 +136,7 @@ class TrainState:
         return cls(
             model=model,
             ema_model=ema_model,
-            optimizer=torch.optim.Adam(model.parameters(), lr=config.learning_rate),
+            optimizer=_adam(model.parameters(), config.learning_rate, device),
             sampler=_BatchSampler(num_images, config.batch_size, seed=config.seed),
             # t and the noise of L_simple come from one generator; it lives on the CPU so a
             # seed gives the same draws on any device.
