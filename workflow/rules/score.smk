@@ -16,7 +16,7 @@ rule train_classifier:
         runtime=attempt_runtime("score"),
         mem_mb=res("score", "mem_mb", 4000),
     params:
-        epochs=config.get("scoring", {}).get("classifier", {}).get("epochs", 5),
+        epochs=config.get("scoring", {}).get("classifier", {}).get("epochs", 100),
         seed=0,
     script:
         "../scripts/train_classifier.py"
