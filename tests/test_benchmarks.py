@@ -173,6 +173,7 @@ def test_training_variants_tiny_run_prints_scores(capsys, tmp_path, one_thread):
         [
             "--steps", "4", "--T", "10", "--num-samples", "20", "--emas", "lib,p3",
             "--variances", "beta,beta_tilde", "--workdir", str(tmp_path),
+            "--classifier-epochs", "2",
         ]
     )  # fmt: skip
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -183,3 +184,17 @@ def test_training_variants_tiny_run_prints_scores(capsys, tmp_path, one_thread):
         assert set(result[key]) == set(real), key
     # After four steps the samples are noise: far from the real images.
     assert result["lib:beta"]["fid"] > real["fid"]
+
+
+def test_memory_format_prints_both_layouts_for_each_step(capsys, one_thread):
+    import memory_format
+
+    memory_format.main(["--models", "digits-8", "--steps", "2", "--repeats", "1"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[:3] for row in rows] == [
+        ["digits-8", "fp32", "train"],
+        ["digits-8", "fp32", "sample"],
+    ]
+    for row in rows:
+        nchw, nhwc, ratio = map(float, row[3:])
+        assert nchw > 0 and nhwc > 0 and ratio == pytest.approx(nhwc / nchw, abs=0.01)

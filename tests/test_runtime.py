@@ -137,6 +137,30 @@ def test_unknown_precision_is_rejected():
         choose_precision("fp16", CPU)
 
 
+# --- memory format -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("capability", "native_bf16", "requested", "expected"),
+    [("AVX2", False, "auto", True),  # float32 on AVX2: the study's machine
+     ("AVX2", False, "fp32", True),
+     ("AVX2", False, "bf16", False),  # emulated bf16: not measured faster in NHWC
+     ("AVX512", False, "auto", True),  # AVX-512 without bf16 instructions runs float32
+     ("AVX512", True, "auto", False),  # auto may pick bf16 there, 1.5-2.8 x slower in NHWC
+     ("AVX512", True, "fp32", True),
+     ("DEFAULT", False, "fp32", False)],  # not x86: oneDNN's layouts were not measured
+)  # fmt: skip
+def test_channels_last_on_the_cpu_is_for_float32_on_x86(
+    monkeypatch, capability, native_bf16, requested, expected
+):
+    cpu_reports(monkeypatch, capability, onednn_bf16=native_bf16, instructions=native_bf16)
+    assert runtime.use_channels_last(CPU, requested) is expected
+
+
+def test_channels_last_on_cuda_goes_with_auto():
+    cuda = torch.device("cuda")
+    assert runtime.use_channels_last(cuda, "auto") is True
+    assert runtime.use_channels_last(cuda, "fp32") is False
+
+
 @pytest.mark.parametrize(
     ("supported", "expected"),
     [(True, ("bf16", "auto: this GPU supports bf16; bf16")),

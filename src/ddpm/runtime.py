@@ -294,8 +294,20 @@ def autocast_context(device: torch.device, precision: str):
 
 
 def use_channels_last(device: torch.device, requested: str) -> bool:
-    """channels_last speeds up cuDNN convolutions under bf16; on the CPU it does not help."""
-    return device.type == "cuda" and requested == "auto"
+    """Whether the U-Net runs in channels_last on ``device`` for precision ``requested``.
+
+    It speeds up cuDNN convolutions under bf16 (``auto`` on CUDA), and oneDNN's float32
+    convolutions on x86 CPUs, which then skip the reorders between PyTorch's layout and their
+    own around every convolution. Measured with ``benchmarks/memory_format.py`` on the 8 x 8 and
+    28 x 28 U-Nets, one thread: with AVX2 kernels 2-14 % less per training step and 7-17 % per
+    sampling step; with AVX-512, 2-10 % and 0-5 %. Under bf16 autocast it is 1.5-2.8 x slower,
+    so it is used for float32 only: ``"fp32"``, or ``"auto"`` where the CPU has no native bf16.
+    """
+    if device.type == "cuda":
+        return requested == "auto"
+    if device.type != "cpu" or torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        return False
+    return requested == "fp32" or (requested == "auto" and not cpu_bf16_support()[0])
 
 
 def noise_predictor(

@@ -130,7 +130,8 @@ def generate(
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``...
         precision: ``"auto"`` (bf16 autocast + channels_last on a GPU with bf16; on a CPU,
             bf16 only where it is native and a timed forward pass says it is faster, else
-            float32), ``"bf16"`` or ``"fp32"``. The same precision gives the same images.
+            float32, in channels_last on x86), ``"bf16"`` or
+            ``"fp32"``. The same precision on the same kind of CPU gives the same images.
 
     Returns:
         uint8 tensor (num_samples, C, H, W) on the CPU.

@@ -63,7 +63,9 @@ class TrainingConfig:
         seed: seeds the initial weights, dropout, the data order, t and the noise.
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         precision: ``"auto"`` (bf16 autocast + TF32 + channels_last on CUDA, float32 on
-            CPU), ``"bf16"`` (bf16 autocast on any device) or ``"fp32"``.
+            CPU, in channels_last on x86: see
+            :func:`ddpm.runtime.use_channels_last`), ``"bf16"`` (bf16 autocast on any device)
+            or ``"fp32"``.
         num_threads: CPU threads for torch during training; ``None`` = leave as is.
         divergence_factor: stop with :class:`~ddpm.training.DivergenceError` when the mean
             loss over the last ``divergence_patience`` steps exceeds this many times the
