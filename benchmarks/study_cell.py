@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 import ddpm.training.loop
+from ddpm.config_load import load_config_file
 from ddpm.data import load_split, prepare_dataset
 from ddpm.diffusion import GaussianDiffusion
 from ddpm.evaluation import compute_metrics, real_floor, train_classifier
@@ -40,6 +41,12 @@ SCHEDULES = {
         {"beta_start": 1e-5, "beta_end": 0.01, "rescale_to_T": True, "add_start": True},
     ),
 }
+
+
+def study_classifier_epochs() -> int:
+    """The default study's classifier epochs (config/config.yaml): cells are scored as it scores."""
+    config = load_config_file(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
+    return int(config["scoring"]["classifier"]["epochs"])
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -117,6 +124,9 @@ def main() -> None:
         "patches the training module's learning-rate function for this process only)",
     )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per cell, for the projection")
+    parser.add_argument(
+        "--classifier-epochs", type=int, default=None, help="default: the study's (config.yaml)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.lr_decay == "cosine":
@@ -128,9 +138,12 @@ def main() -> None:
         prepare_dataset(args.dataset, data, image_size=args.image_size)
     train_images, train_labels = load_split(data, "train")
     test_images, test_labels = load_split(data, "test")
-    classifier = work / f"classifier-{args.dataset}-{args.image_size}.pt"
+    epochs = args.classifier_epochs or study_classifier_epochs()
+    classifier = work / f"classifier-{args.dataset}-{args.image_size}-e{epochs}.pt"
     if not classifier.exists():
-        train_classifier(train_images, train_labels, test_images, test_labels, classifier)
+        train_classifier(
+            train_images, train_labels, test_images, test_labels, classifier, epochs=epochs
+        )
     name, params = SCHEDULES[args.schedule]
     diffusion = GaussianDiffusion(make_schedule(name, args.T, **params))
     unet = UNetConfig(

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from study_cell import SCHEDULES
+from study_cell import SCHEDULES, study_classifier_epochs
 
 from ddpm.config_load import load_config_file
 from ddpm.data import load_split, prepare_dataset
@@ -58,6 +58,9 @@ def _arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None)
+    parser.add_argument(
+        "--classifier-epochs", type=int, default=None, help="default: the study's (config.yaml)"
+    )
     return parser.parse_args(argv)
 
 
@@ -144,9 +147,12 @@ def main(argv=None) -> None:
         prepare_dataset("digits", data, image_size=8)
     train_images, train_labels = load_split(data, "train")
     test_images, test_labels = load_split(data, "test")
-    classifier = work / "classifier-digits-8.pt"
+    epochs = args.classifier_epochs or study_classifier_epochs()
+    classifier = work / f"classifier-digits-8-e{epochs}.pt"
     if not classifier.exists():
-        train_classifier(train_images, train_labels, test_images, test_labels, classifier)
+        train_classifier(
+            train_images, train_labels, test_images, test_labels, classifier, epochs=epochs
+        )
     name, params = SCHEDULES[args.schedule]
     emas = dict.fromkeys(args.emas.split(","))
     result = {"args": vars(args)}
