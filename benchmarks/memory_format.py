@@ -20,26 +20,24 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from contextlib import nullcontext
 
 import torch
+from study_cell import study_config
+from unet_throughput import autocast
 
 from ddpm.diffusion import GaussianDiffusion
 from ddpm.schedules import make_schedule
-from ddpm.unet import UNet, UNetConfig
+from ddpm.spec import unet_config_for
+from ddpm.unet import UNet
 
-MODELS = {
-    "digits-8": {"image_size": 8, "channel_mults": (1, 2), "attention_levels": ()},
-    "mnist5k-28": {"image_size": 28, "channel_mults": (1, 2, 2), "attention_levels": (2,)},
-}
+# The model blocks of the configs these U-Nets stand for, at the image size each studies.
+MODELS = {"digits-8": (None, 8), "mnist5k-28": ("mnist5k.yaml", 28)}
 
 
 def _model(name: str, channels_last: bool) -> UNet:
+    overlay, image_size = MODELS[name]
     torch.manual_seed(0)
-    config = UNetConfig(
-        image_channels=1, base_channels=16, num_res_blocks=1, dropout=0.0, **MODELS[name]
-    )
-    model = UNet(config)
+    model = UNet(unet_config_for(study_config(overlay)["model"], 1, image_size))
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
@@ -59,14 +57,13 @@ def _median_ms(step, repeats: int, warmup: int) -> float:
 
 def training_step_ms(name, channels_last, precision, batch_size, repeats, warmup) -> float:
     model = _model(name, channels_last)
-    size = MODELS[name]["image_size"]
+    size = MODELS[name][1]
     x0 = _layout(torch.randn(batch_size, 1, size, size), channels_last)
     diffusion = GaussianDiffusion(make_schedule("cosine", 800, s=0.002, beta_max=0.9999))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
     def step():
-        with autocast:
+        with autocast(precision):
             loss = diffusion.training_loss(model, x0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -77,13 +74,12 @@ def training_step_ms(name, channels_last, precision, batch_size, repeats, warmup
 
 def sampling_step_ms(name, channels_last, precision, batch_size, repeats, warmup) -> float:
     model = _model(name, channels_last).eval()
-    size = MODELS[name]["image_size"]
+    size = MODELS[name][1]
     x = torch.randn(batch_size, 1, size, size)
     t = torch.full((batch_size,), 400)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
     def step():
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast(precision):
             model(_layout(x, channels_last), t)
 
     return _median_ms(step, repeats, warmup)
@@ -108,7 +104,7 @@ def main(argv=None) -> None:
     )
     for name in args.models:
         # The 28 x 28 model is ten times slower: fewer steps keep the run short.
-        steps = args.steps if MODELS[name]["image_size"] <= 8 else max(3, args.steps // 4)
+        steps = args.steps if MODELS[name][1] <= 8 else max(3, args.steps // 4)
         for precision in args.precisions:
             for kind, measure, batch in (
                 ("train", training_step_ms, args.train_batch),

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 import ddpm.training.loop
-from ddpm.config_load import load_config_file
+from ddpm.config_load import load_config_file, merge_config
 from ddpm.data import load_split, prepare_dataset
 from ddpm.diffusion import GaussianDiffusion
 from ddpm.evaluation import compute_metrics, real_floor, train_classifier
@@ -43,10 +43,18 @@ SCHEDULES = {
 }
 
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+def study_config(overlay: str | None = None) -> dict:
+    """The default study's config (config/config.yaml), with ``config/<overlay>`` merged on."""
+    config = load_config_file(CONFIG_DIR / "config.yaml")
+    return merge_config(config, load_config_file(CONFIG_DIR / overlay)) if overlay else config
+
+
 def study_classifier_epochs() -> int:
-    """The default study's classifier epochs (config/config.yaml): cells are scored as it scores."""
-    config = load_config_file(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
-    return int(config["scoring"]["classifier"]["epochs"])
+    """The default study's classifier epochs: cells are scored as the study scores them."""
+    return int(study_config()["scoring"]["classifier"]["epochs"])
 
 
 def _ints(text: str) -> tuple[int, ...]:

@@ -29,9 +29,8 @@ import time
 from pathlib import Path
 
 import torch
-from study_cell import SCHEDULES, study_classifier_epochs
+from study_cell import SCHEDULES, study_classifier_epochs, study_config
 
-from ddpm.config_load import load_config_file
 from ddpm.data import load_split, prepare_dataset
 from ddpm.diffusion import GaussianDiffusion, from_model_range, to_model_range
 from ddpm.evaluation import compute_metrics, train_classifier
@@ -134,8 +133,7 @@ def _to_levels(images: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
 
 def _unet_config() -> UNetConfig:
     """The default study's model block (config/config.yaml) for the 8x8 digits."""
-    model = load_config_file(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
-    return unet_config_for(model["model"], image_channels=1, image_size=8)
+    return unet_config_for(study_config()["model"], image_channels=1, image_size=8)
 
 
 def main(argv=None) -> None:

@@ -299,7 +299,8 @@ def use_channels_last(device: torch.device, requested: str) -> bool:
     It speeds up cuDNN convolutions under bf16 (``auto`` on CUDA), and oneDNN's float32
     convolutions on x86 CPUs, which then skip the reorders between PyTorch's layout and their
     own around every convolution. Measured with ``benchmarks/memory_format.py`` on the 8 x 8 and
-    28 x 28 U-Nets, one thread: with AVX2 kernels 2-14 % less per training step and 7-17 % per
+    28 x 28 U-Nets, one thread of a 2-core Intel Xeon (AVX-512 with native bf16; its AVX2
+    kernels forced with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``): with AVX2 kernels 2-14 % less per training step and 7-17 % per
     sampling step; with AVX-512, 2-10 % and 0-5 %. Under bf16 autocast it is 1.5-2.8 x slower,
     so it is used for float32 only: ``"fp32"``, or ``"auto"`` where the CPU has no native bf16.
     """
