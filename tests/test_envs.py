@@ -1,37 +1,29 @@
-"""The conda environments of the workflow's rules (workflow/envs/*.yaml).
+"""The conda environment of the workflow's rules (workflow/envs/ddpm.yaml) is the tested stack.
 
-A rule job on a cluster sees only its conda environment (plus this checkout's src/), so
-each environment must hold every package the library imports, pinned to a version that
-exists, from conda-forge alone. These tests keep the environment files, pyproject.toml and
-the code's imports in step.
+A rule job with ``--use-conda`` sees only its conda environment (plus this checkout's src/), so
+it must hold every package the library imports, at the versions the tests use: Python's minor
+version and every package of the library's dependency closure pinned to its version in
+constraints.txt. These tests keep the environment file, constraints.txt, pyproject.toml and the
+code's imports in step; no conda channel is needed to run them.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import re
 import sys
 import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_DIR = REPO / "workflow" / "envs"
-ENV_FILES = sorted(ENV_DIR.glob("*.yaml"))
+ENV_FILE = ENV_DIR / "ddpm.yaml"
 
-#: conda-forge package name -> the PyPI distribution it provides.
-CONDA_TO_PYPI = {
-    "pytorch": "torch",
-    "matplotlib-base": "matplotlib",
-    "seaborn-base": "seaborn",
-}
-#: Packages an environment needs to exist at all, not imported by the code.
-INFRASTRUCTURE = {"python", "pip"}
 #: Top-level import name -> PyPI distribution, where they differ.
 IMPORT_TO_PYPI = {
     "torch_fidelity": "torch-fidelity",
@@ -39,49 +31,92 @@ IMPORT_TO_PYPI = {
     "yaml": "pyyaml",
     "PIL": "pillow",
 }
-#: The heavy environment may pick a CUDA build; the light one must stay on CPU builds.
-GPU_ENV, CPU_ENV = "torch.yaml", "analysis.yaml"
-
-# name=version, name=version=build or name==version (conda match specs, no ranges).
-CONDA_PIN = re.compile(
-    r"^(?P<name>[A-Za-z0-9_.-]+)={1,2}(?P<version>[0-9][^=\s]*)(=(?P<build>\S+))?$"
-)
+#: Installers, not part of the stack the numbers depend on.
+NOT_PINNED = {"setuptools", "pip", "wheel"}
 
 
-def load_env(path: Path) -> dict:
-    env = yaml.safe_load(path.read_text())
-    assert isinstance(env, dict), f"{path.name}: not a YAML mapping"
+def load_env() -> dict:
+    env = yaml.safe_load(ENV_FILE.read_text())
+    assert isinstance(env, dict), f"{ENV_FILE.name}: not a YAML mapping"
     return env
 
 
-def conda_specs(env: dict) -> list[str]:
-    return [spec for spec in env["dependencies"] if isinstance(spec, str)]
-
-
-def pip_specs(env: dict) -> list[str]:
+def pip_requirements(env: dict) -> dict[str, Requirement]:
     sections = [spec["pip"] for spec in env["dependencies"] if isinstance(spec, dict)]
-    return [spec for section in sections for spec in section]
+    requirements = [Requirement(spec) for section in sections for spec in section]
+    return {canonicalize_name(r.name): r for r in requirements}
 
 
-def pinned_versions(env: dict) -> dict[str, Version]:
-    """PyPI distribution name -> pinned version, over conda and pip entries."""
-    versions = {}
-    for spec in conda_specs(env):
-        match = CONDA_PIN.match(spec)
-        assert match, f"{spec!r} is not pinned as name=version"
-        name = CONDA_TO_PYPI.get(match["name"], match["name"])
-        versions[canonicalize_name(name)] = Version(match["version"])
-    for spec in pip_specs(env):
-        requirement = Requirement(spec)
-        (specifier,) = requirement.specifier
-        versions[canonicalize_name(requirement.name)] = Version(specifier.version)
-    return versions
+def constraints() -> dict[str, str]:
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version.strip()
+    return pins
 
 
 def project_dependencies() -> dict[str, Requirement]:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     requirements = [Requirement(spec) for spec in pyproject["project"]["dependencies"]]
     return {canonicalize_name(requirement.name): requirement for requirement in requirements}
+
+
+def dependency_closure() -> dict[str, bool]:
+    """The library's dependencies and theirs, as installed here: name -> whether a package is
+    needed only on Linux (reached through requirements marked for Linux alone)."""
+    pending = [(requirement, False) for requirement in project_dependencies().values()]
+    found: dict[str, bool] = {}
+    while pending:
+        requirement, linux_only = pending.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        linux_only = linux_only or "linux" in str(requirement.marker or "").lower()
+        name = canonicalize_name(requirement.name)
+        if name in found:
+            found[name] = found[name] and linux_only
+            continue
+        found[name] = linux_only
+        for spec in importlib.metadata.requires(name) or []:
+            pending.append((Requirement(spec), linux_only))
+    return {name: linux for name, linux in found.items() if name not in NOT_PINNED}
+
+
+def test_python_is_the_tested_minor_version_from_conda_forge():
+    env = load_env()
+    # nodefaults keeps Anaconda's default channel (other licence, other builds) out even
+    # where a user's .condarc lists it.
+    assert env["channels"] == ["conda-forge", "nodefaults"]
+    conda = [spec for spec in env["dependencies"] if isinstance(spec, str)]
+    assert f"python={sys.version_info.major}.{sys.version_info.minor}" in conda, conda
+    assert "pip" in conda, "a pip: section needs pip itself"
+
+
+def test_every_package_is_pinned_to_its_tested_version():
+    pins = constraints()
+    for name, requirement in pip_requirements(load_env()).items():
+        (specifier,) = requirement.specifier
+        assert specifier.operator == "==", f"{requirement} is not pinned as name==version"
+        assert specifier.version == pins.get(name), (
+            f"{ENV_FILE.name} pins {requirement.name}=={specifier.version}, constraints.txt "
+            f"{pins.get(name)}: make them equal (the environment is the tested stack)"
+        )
+
+
+def test_the_environment_is_the_whole_dependency_closure():
+    """Every package the library needs, directly or not, is pinned, and nothing else; those
+    only Linux needs (torch's CUDA libraries) carry a Linux marker, so the file also solves
+    elsewhere."""
+    requirements = pip_requirements(load_env())
+    closure = dependency_closure()
+    assert set(requirements) == set(closure), (
+        f"missing {sorted(set(closure) - set(requirements))}, "
+        f"needed by nothing {sorted(set(requirements) - set(closure))}"
+    )
+    for name, linux_only in closure.items():
+        marker = str(requirements[name].marker or "")
+        assert ("Linux" in marker) == linux_only, f"{name}: marker {marker!r}"
 
 
 def third_party_imports(*directories: Path) -> dict[str, set[str]]:
@@ -105,72 +140,6 @@ def third_party_imports(*directories: Path) -> dict[str, set[str]]:
     return found
 
 
-def test_there_are_environments():
-    assert {path.name for path in ENV_FILES} >= {GPU_ENV, CPU_ENV}
-
-
-@pytest.mark.parametrize("path", ENV_FILES, ids=lambda path: path.name)
-def test_environment_uses_conda_forge_only(path):
-    env = load_env(path)
-    # nodefaults keeps Anaconda's default channel (other licence, other builds) out even
-    # where a user's .condarc lists it.
-    assert env["channels"] == ["conda-forge", "nodefaults"]
-
-
-@pytest.mark.parametrize("path", ENV_FILES, ids=lambda path: path.name)
-def test_every_package_is_pinned(path):
-    env = load_env(path)
-    for spec in conda_specs(env):
-        assert CONDA_PIN.match(spec), f"{path.name}: {spec!r} is not pinned as name=version"
-    for spec in pip_specs(env):
-        specifiers = list(Requirement(spec).specifier)
-        assert len(specifiers) == 1 and specifiers[0].operator == "==", (
-            f"{path.name}: pip entry {spec!r} is not pinned as name==version"
-        )
-    if pip_specs(env):
-        assert any(CONDA_PIN.match(spec)["name"] == "pip" for spec in conda_specs(env)), (
-            f"{path.name} has a pip: section but does not install pip itself"
-        )
-
-
-def code_dependencies() -> set[str]:
-    """PyPI names of what the library and the rule scripts import."""
-    imports = third_party_imports(REPO / "src" / "ddpm", REPO / "workflow" / "scripts")
-    return {canonicalize_name(IMPORT_TO_PYPI.get(module, module)) for module in imports}
-
-
-@pytest.mark.parametrize("path", ENV_FILES, ids=lambda path: path.name)
-def test_environment_holds_exactly_what_the_project_needs(path):
-    """Every dependency of pyproject.toml and every package the code imports is in the
-    environment, at a version that meets pyproject's bound, and nothing else."""
-    versions = pinned_versions(load_env(path))
-    declared = project_dependencies()
-    needed = set(declared) | code_dependencies()
-    packages = set(versions) - INFRASTRUCTURE
-    assert packages == needed, (
-        f"{path.name}: missing {sorted(needed - packages)}, "
-        f"needed by nothing {sorted(packages - needed)}"
-    )
-    for name, requirement in declared.items():
-        assert requirement.specifier.contains(versions[name]), (
-            f"{path.name}: {name} {versions[name]} does not satisfy pyproject's {requirement}"
-        )
-
-
-def test_cpu_environment_cannot_pull_a_cuda_build():
-    for spec in conda_specs(load_env(ENV_DIR / CPU_ENV)):
-        match = CONDA_PIN.match(spec)
-        if match["name"] in {"pytorch", "torchvision"}:
-            assert match["build"] == "cpu*", f"{CPU_ENV}: {spec!r} may resolve to a CUDA build"
-
-
-def test_gpu_environment_lets_the_solver_pick_a_cuda_build():
-    for spec in conda_specs(load_env(ENV_DIR / GPU_ENV)):
-        match = CONDA_PIN.match(spec)
-        if match["name"] in {"pytorch", "torchvision"}:
-            assert match["build"] is None, f"{GPU_ENV}: {spec!r} fixes the build"
-
-
 def test_the_code_imports_only_declared_dependencies():
     declared = set(project_dependencies())
     imports = third_party_imports(REPO / "src" / "ddpm", REPO / "workflow" / "scripts")
@@ -181,21 +150,19 @@ def test_the_code_imports_only_declared_dependencies():
     }
     assert not undeclared, (
         f"imported but not declared in pyproject.toml: {undeclared}; "
-        "add them to [project].dependencies and to workflow/envs/*.yaml, or drop the import"
+        "add them to [project].dependencies and to workflow/envs/ddpm.yaml, or drop the import"
     )
     assert "snakemake" not in imports or all(
         "workflow/scripts" in file for file in imports["snakemake"]
     ), "the library must not import snakemake"
 
 
-def test_rules_name_existing_environments_and_every_environment_is_used():
+def test_every_rule_runs_in_the_environment():
     sources = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
-    text = "\n".join(path.read_text() for path in sources if path.exists())
-    if "conda:" not in text:
-        pytest.skip("no rule names a conda environment yet")
-    referenced = set(re.findall(r"envs/([\w.-]+\.ya?ml)", text))
-    assert referenced, "rules use conda: but no workflow/envs/*.yaml path was found"
-    assert referenced <= {path.name for path in ENV_FILES}, (
-        f"rules name missing environments: {sorted(referenced - {p.name for p in ENV_FILES})}"
-    )
-    assert {path.name for path in ENV_FILES} <= referenced, "an environment no rule uses"
+    text = "\n".join(path.read_text() for path in sources)
+    rules = re.findall(r"^rule (\w+):", text, flags=re.M)
+    conda_rules = text.count("conda:\n        ENV\n")
+    aggregate = {"all", "figures", "thesis_figures"}  # no job of their own
+    assert conda_rules == len(set(rules) - aggregate), "a rule without conda: ENV"
+    assert 'ENV = "../envs/ddpm.yaml"' in text
+    assert sorted(path.name for path in ENV_DIR.glob("*.yaml")) == ["ddpm.yaml"]
