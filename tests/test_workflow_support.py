@@ -1,8 +1,9 @@
-"""Rule library inputs follow the scripts' imports; retries ask for capped runtime; GPU jobs
-are told to use CUDA; the library dataclasses are the one source of config defaults."""
+"""A rule's code version follows what its script's imports compute; a job's GPU request is read
+from its resources; the library dataclasses are the one source of config defaults."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import json
@@ -10,18 +11,17 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
 import yaml
 
+from ddpm.imports import computing_source
 from ddpm.workflow_support import (
+    code_version,
+    gpu_request,
     imported_modules,
-    job_device,
     library_inputs,
     literal_defaults,
-    retry_runtime,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,9 +32,11 @@ SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").r
 def _ddpm_imports(script: Path) -> set[str]:
     """The ddpm modules Python loads when running ``script``'s ddpm imports."""
     lines = [
-        line
-        for line in script.read_text().splitlines()
-        if line.startswith(("from ddpm", "import ddpm"))
+        ast.unparse(node)
+        for node in ast.parse(script.read_text()).body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        and ast.unparse(node).split()[1] == "ddpm"
+        or ast.unparse(node).startswith(("from ddpm.", "import ddpm."))
     ]
     code = "\n".join(
         [
@@ -68,24 +70,73 @@ def test_editing_an_indirectly_used_module_reruns_the_rule(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     for name in ["Snakefile", "workflow", "src", "config"]:
-        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
         copy(REPO / name, work / name)
     target = "results/analysis/schedules.csv"
-    (work / target).parent.mkdir(parents=True)
-    (work / target).write_text("t\n")
 
-    def plan() -> str:
-        env = {**os.environ, "PYTHONPATH": ""}
-        command = [sys.executable, "-m", "snakemake", "-n", target, "--quiet", "rules"]
+    def snakemake(*args) -> str:
+        env = {**os.environ, "PYTHONPATH": "", "MPLBACKEND": "Agg"}
+        command = [sys.executable, "-m", "snakemake", target, "--cores", "1", *args]
         out = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
-        assert out.returncode == 0, out.stderr
+        assert out.returncode == 0, out.stdout + out.stderr
         return out.stdout + out.stderr
 
-    assert "Nothing to be done" in plan()
-    time.sleep(1.1)  # a later modification time than the output's
-    diffusion = work / "src" / "ddpm" / "diffusion.py"  # imported by analysis, not by the script
-    diffusion.write_text(diffusion.read_text() + "\n# edited\n")
-    assert "schedule_table" in plan()
+    snakemake()
+    assert "Nothing to be done" in snakemake("-n")
+    # imported by the analysis, not by the script: a change of what it computes reruns it
+    diffusion = work / "src" / "ddpm" / "diffusion.py"
+    source = diffusion.read_text()
+    diffusion.write_text(source + "\n# a comment changes nothing\n")
+    assert "Nothing to be done" in snakemake("-n")
+    assert source.count("1e-12") >= 1
+    diffusion.write_text(source.replace("1e-12", "1e-11", 1))
+    assert "schedule_table" in snakemake("-n")
+
+
+def test_computing_source_ignores_what_only_people_read(tmp_path):
+    module = tmp_path / "module.py"
+    module.write_text(
+        '"""Doc."""\n__version__ = "1.0"\nimport logging\nlog = logging.getLogger()\n'
+        "def f(x):\n"
+        '    """Doc."""\n'
+        '    log.info("x is %s", x)  # a comment\n'
+        "    if x < 0:\n"
+        '        raise ValueError(f"x must be >= 0, got {x}")\n'
+        '    print("done")\n'
+        "    return 2 * x\n"
+    )
+    before = computing_source(module)
+    module.write_text(
+        '"""Other doc."""\n__version__ = "2.0"\nimport logging\nlog = logging.getLogger()\n'
+        "def f(x):\n"
+        "    # comments come and go\n"
+        '    log.info("now x = %s", x)\n'
+        "    if x < 0:\n"
+        '        raise ValueError("negative")\n'
+        '    print("finished")\n'
+        "    return 2 * x\n"
+    )
+    assert computing_source(module) == before
+    module.write_text(module.read_text().replace("2 * x", "3 * x"))
+    assert computing_source(module) != before
+    module.write_text(module.read_text().replace("ValueError", "TypeError"))
+    assert computing_source(module) != before
+
+
+def test_code_versions_follow_each_scripts_imports():
+    scripts = REPO / "workflow" / "scripts"
+    versions = {name: code_version(scripts / name) for name in ("train.py", "report.py")}
+    assert versions["train.py"] != versions["report.py"]
+    assert versions["train.py"] == code_version(scripts / "train.py")
+
+
+def test_a_jobs_gpu_request_is_read_from_its_resources():
+    assert gpu_request({"gres": "gpu:1"}) == "gres=gpu:1"
+    assert gpu_request({"gres": "gpu:a100:1", "gpu": 0}) == "gres=gpu:a100:1"
+    assert gpu_request({"gres": "tmp:10G,gpu:2"}) == "gres=tmp:10G,gpu:2"
+    assert gpu_request({"gpu": 1}) == "gpu=1"
+    for none in ({}, {"gpu": 0}, {"gres": None}, {"gres": "tmp:10G"}, {"gpu": 0, "gres": ""}):
+        assert gpu_request(none) is None, none
 
 
 def test_literal_defaults_are_the_library_signature():
@@ -102,19 +153,6 @@ def test_literal_defaults_are_the_library_signature():
             if p.default is not inspect.Parameter.empty
         }
         assert literal_defaults(relative, function.__name__) == real
-
-
-def test_retry_runtime_grows_up_to_the_cap():
-    assert [retry_runtime(720, attempt) for attempt in (1, 2, 3)] == [720, 1440, 2160]
-    assert [retry_runtime(720, attempt, 1440) for attempt in (1, 2, 3)] == [720, 1440, 1440]
-    with pytest.raises(ValueError, match="attempt"):
-        retry_runtime(60, 0)
-
-
-def test_gpu_jobs_are_told_to_use_cuda():
-    assert job_device("auto", 1) == "cuda"
-    assert job_device("auto", 0) == "auto"
-    assert job_device("cuda:1", 1) == "cuda:1" and job_device("cpu", 1) == "cpu"
 
 
 def _no_defaults(node) -> bool:

@@ -1,9 +1,13 @@
-"""Which ``ddpm`` modules a file imports, read from its source (nothing is executed).
+"""Which ``ddpm`` modules a file imports, and a digest of what their code computes.
 
-Both the workflow (a rule's library inputs: editing any module a rule's script uses,
-even indirectly, makes its outputs out of date) and the training (the fingerprint of the
-code its weights depend on) follow imports this way, so neither keeps a hand-written list.
+Both the workflow (a rule's code version: editing any module a rule's script uses, even
+indirectly, makes its outputs out of date) and the training (the fingerprint of the code
+its weights depend on) follow imports this way, so neither keeps a hand-written list.
 Imports under ``if TYPE_CHECKING:`` are left out: they serve annotations and never run.
+
+:func:`code_digest` hashes the modules' syntax trees, not their text, with the parts that
+only a person reads taken out (see :func:`computing_source`): a comment, a docstring, a log
+line, an error message or the version number can change without anything being recomputed.
 Needs neither NumPy nor PyTorch: the workflow calls it while Snakemake parses.
 """
 
@@ -11,9 +15,19 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["PACKAGE", "PACKAGE_DIR", "imported_modules", "module_closure", "module_path"]
+__all__ = [
+    "PACKAGE",
+    "PACKAGE_DIR",
+    "code_digest",
+    "computing_source",
+    "imported_modules",
+    "module_closure",
+    "module_path",
+]
 
 PACKAGE = "ddpm"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -148,3 +162,77 @@ def _closure(pending: list, top_level_only: bool, package_dir: Path) -> set[str]
                 seen.add(parent)
                 pending.append((file, parent, file.name == "__init__.py"))
     return seen
+
+
+# --- what the code computes -----------------------------------------------------------------
+#: Calls whose arguments are only ever read by a person: log records, printed lines, warnings.
+_MESSAGE_METHODS = {"debug", "info", "warning", "error", "exception", "critical", "log", "warn"}
+_MESSAGE_FUNCTIONS = {"print"}
+
+
+class _PeopleOnlyText(ast.NodeTransformer):
+    """Removes what cannot change a number: docstrings, message calls, error messages, and the
+    version number. Comments are not in the syntax tree at all."""
+
+    def _without_docstring(self, node):
+        self.generic_visit(node)
+        body = node.body
+        first = body[0].value if body and isinstance(body[0], ast.Expr) else None
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            node.body = body[1:] or [ast.Pass()]
+        return node
+
+    visit_Module = visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _without_docstring
+
+    def visit_Expr(self, node):
+        call = node.value
+        if isinstance(call, ast.Call) and _is_message_call(call.func):
+            return ast.Pass()
+        return self.generic_visit(node)
+
+    def visit_Raise(self, node):
+        # The exception's class decides what happens; its message is for the person reading.
+        if isinstance(node.exc, ast.Call):
+            node.exc = ast.Call(func=node.exc.func, args=[], keywords=[])
+        return node
+
+    def visit_Assign(self, node):
+        targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        return ast.Pass() if targets == ["__version__"] else self.generic_visit(node)
+
+
+def _is_message_call(func: ast.expr) -> bool:
+    if isinstance(func, ast.Name):
+        return func.id in _MESSAGE_FUNCTIONS
+    return isinstance(func, ast.Attribute) and func.attr in _MESSAGE_METHODS
+
+
+@functools.cache
+def _computing_dump(path: Path, mtime_ns: int, size: int) -> str:
+    tree = _PeopleOnlyText().visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+def computing_source(path: str | Path) -> str:
+    """A canonical text of the computation in ``path``: its syntax tree without docstrings,
+    comments, log/print/warning calls, the messages of raised exceptions and ``__version__``.
+
+    Two files with the same computing source compute the same numbers.
+    """
+    path = Path(path)
+    stat = path.stat()
+    return _computing_dump(path, stat.st_mtime_ns, stat.st_size)
+
+
+def code_digest(modules: Iterable[str], package_dir: Path = PACKAGE_DIR) -> str:
+    """SHA-256 (hex) over the names and :func:`computing_source` of ``ddpm`` modules."""
+    digest = hashlib.sha256()
+    for module in sorted(set(modules)):
+        path = module_path(module, package_dir)
+        if path is None:
+            continue
+        source = computing_source(path).encode()
+        relative = module.removeprefix(PACKAGE).lstrip(".") or PACKAGE
+        digest.update(f"{relative}\0{len(source)}\0".encode())
+        digest.update(source)
+    return digest.hexdigest()

@@ -4,20 +4,20 @@ A checkpoint carries the fingerprint of the code that wrote it. When the code ch
 (an edited U-Net, schedule or loss), the workflow reruns the training, and the rerun must
 compute afresh instead of resuming, or even just re-saving, weights of the old code.
 
-The fingerprint is a SHA-256 over the source files of the import closure of
+The fingerprint is :func:`ddpm.imports.code_digest` of the import closure of
 ``ddpm.training`` within the ``ddpm`` package: every ddpm module that the training
 imports, directly or through another ddpm module. It follows the imports in the source
 (read with :mod:`ast`, nothing is executed), so a new module that the training starts
-to use is covered without a list to maintain.
+to use is covered without a list to maintain; and it hashes what the code computes, so a
+comment, a docstring, a log message or a version bump keeps a half-finished run resumable.
 """
 
 from __future__ import annotations
 
-import hashlib
 from functools import cache
 from pathlib import Path
 
-from ..imports import PACKAGE, module_closure, module_path
+from ..imports import PACKAGE, code_digest, module_closure, module_path
 
 __all__ = ["code_fingerprint", "code_modules"]
 
@@ -44,10 +44,6 @@ def code_modules(
 
 
 def code_fingerprint(root: str = _ROOT, package_dir: Path = _PACKAGE_DIR) -> str:
-    """SHA-256 over the names and contents of :func:`code_modules`; read afresh each call."""
-    digest = hashlib.sha256()
-    for module, path in code_modules(root, Path(package_dir)):
-        source = path.read_bytes()
-        digest.update(f"{module or PACKAGE}\0{len(source)}\0".encode())
-        digest.update(source)
-    return digest.hexdigest()
+    """:func:`~ddpm.imports.code_digest` of :func:`code_modules`; read afresh each call."""
+    modules = module_closure(f"{PACKAGE}.{root}", Path(package_dir))
+    return code_digest(modules, Path(package_dir))
