@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -74,17 +73,6 @@ def json_ready(value):
         raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
     return json.loads(json.dumps(value, default=convert))
-
-
-def package_versions() -> dict:
-    from . import __version__
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "ddpm": __version__,
-    }
 
 
 # --- checksums ---------------------------------------------------------------------------

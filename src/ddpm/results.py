@@ -81,6 +81,7 @@ def collect_runs(
             "beta_schedule": schedule.get("beta_schedule"),
             "schedule_params": json.dumps(schedule.get("params", {}), sort_keys=True),
             "parameters": record.get("parameter_count"),
+            "precision": record.get("precision"),
             "train_seconds": record.get("wall_seconds"),
         }
 

@@ -7,6 +7,18 @@
 - :mod:`.page`: the page itself, figures with their captions from :mod:`ddpm.figures`, tables.
 """
 
-from .build import DatasetResults, StudyGrid, build_report, read_dataset_results
+from .build import (
+    DatasetResults,
+    StudyGrid,
+    build_report,
+    read_dataset_results,
+    read_run_provenance,
+)
 
-__all__ = ["DatasetResults", "StudyGrid", "build_report", "read_dataset_results"]
+__all__ = [
+    "DatasetResults",
+    "StudyGrid",
+    "build_report",
+    "read_dataset_results",
+    "read_run_provenance",
+]

@@ -19,6 +19,8 @@ from .sections import (
     configuration_section,
     forward_section,
     grid_section,
+    made_by_line,
+    provenance_section,
     quality_section,
     run_times_section,
 )
@@ -81,6 +83,32 @@ def read_dataset_results(
     return DatasetResults(name, pd.read_csv(metrics), floor_record, accuracy, own)
 
 
+def read_run_provenance(record_paths: Sequence[str | Path]) -> pd.DataFrame:
+    """How many runs each combination of commit, packages, device and precision trained, from
+    the runs' ``run.json``."""
+    rows = []
+    for path in record_paths:
+        record = json.loads(Path(path).read_text())
+        source, versions = record.get("source") or {}, record.get("versions") or {}
+        rows.append(
+            {
+                "dataset": record.get("dataset"),
+                "commit": (source.get("commit") or "unknown")[:12]
+                + (" (uncommitted changes)" if source.get("dirty") else ""),
+                "ddpm": versions.get("ddpm"),
+                "torch": versions.get("torch"),
+                "device": record.get("device"),
+                "machine": (record.get("machine") or {}).get("cpu"),
+                "precision": record.get("precision"),
+            }
+        )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    keys = list(table.columns)
+    return table.groupby(keys, dropna=False).size().reset_index(name="runs")
+
+
 def build_report(
     out_path: str | Path,
     *,
@@ -93,6 +121,7 @@ def build_report(
     inception_note: str | None = None,
     run_times: pd.DataFrame | None = None,
     configuration: Mapping | None = None,
+    provenance: Mapping | None = None,
 ) -> Path:
     """Write the HTML report to ``out_path`` (atomically) and return its path.
 
@@ -100,6 +129,9 @@ def build_report(
     verdicts on report 003's claims, the best cell against the quality bars) and the thesis's
     closeness findings next to ours; the grid, the figures and full tables follow.
     ``inception_note`` says why Inception-v3 metrics are missing (None: they were computed).
+    ``provenance`` holds ``made_by`` (:func:`ddpm.provenance.provenance` of the report's job,
+    with Snakemake's version), ``runs`` (:func:`read_run_provenance`) and ``decisions`` (each
+    dataset's precision decision).
     """
     answers = "".join(
         answers_section(d.name, d.runs, d.floor, d.figures_in("answers")) for d in datasets
@@ -115,8 +147,12 @@ def build_report(
         sections += _dataset_sections(dataset, grid.num_samples, note)
     if run_times is not None and not run_times.empty:
         sections.append(("Run times", run_times_section(run_times)))
+    made_by = ""
+    if provenance is not None:
+        sections.append(("Provenance", provenance_section(**provenance)))
+        made_by = made_by_line(provenance["made_by"])
     sections.append(("Configuration", configuration_section(configuration or {})))
-    return write_page(out_path, sections)
+    return write_page(out_path, sections, made_by)
 
 
 def _dataset_sections(dataset: DatasetResults, num_samples: int, inception_note: str) -> list:

@@ -45,9 +45,12 @@ def table_html(frame: pd.DataFrame, float_format="{:.4g}") -> str:
     )
 
 
-def write_page(out_path: str | Path, sections: Sequence[tuple[str, str]]) -> Path:
+def write_page(
+    out_path: str | Path, sections: Sequence[tuple[str, str]], made_by: str = ""
+) -> Path:
     """Write the page of ``(title, html)`` sections with a table of contents; the file appears
-    whole or not at all (a failed write leaves no partial page)."""
+    whole or not at all (a failed write leaves no partial page). ``made_by`` (HTML) follows the
+    date under the title."""
     toc = "".join(
         f'<li><a href="#s{i}">{html.escape(title)}</a></li>'
         for i, (title, _) in enumerate(sections)
@@ -60,6 +63,7 @@ def write_page(out_path: str | Path, sections: Sequence[tuple[str, str]]) -> Pat
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>DDPM schedule study</title>"
         f"<style>{STYLE}</style></head><body><h1>DDPM schedule study</h1>"
         f"<p>How the noise schedule and the number of diffusion steps T shape the forward process "
-        f"and the quality of the samples. Generated {stamp}.</p><ul>{toc}</ul>{body}</body></html>"
+        f"and the quality of the samples. Generated {stamp}{made_by}.</p><ul>{toc}</ul>{body}"
+        "</body></html>"
     )
     return atomic_write_text(out_path, page)

@@ -1,5 +1,5 @@
 """The sections of the page after the answers: the grid, the forward process, each dataset's
-training, samples and sample quality, the run times and the configuration."""
+training, samples and sample quality, the run times, the provenance and the configuration."""
 
 from __future__ import annotations
 
@@ -114,3 +114,56 @@ def run_times_section(run_times: pd.DataFrame) -> str:
 def configuration_section(configuration: Mapping) -> str:
     """The study's configuration as YAML, as it was run."""
     return f"<pre>{html.escape(yaml.safe_dump(dict(configuration), sort_keys=False))}</pre>"
+
+
+def _revision(source: Mapping) -> str:
+    commit = source.get("commit")
+    if not commit:
+        return html.escape(source.get("reason", "no commit recorded"))
+    tree = " with uncommitted changes" if source.get("dirty") else ", clean tree"
+    return f"commit <code>{html.escape(commit)}</code>{tree}"
+
+
+def made_by_line(made_by: Mapping) -> str:
+    """`` by commit ... (torch ...)``: the line under the report's title."""
+    torch_version = made_by.get("versions", {}).get("torch")
+    return f" by {_revision(made_by.get('source', {}))} (torch {html.escape(str(torch_version))})"
+
+
+def provenance_section(
+    made_by: Mapping, runs: pd.DataFrame, decisions: Mapping[str, Mapping]
+) -> str:
+    """Which code, packages and machines made the results: the report's own job, every run
+    (grouped by what they share), and each dataset's precision decision."""
+    revision = _revision(made_by.get("source", {}))
+    versions = ", ".join(
+        f"{name} {html.escape(str(version))}"
+        for name, version in made_by.get("versions", {}).items()
+        if version is not None
+    )
+    host = made_by.get("machine", {})
+    made = (
+        f"<p>This report was made by {revision}; {versions}; on {html.escape(str(host.get('cpu')))}"
+        + (f" with {html.escape(', '.join(host['gpus']))}" if host.get("gpus") else "")
+        + ".</p>"
+    )
+    decided = pd.DataFrame(
+        [
+            {
+                "dataset": dataset,
+                "machine": f"{d['machine']['device_type']}: {d['machine']['model']} "
+                f"({d['machine']['capability']})",
+                "training": d["train"]["precision"],
+                "sampling": d["sample"]["precision"],
+                "why": d["train"]["reason"],
+            }
+            for dataset, d in decisions.items()
+        ]
+    )
+    return (
+        made
+        + "<h3>The runs, by the code, packages, machine and precision that trained them</h3>"
+        + (table_html(runs) if not runs.empty else "<p>No run.</p>")
+        + "<h3>Precision, decided once per dataset and kind of machine</h3>"
+        + table_html(decided)
+    )

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoints import FORMAT_VERSION, MODEL_FORMAT, json_ready, package_versions
+from ..checkpoints import FORMAT_VERSION, MODEL_FORMAT, json_ready
 from ..checkpoints import write_model_file as _write_model_file
 from ..diffusion import GaussianDiffusion, from_model_range
 from ..files import atomic_save_npz, atomic_write_text
+from ..provenance import machine, package_versions, source_revision
 from ..runtime import noise_predictor
 from ..unet import UNet, UNetConfig
 from .config import RESUMABLE_CHANGES, TrainingConfig, TrainingConfigError
@@ -43,6 +44,8 @@ RECORD_KEYS = frozenset(
         "code_fingerprint",
         "resumed_from_step",
         "versions",
+        "source",
+        "machine",
         "wall_seconds",
     }
 )
@@ -124,6 +127,8 @@ def run_record(extra: Mapping, run, state: TrainState, wall_seconds: float) -> d
             "code_fingerprint": run.identity["code"],
             "resumed_from_step": run.resumed_from,
             "versions": package_versions(),
+            "source": source_revision(),
+            "machine": machine(),
             "wall_seconds": wall_seconds,
         }
     )
