@@ -260,3 +260,23 @@ def test_a_gpu_held_by_another_process_is_skipped_until_it_exits(monkeypatch, tm
         child.communicate("\n", timeout=60)  # the child exits; the OS drops its lock
     monkeypatch.setattr(gpu_lock, "_claimed", {})
     assert claim_gpu(2, tmp_path) == 0
+
+
+def test_a_job_given_a_gpu_that_cannot_use_it_stops_naming_the_request(monkeypatch):
+    monkeypatch.setattr(runtime.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime.torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(runtime.DeviceError) as error:
+        runtime.resolve_job_device("auto", "gres=gpu:1")
+    message = str(error.value)
+    assert "given a GPU by its profile (gres=gpu:1)" in message, message
+    # the cause, as resolve_device words it (a CPU build, or no CUDA device), and the way out
+    assert "cpu" in message
+    # A job without a GPU request stays where "auto" puts it.
+    assert runtime.resolve_job_device("auto", None) == runtime.torch.device("cpu")
+
+
+def test_a_job_given_a_gpu_but_told_cpu_runs_on_the_cpu_and_says_so(caplog):
+    with caplog.at_level("WARNING", logger="ddpm.runtime"):
+        device = runtime.resolve_job_device("cpu", "gpu=1")
+    assert device.type == "cpu"
+    assert "GPU stays idle" in caplog.text

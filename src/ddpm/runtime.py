@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
@@ -33,6 +34,7 @@ __all__ = [
     "cpu_bf16_support",
     "noise_predictor",
     "resolve_device",
+    "resolve_job_device",
     "resolve_precision",
     "torch_threads",
     "use_channels_last",
@@ -84,6 +86,33 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise DeviceError(
             f"device {str(device)!r} was requested, but only {count} GPU(s) are visible "
             f"(cuda:0 to cuda:{count - 1}){_visible_devices_note()}; use one of those or 'cuda'"
+        )
+    return resolved
+
+
+def resolve_job_device(device: str, gpu_request: str | None) -> torch.device:
+    """The device of a workflow job: ``device`` as configured, ``"auto"`` becoming ``"cuda"``
+    for a job its profile gave a GPU (``gpu_request`` says how, e.g. ``"gres=gpu:1"``).
+
+    Such a job that cannot use CUDA raises :class:`DeviceError` naming the request and the
+    cause, at its start, instead of running on the CPU of a GPU node for hours.
+    """
+    chosen = "cuda" if device == "auto" and gpu_request is not None else device
+    try:
+        resolved = resolve_device(chosen)
+    except DeviceError as error:
+        if gpu_request is None:
+            raise
+        raise DeviceError(
+            f"this job was given a GPU by its profile ({gpu_request}), but {error}; "
+            "or run it without a GPU request (a profile without set-resources for GPUs)"
+        ) from error
+    if gpu_request is not None and resolved.type != "cuda":
+        logger.warning(
+            "this job was given a GPU by its profile (%s), but the study's device is %r: it "
+            "runs on the CPU and the GPU stays idle",
+            gpu_request,
+            device,
         )
     return resolved
 
@@ -179,15 +208,23 @@ def choose_precision(
     device: torch.device,
     model: torch.nn.Module | None = None,
     example_input: tuple[torch.Tensor, ...] | None = None,
+    *,
+    rounds: int = 1,
+    min_speedup: float = BF16_MIN_SPEEDUP,
+    own_layouts: bool = False,
+    cache: bool = True,
 ) -> PrecisionChoice:
     """The precision to run ``model`` in on ``device`` for a requested ``"auto"|"bf16"|"fp32"``.
 
     For ``"auto"`` on a CPU with native bf16, ``model`` is timed on ``example_input`` (the
-    arguments of one forward pass) in both precisions and the faster wins. A model in training
-    mode is timed on training steps (forward + backward, gradients neither kept nor applied), a
-    model in eval mode on forward passes under inference mode, as sampling runs it. The global
-    RNG state is left as it was, so a run's results do not depend on the timing. Decisions are
-    cached per (device, model shape, mode, batch, threads) for the life of the process.
+    arguments of one forward pass) in both precisions, over ``rounds`` interleaved rounds, and
+    bf16 is chosen where the median of the rounds' speedups is at least ``min_speedup``. A model in training mode is timed on training steps (forward +
+    backward, gradients neither kept nor applied), a model in eval mode on forward passes under
+    inference mode, as sampling runs it. With ``own_layouts`` each precision is timed in the
+    memory layout it would run in (:func:`use_channels_last`); the model is left in
+    contiguous layout. The global RNG state is left as it was, so a run's results do not depend
+    on the timing. With ``cache``, decisions are cached per (device, model shape, mode, batch,
+    threads) for the life of the process.
     """
     if requested not in PRECISIONS:
         raise DeviceError(f"precision must be one of {PRECISIONS}, got {requested!r}")
@@ -209,9 +246,12 @@ def choose_precision(
         return PrecisionChoice(
             "fp32", f"auto: native bf16 ({found}), but no model to time the two on; fp32"
         )
-    key = _cache_key(device, model, example_input)
+    timing = (rounds, min_speedup, own_layouts)
+    if not cache:
+        return _timed_choice(found, device, model, example_input, *timing)
+    key = (*_cache_key(device, model, example_input), *timing)
     if key not in _timed_choices:
-        _timed_choices[key] = _timed_choice(found, device, model, example_input)
+        _timed_choices[key] = _timed_choice(found, device, model, example_input, *timing)
     return _timed_choices[key]
 
 
@@ -231,26 +271,55 @@ def _cache_key(device, model, example_input) -> tuple:
     )
 
 
-def _timed_choice(found: str, device, model, example_input) -> PrecisionChoice:
+def _timed_choice(
+    found: str, device, model, example_input, rounds, min_speedup, own_layouts
+) -> PrecisionChoice:
     inputs = tuple(x[:TIMING_MAX_IMAGES] for x in example_input)
     with torch.random.fork_rng(devices=[]):  # dropout in the timed passes must not move the RNG
-        seconds = {p: _seconds_per_pass(model, inputs, device, p) for p in ("fp32", "bf16")}
-    speedup = seconds["fp32"] / seconds["bf16"]
+        timings = _interleaved_timings(model, inputs, device, rounds, own_layouts)
+    speedups = sorted(f / b for f, b in zip(timings["fp32"], timings["bf16"], strict=True))
+    speedup = statistics.median(speedups)
+    seconds = {p: min(values) for p, values in timings.items()}
     pass_name = "training step" if model.training else "forward pass"
     figures = (
         f"fp32 {1000 * seconds['fp32']:.1f} ms, bf16 {1000 * seconds['bf16']:.1f} ms per "
         f"{pass_name} of {len(inputs[0])} images"
     )
-    if speedup >= BF16_MIN_SPEEDUP:
-        verdict, choice = f"bf16 {speedup:.1f}x faster than fp32", "bf16"
+    spread = (
+        f", median of {len(speedups)} rounds ({speedups[0]:.2f}-{speedups[-1]:.2f}x)"
+        if len(speedups) > 1
+        else ""
+    )
+    if speedup >= min_speedup:
+        verdict, choice = f"bf16 {speedup:.1f}x faster than fp32{spread}", "bf16"
     elif speedup > 1:
-        verdict = f"bf16 only {speedup:.2f}x faster than fp32 (under {BF16_MIN_SPEEDUP}x)"
+        verdict = f"bf16 only {speedup:.2f}x faster than fp32{spread} (under {min_speedup}x)"
         choice = "fp32"
     else:
-        verdict, choice = f"fp32 {1 / speedup:.1f}x faster than bf16", "fp32"
+        verdict, choice = f"fp32 {1 / speedup:.1f}x faster than bf16{spread}", "fp32"
     reason = f"auto: native bf16 ({found}), {verdict} in a timed {pass_name} ({figures}); {choice}"
     logger.info("precision %s", reason)
     return PrecisionChoice(choice, reason)
+
+
+def _interleaved_timings(model, inputs, device, rounds: int, own_layouts: bool) -> dict:
+    """Seconds of one pass per round and precision, the precisions alternating round by round
+    so that a slow spell of a shared machine falls on both."""
+    timings: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for _ in range(max(1, rounds)):
+        for precision in timings:
+            layout = (
+                torch.channels_last
+                if own_layouts and use_channels_last(device, precision)
+                else torch.contiguous_format
+            )
+            if own_layouts:
+                model.to(memory_format=layout)
+            timed = tuple(x.contiguous(memory_format=layout) if x.dim() == 4 else x for x in inputs)
+            timings[precision].append(_seconds_per_pass(model, timed, device, precision))
+    if own_layouts:
+        model.to(memory_format=torch.contiguous_format)
+    return timings
 
 
 def _seconds_per_pass(model, inputs, device, precision: str) -> float:

@@ -173,8 +173,9 @@ class RunSpec:
         diffusion = GaussianDiffusion(self.schedule.build(), **dict(self.diffusion))
         return diffusion, self.unet.validate(), self.training.validate()
 
-    def train(self, images, run_dir, record: Mapping | None = None):
-        """Train this run on ``images`` into ``run_dir`` (see :func:`ddpm.training.train`).
+    def train(self, images, run_dir, record: Mapping | None = None, precision_choice=None):
+        """Train this run on ``images`` into ``run_dir`` (see :func:`ddpm.training.train`,
+        which also takes ``precision_choice``).
 
         The record of ``model.pt`` and ``run.json`` holds :meth:`to_dict` (the dataset's
         name at its top level) and the extra entries of ``record``.
@@ -182,7 +183,13 @@ class RunSpec:
         from .training import train
 
         extra = {} if self.dataset is None else {"dataset": self.dataset}
-        return train(images, *self.build(), run_dir, record={**extra, **(record or {})})
+        return train(
+            images,
+            *self.build(),
+            run_dir,
+            record={**extra, **(record or {})},
+            precision_choice=precision_choice,
+        )
 
     def to_dict(self) -> dict:
         """The record entries of this run (what ``model.pt`` and ``run.json`` hold)."""

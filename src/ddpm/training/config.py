@@ -62,10 +62,12 @@ class TrainingConfig:
         snapshot_count: images per snapshot.
         seed: seeds the initial weights, dropout, the data order, t and the noise.
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        precision: ``"auto"`` (bf16 autocast + TF32 + channels_last on CUDA, float32 on
-            CPU, in channels_last on x86: see
-            :func:`ddpm.runtime.use_channels_last`), ``"bf16"`` (bf16 autocast on any device)
-            or ``"fp32"``.
+        precision: ``"auto"`` (on a GPU with bf16: bf16 autocast + TF32 + channels_last; on
+            a CPU: bf16 autocast only where the CPU runs bf16 natively and a timed training
+            step says it is faster, else float32, in channels_last on x86; the workflow decides
+            once per study and machine, :mod:`ddpm.study_precision`), ``"bf16"`` (bf16
+            autocast on any device; emulated and slow on a CPU without native bf16) or
+            ``"fp32"``.
         num_threads: CPU threads for torch during training; ``None`` = leave as is.
         divergence_factor: stop with :class:`~ddpm.training.DivergenceError` when the mean
             loss over the last ``divergence_patience`` steps exceeds this many times the

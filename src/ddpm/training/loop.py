@@ -29,6 +29,7 @@ from ..checkpoints import (
 from ..diffusion import GaussianDiffusion, to_model_range
 from ..files import StorageError, check_writable, remove_stale_temporaries
 from ..runtime import (
+    PrecisionChoice,
     autocast_context,
     choose_precision,
     resolve_device,
@@ -63,11 +64,15 @@ def _last_checkpoint(checkpoint_dir: Path, before: int | None = None) -> tuple[i
 class _Run:
     """One session of a training run: its settings, its state and the steps of its loop."""
 
-    def __init__(self, images, diffusion, unet_config, config, run_dir, device):
+    def __init__(self, images, diffusion, unet_config, config, run_dir, device, decided):
         self.diffusion, self.unet_config, self.config = diffusion, unet_config, config
         self.run_dir, self.checkpoint_dir = run_dir, run_dir / "checkpoints"
         self.device = device
-        self.channels_last = use_channels_last(device, config.precision)
+        # A precision decided beforehand (for a whole study) fixes the layout too; "auto"
+        # picks the layout first and times the precisions in it.
+        self.channels_last = use_channels_last(
+            device, decided.precision if decided else config.precision
+        )
         self.identity = outputs.identity(
             config, unet_config, diffusion, outputs.data_fingerprint(images), code_fingerprint()
         )
@@ -76,7 +81,7 @@ class _Run:
             unet_config, config, images.shape[0], device, self.channels_last
         )
         self.parameter_count = count_parameters(self.state.model)
-        self.precision, self.precision_reason = self._choose_precision()
+        self.precision, self.precision_reason = decided or self._choose_precision()
         self.resumed_from = None
         self.session = (0, time.perf_counter())  # (step, time) at which this session's steps began
 
@@ -98,8 +103,9 @@ class _Run:
         }
 
     def _keep_precision_of(self, checkpoint: dict) -> None:
-        # "auto" times both precisions at start-up, and a near tie may go the other way in the
-        # retry; keeping the interrupted session's choice keeps the resumed run bit-identical.
+        # "auto" times both precisions at start-up (or takes a study's decision, which may have
+        # been made again meanwhile); keeping the interrupted session's choice keeps the resumed
+        # run bit-identical.
         if self.config.precision != "auto" or checkpoint.get("device_type") != self.device.type:
             return
         if checkpoint.get("precision") not in (None, self.precision):
@@ -337,6 +343,7 @@ def train(
     run_dir: str | os.PathLike,
     *,
     record: Mapping | None = None,
+    precision_choice: PrecisionChoice | None = None,
 ) -> Path:
     """Train a U-Net to predict the noise of ``diffusion`` on ``images``; return ``run_dir/model.pt``.
 
@@ -350,6 +357,9 @@ def train(
             resumes from the newest intact one.
         record: extra JSON-serialisable fields (e.g. dataset name) stored at the top level
             of the record in ``model.pt`` and ``run.json``.
+        precision_choice: the precision, decided beforehand, for ``config.precision ==
+            "auto"`` (a study decides once for all its runs: :mod:`ddpm.study_precision`);
+            None times the precisions here.
 
     Raises:
         UNetConfigError, TrainingConfigError: invalid settings, before any work.
@@ -372,7 +382,8 @@ def train(
         torch.random.fork_rng(devices=_rng_devices(device)),
     ):
         torch.manual_seed(config.seed)
-        run = _Run(images, diffusion, unet_config, config, run_dir, device)
+        decided = precision_choice if config.precision == "auto" else None
+        run = _Run(images, diffusion, unet_config, config, run_dir, device, decided)
         logger.info(
             "U-Net with %s parameters; %d steps of batch %d on %s (%s: %s)",
             f"{run.parameter_count:,}",
