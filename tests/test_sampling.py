@@ -105,3 +105,55 @@ def test_sample_grid_shows_count_images_as_square_as_they_allow(tmp_path, count,
         assert png.size == size  # 8-pixel images with 2 pixels of padding around each
     with pytest.raises(ValueError, match="no images to draw"):
         sampling.save_sample_grid(path, images, 0)
+
+
+def test_sampling_killed_between_batches_resumes_to_the_same_images(model_path, tmp_path):
+    """A job killed after some batches (here: the fourth batch fails) keeps what it finished;
+    started again it draws only the rest, and ends with an uninterrupted run's images."""
+    settings = dict(batch_size=2, seed=3, device="cpu", precision="fp32")
+    uninterrupted = generate(model_path, 7, **settings)
+    progress = tmp_path / "sampling"
+    real_batch, calls = sampling._sample_batch, []
+
+    def failing_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt("killed")  # as a signal ends the process
+        return real_batch(*args, **kwargs)
+
+    sampling._sample_batch = failing_batch
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            generate(model_path, 7, progress_dir=progress, **settings)
+    finally:
+        sampling._sample_batch = real_batch
+    assert sorted(p.name for p in progress.iterdir()) == [f"batch-0000{i}.pt" for i in range(3)]
+
+    drawn = []
+
+    def counting_batch(*args, **kwargs):
+        drawn.append(1)
+        return real_batch(*args, **kwargs)
+
+    sampling._sample_batch = counting_batch
+    try:
+        resumed = generate(model_path, 7, progress_dir=progress, **settings)
+    finally:
+        sampling._sample_batch = real_batch
+    assert len(drawn) == 1, "only the last batch (of 4) should be drawn again"
+    assert torch.equal(resumed, uninterrupted)
+    sampling.clear_progress(progress)
+    assert not progress.exists()
+
+
+def test_kept_batches_of_other_settings_or_damaged_are_not_resumed(model_path, tmp_path):
+    progress = tmp_path / "sampling"
+    settings = dict(batch_size=2, device="cpu", precision="fp32")
+    generate(model_path, 4, seed=0, progress_dir=progress, **settings)
+    # Another seed: the kept batches are of other noise, and are redrawn.
+    other_seed = generate(model_path, 4, seed=1, progress_dir=progress, **settings)
+    assert torch.equal(other_seed, generate(model_path, 4, seed=1, **settings))
+    # A batch file cut short (a kill while it was written): it and all after it are redrawn.
+    (progress / "batch-00000.pt").write_bytes(b"truncated")
+    again = generate(model_path, 4, seed=1, progress_dir=progress, **settings)
+    assert torch.equal(again, other_seed)

@@ -6,17 +6,25 @@ or DDIM (Song et al. 2021, ``ddim_steps`` calls per image). Samples are reproduc
 from ``seed`` for a given ``batch_size``: the noise of each batch comes from one CPU
 generator consumed batch after batch.
 
+With ``progress_dir``, every finished batch is kept there with the generator's state
+after it, so that a job killed by a time limit or a preemption resumes at its next batch
+and ends with the same images, bit for bit on the CPU, as a job never interrupted
+(:class:`SamplingProgress`).
+
 ``reconstruction_series`` noises real images to x_t for several t and denoises them
 back (report 002, figure 4).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
 import sys
 import time
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +33,18 @@ import torch
 from .checkpoints import load_model
 from .diffusion import from_model_range, to_model_range
 from .files import atomic_save_npz, atomic_write
-from .runtime import choose_precision, noise_predictor, resolve_device, use_channels_last
+from .runtime import (
+    PrecisionChoice,
+    choose_precision,
+    noise_predictor,
+    resolve_device,
+    use_channels_last,
+)
 
 __all__ = [
     "SAMPLERS",
+    "SamplingProgress",
+    "clear_progress",
     "generate",
     "image_grid",
     "load_samples",
@@ -44,15 +60,20 @@ logger = logging.getLogger(__name__)
 SAMPLERS = ("ancestral", "ddim")
 
 
-def _load_noise_predictor(model_path, device: str, precision: str, batch_size: int):
-    """Load ``model.pt`` for inference: (eps_model(x, t), diffusion, model config, device).
+def _load_noise_predictor(
+    model_path, device: str, precision: str | PrecisionChoice, batch_size: int
+):
+    """Load ``model.pt`` for inference: (eps_model(x, t), diffusion, model config, device,
+    the precision used).
 
     ``eps_model`` runs the EMA U-Net in float32 or bf16 autocast and returns float32; for
     ``precision="auto"`` :func:`ddpm.runtime.choose_precision` picks by the hardware, timing
-    forward passes of this model on a batch of ``batch_size`` where that decides.
+    forward passes of this model on a batch of ``batch_size`` where that decides; a
+    :class:`~ddpm.runtime.PrecisionChoice` (a study's decision) is taken as it is.
     """
     device = resolve_device(device)
-    channels_last = use_channels_last(device, precision)
+    decided = precision if isinstance(precision, PrecisionChoice) else None
+    channels_last = use_channels_last(device, decided.precision if decided else precision)
     model, diffusion, _ = load_model(model_path, device=device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -62,10 +83,12 @@ def _load_noise_predictor(model_path, device: str, precision: str, batch_size: i
         torch.randn(batch_size, c.image_channels, c.image_size, c.image_size, generator=example),
         torch.full((batch_size,), max(1, diffusion.T // 2)),
     )
-    choice = choose_precision(precision, device, model, tuple(x.to(device) for x in example_input))
+    choice = decided or choose_precision(
+        precision, device, model, tuple(x.to(device) for x in example_input)
+    )
     logger.info("loaded %s on %s, precision %s", model_path, device, choice.reason)
     eps_model = noise_predictor(model, device, choice.precision, channels_last)
-    return eps_model, diffusion, c, device
+    return eps_model, diffusion, c, device, choice.precision
 
 
 def _check_generate_arguments(sampler, num_samples, batch_size, ddim_steps, eta) -> None:
@@ -92,7 +115,8 @@ def _check_ddim_steps(sampler: str, ddim_steps: int, T: int, model_path) -> None
         )
 
 
-def _log_progress(index, num_batches, done, num_samples, steps, started) -> None:
+def _log_progress(index, num_batches, done, num_samples, drawn_here, steps, started) -> None:
+    """One line per batch: how far, how fast (over the batches this process drew), how long."""
     seconds = time.perf_counter() - started
     logger.info(
         "batch %d/%d: %d/%d images, %.1f ms per image per step, ETA %.0f s",
@@ -100,8 +124,8 @@ def _log_progress(index, num_batches, done, num_samples, steps, started) -> None
         num_batches,
         done,
         num_samples,
-        1000 * seconds / (done * steps),
-        seconds / done * (num_samples - done),
+        1000 * seconds / (drawn_here * steps),
+        seconds / drawn_here * (num_samples - done),
     )
 
 
@@ -115,7 +139,8 @@ def generate(
     batch_size: int = 256,
     seed: int = 0,
     device: str = "auto",
-    precision: str = "auto",
+    precision: str | PrecisionChoice = "auto",
+    progress_dir: str | os.PathLike | None = None,
 ) -> torch.Tensor:
     """Draw ``num_samples`` images from the EMA model in ``model_path``.
 
@@ -131,35 +156,119 @@ def generate(
         precision: ``"auto"`` (bf16 autocast + channels_last on a GPU with bf16; on a CPU,
             bf16 only where it is native and a timed forward pass says it is faster, else
             float32, in channels_last on x86), ``"bf16"`` or
-            ``"fp32"``. The same precision on the same kind of CPU gives the same images.
+            ``"fp32"``, or a precision decided beforehand for a whole study
+            (:mod:`ddpm.study_precision`). The same precision on the same kind of CPU gives
+            the same images.
+        progress_dir: where finished batches are kept until the caller has stored the images
+            (then :func:`clear_progress`); started again after a kill, sampling resumes
+            at the first batch missing there. ``None`` keeps nothing.
 
     Returns:
         uint8 tensor (num_samples, C, H, W) on the CPU.
     """
     _check_generate_arguments(sampler, num_samples, batch_size, ddim_steps, eta)
-    eps_model, diffusion, c, device = _load_noise_predictor(
+    eps_model, diffusion, c, device, used_precision = _load_noise_predictor(
         model_path, device, precision, min(batch_size, num_samples)
     )
     _check_ddim_steps(sampler, ddim_steps, diffusion.T, model_path)
     steps = diffusion.T if sampler == "ancestral" else ddim_steps
     generator = torch.Generator().manual_seed(seed)
     num_batches = -(-num_samples // batch_size)
+    settings = {
+        "model_sha256": _file_sha256(model_path),
+        **dict(sampler=sampler, steps=steps, eta=float(eta), batch_size=batch_size),
+        **dict(num_samples=num_samples, seed=seed, precision=used_precision),
+        "device_type": device.type,
+    }
+    progress = SamplingProgress(progress_dir, settings) if progress_dir is not None else None
+    batches = progress.resume(generator) if progress is not None else []
     logger.info(
-        "sampling %d images: %s with %d steps, %d batch(es) of up to %d",
+        "sampling %d images: %s with %d steps, %d batch(es) of up to %d%s",
         *(num_samples, sampler, steps, num_batches, batch_size),
+        f", resuming at batch {len(batches) + 1}" if batches else "",
     )
     show_bar = sys.stderr.isatty()
-    batches, started = [], time.perf_counter()
-    for index in range(num_batches):
+    started, done_before = time.perf_counter(), sum(len(b) for b in batches)
+    for index in range(len(batches), num_batches):
         n = min(batch_size, num_samples - index * batch_size)
         shape = (n, c.image_channels, c.image_size, c.image_size)
-        batches.append(
-            _sample_batch(
-                eps_model, diffusion, shape, sampler, ddim_steps, eta, generator, device, show_bar
-            )
+        batch = _sample_batch(
+            eps_model, diffusion, shape, sampler, ddim_steps, eta, generator, device, show_bar
         )
-        _log_progress(index, num_batches, index * batch_size + n, num_samples, steps, started)
+        batches.append(batch)
+        if progress is not None:
+            progress.keep(index, batch, generator)
+        done = index * batch_size + n
+        _log_progress(index, num_batches, done, num_samples, done - done_before, steps, started)
     return torch.cat(batches)  # outside inference mode: a plain tensor the caller may modify
+
+
+def _file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class SamplingProgress:
+    """The finished batches of one sampling, kept in ``directory`` (``batch-00000.pt``, ...).
+
+    Each file holds the batch's images, the noise generator's state after the batch, and the
+    ``settings`` it was drawn with (model file digest, sampler, batch size, seed, precision...).
+    Files are written atomically; on resuming, the longest run of intact batches with the same
+    settings is taken and the rest is removed, so a kill at any moment costs at most the batch
+    under way.
+    """
+
+    def __init__(self, directory: str | os.PathLike, settings: Mapping):
+        self.directory = Path(directory)
+        self.settings = dict(settings)
+
+    def _path(self, index: int) -> Path:
+        return self.directory / f"batch-{index:05d}.pt"
+
+    def resume(self, generator: torch.Generator) -> list[torch.Tensor]:
+        """The kept batches, in order; ``generator`` is set to its state after the last one."""
+        batches: list[torch.Tensor] = []
+        while self._path(len(batches)).is_file():
+            path = self._path(len(batches))
+            try:
+                kept = torch.load(path, map_location="cpu", weights_only=True)
+                usable = kept["settings"] == self.settings and kept["index"] == len(batches)
+            except Exception as err:  # a file cut short by a kill is as good as missing
+                logger.warning("ignoring %s, which cannot be read (%s)", path, err)
+                usable = False
+            if not usable:
+                logger.info("%s was drawn with other settings or is damaged: not resumed", path)
+                break
+            batches.append(kept["images"])
+            generator.set_state(kept["generator"])
+        self._remove_from(len(batches))
+        if batches:
+            logger.info("resuming: %d batch(es) already drawn in %s", len(batches), self.directory)
+        return batches
+
+    def keep(self, index: int, images: torch.Tensor, generator: torch.Generator) -> None:
+        """Store batch ``index`` and the generator's state after it."""
+        content = {
+            "settings": self.settings,
+            "index": index,
+            "images": images.contiguous(),
+            "generator": generator.get_state(),
+        }
+        atomic_write(self._path(index), lambda tmp: torch.save(content, tmp))
+
+    def _remove_from(self, index: int) -> None:
+        for path in sorted(self.directory.glob("batch-*.pt")):
+            if int(path.stem.split("-")[1]) >= index:
+                path.unlink(missing_ok=True)
+
+
+def clear_progress(directory: str | os.PathLike) -> None:
+    """Remove the batches :func:`generate` kept in ``directory``, once the images they make up
+    are stored elsewhere."""
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 # Inference mode, not just no_grad: no autograd version counters or view tracking either.
@@ -190,7 +299,7 @@ def reconstruction_series(
     *,
     seed: int = 0,
     device: str = "auto",
-    precision: str = "auto",
+    precision: str | PrecisionChoice = "auto",
 ) -> dict[str, np.ndarray]:
     """Noise real images to x_t with q(x_t | x_0) and denoise them back (Algorithm 2 from t).
 
@@ -215,7 +324,7 @@ def reconstruction_series(
         raise ValueError(
             f"fractions of T must be a non-empty list of numbers in (0, 1], got {fractions}"
         )
-    eps_model, diffusion, _, device = _load_noise_predictor(
+    eps_model, diffusion, _, device, _ = _load_noise_predictor(
         model_path, device, precision, max(1, len(images_uint8))
     )
     steps = sorted({max(1, round(f * diffusion.T)) for f in fractions})
