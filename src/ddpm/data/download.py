@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +35,7 @@ __all__ = [
     "download_verified",
     "ensure_local_copy",
     "by_hand_instructions",
+    "progress_bar",
     "file_digest",
     "join_url",
 ]
@@ -121,6 +123,44 @@ def download_verified(
     return destination
 
 
+class _LoggedProgress:
+    """Progress as a log line every ``every_s`` seconds (for log files, where a bar's carriage
+    returns turn into one endless line)."""
+
+    def __init__(self, total: int | None, label: str, unit: str, every_s: float):
+        self.total, self.label, self.unit, self.every_s = total, label, unit, every_s
+        self.done, self.last = 0, time.monotonic()
+
+    def update(self, amount: int) -> None:
+        self.done += amount
+        if time.monotonic() - self.last >= self.every_s:
+            self.last = time.monotonic()
+            logger.info("%s: %s", self.label, self._figures())
+
+    def _figures(self) -> str:
+        scale, name = (2**20, "MB") if self.unit == "B" else (1, self.unit)
+        done = f"{self.done / scale:.1f}" if scale > 1 else f"{self.done}"
+        if not self.total:
+            return f"{done} {name}"
+        total = f"{self.total / scale:.1f}" if scale > 1 else f"{self.total}"
+        return f"{done} of {total} {name} ({100 * self.done / self.total:.0f} %)"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            logger.info("%s: done, %s", self.label, self._figures())
+
+
+def progress_bar(total: int | None, label: str, unit: str = "it", every_s: float = 30.0):
+    """A tqdm bar on a terminal, a log line every ``every_s`` seconds otherwise (a log file)."""
+    if sys.stderr.isatty():
+        scaled = dict(unit_scale=True, unit_divisor=1024) if unit == "B" else {}
+        return tqdm(total=total, desc=label, unit=unit, mininterval=1, leave=False, **scaled)
+    return _LoggedProgress(total, label, unit, every_s)
+
+
 def _fetch_with_retries(url, temporary, attempts, retry_wait_s, timeout_s, label) -> None:
     for attempt in range(1, attempts + 1):
         try:
@@ -146,15 +186,7 @@ def _fetch(url: str, temporary: Path, timeout_s: float, label: str) -> None:
             value = response.headers.get("Content-Length")
             expected = int(value) if value and value.isdigit() else None
             received = 0
-            with tqdm(
-                total=expected,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=label,
-                mininterval=10,
-                leave=False,
-            ) as progress:
+            with progress_bar(expected, label, unit="B") as progress:
                 while chunk := response.read(1 << 20):
                     handle.write(chunk)
                     received += len(chunk)

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .archives import decompress_gzip_atomically, extract_folder_atomically
-from .download import RemoteFile, ensure_local_copy, join_url
+from .download import RemoteFile, ensure_local_copy, join_url, progress_bar
 from .errors import DatasetChecksumError, DatasetError
 from .raw import RawDataset
 
@@ -257,10 +256,12 @@ def _load_fgvc_aircraft(
         images = np.empty((len(dataset), 3, image_size, image_size), dtype=np.uint8)
         labels = np.empty(len(dataset), dtype=np.int64)
         logger.info("decoding %d fgvc_aircraft %s photos", len(dataset), tv_split)
-        for index in tqdm(range(len(dataset)), desc=f"fgvc_aircraft {tv_split}", mininterval=30):
-            image, label = dataset[index]
-            images[index] = image.numpy()
-            labels[index] = label
+        with progress_bar(len(dataset), f"fgvc_aircraft {tv_split}", unit="images") as progress:
+            for index in range(len(dataset)):
+                image, label = dataset[index]
+                images[index] = image.numpy()
+                labels[index] = label
+                progress.update(1)
         splits[split] = (images, labels)
     return RawDataset.from_splits(
         splits,
