@@ -1,5 +1,5 @@
 # The DDPM schedule study: schedules x diffusion steps T x seeds, trained, sampled, scored,
-# analysed and reported. Run `snakemake --cores all --use-conda`; see README.md.
+# analysed and reported. Run `make study` or `snakemake --cores all`; see README.md.
 
 from snakemake.utils import min_version
 

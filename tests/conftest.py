@@ -367,9 +367,19 @@ PROFILE_OVERRIDES = {
 }
 
 
-def write_test_profile(directory: Path) -> Path:
-    """Copy profiles/slurm into ``directory`` with `PROFILE_OVERRIDES` applied."""
-    settings = yaml.safe_load(SLURM_PROFILE.read_text())
+#: The line of profiles/slurm a site edits to name its GPU model and GPU partition.
+GPU_JOB_LINE = '<<: &gpu_job {gres: "gpu:1"}'
+
+
+def write_test_profile(directory: Path, gpu_job: str | None = None) -> Path:
+    """Copy profiles/slurm into ``directory`` with `PROFILE_OVERRIDES` applied; ``gpu_job``
+    (e.g. ``'{gres: "gpu:tesla:1", slurm_partition: "gpu"}'``) replaces the GPU request of
+    the profile's one ``&gpu_job`` line, as a site would edit it."""
+    text = SLURM_PROFILE.read_text()
+    if gpu_job is not None:
+        assert text.count(GPU_JOB_LINE) == 1, "profiles/slurm lost its one GPU request line"
+        text = text.replace(GPU_JOB_LINE, f"<<: &gpu_job {gpu_job}")
+    settings = yaml.safe_load(text)
     for key, value in PROFILE_OVERRIDES.items():
         if value is None:
             settings.pop(key, None)
@@ -380,12 +390,15 @@ def write_test_profile(directory: Path) -> Path:
     return directory
 
 
-def slurm_snakemake_command(workdir: Path, *args: str, timeout: int) -> list[str]:
-    """Snakemake through the test profile, bounded by ``timeout`` seconds.
+def slurm_snakemake_command(
+    workdir: Path, *args: str, timeout: int, gpu_job: str | None = None
+) -> list[str]:
+    """Snakemake through the test profile (``gpu_job``: see `write_test_profile`), bounded by
+    ``timeout`` seconds.
 
     `timeout -k` because Snakemake waits for running jobs to finish when it gets SIGTERM.
     """
-    profile = write_test_profile(workdir.parent / f"{workdir.name}-profile")
+    profile = write_test_profile(workdir.parent / f"{workdir.name}-profile", gpu_job)
     return [
         "timeout",
         "-k",
@@ -405,11 +418,11 @@ def slurm_snakemake_command(workdir: Path, *args: str, timeout: int) -> list[str
 
 
 def run_snakemake_on_slurm(
-    cluster: SlurmCluster, workdir: Path, *args: str, timeout: int
+    cluster: SlurmCluster, workdir: Path, *args: str, timeout: int, gpu_job: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run Snakemake through the profile to the end; its combined output is in ``stdout``."""
     return subprocess.run(
-        slurm_snakemake_command(workdir, *args, timeout=timeout),
+        slurm_snakemake_command(workdir, *args, timeout=timeout, gpu_job=gpu_job),
         env=snakemake_env(cluster.env()),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -436,6 +449,19 @@ def slurm_job_details(cluster: SlurmCluster, job_id: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", result.stdout))
 
 
+def profile_runtime(rule: str, attempt: int) -> int:
+    """Minutes profiles/slurm asks for ``rule``'s job at ``attempt`` (its runtime expression)."""
+    expression = yaml.safe_load(SLURM_PROFILE.read_text())["set-resources"][rule]["runtime"]
+    return int(eval(str(expression), {"min": min, "max": max}, {"attempt": attempt}))
+
+
+def slurm_time(minutes: int) -> str:
+    """A time limit as ``scontrol`` shows it (``[D-]HH:MM:SS``)."""
+    days, rest = divmod(minutes, 24 * 60)
+    text = f"{rest // 60:02d}:{rest % 60:02d}:00"
+    return f"{days}-{text}" if days else text
+
+
 def slurm_states(cluster: SlurmCluster) -> dict[str, str]:
     """State of every job the controller knows, by job id."""
     return {job_id: state for job_id, _, state in cluster.squeue()}
@@ -452,7 +478,9 @@ def slurm_cluster(tmp_path_factory):
         if os.environ.get(REQUIRE_SLURM) == "1":
             pytest.fail(f"{REQUIRE_SLURM}=1 but {slurm_reason}")
         pytest.skip(slurm_reason)
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    # More memory than this machine has (slurmd trusts the configuration): the profile's GPU
+    # jobs ask for 16 GB each, as on a real GPU node, and two of them may run at once here.
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), memory_mb=64000)
     cluster.start()
     try:
         yield cluster

@@ -53,9 +53,11 @@ REQUIRED_PROGRAMS = (
     "unshare",
 )
 
-#: Name of the single compute node and of its partition.
+#: Name of the single compute node and of its partitions: the default one, and one for GPU
+#: jobs (the same node), as clusters that keep their GPUs apart have.
 NODE_NAME = "localnode"
 PARTITION_NAME = "debug"
+GPU_PARTITION_NAME = "gpu"
 
 #: Finished jobs stay visible to ``squeue`` for this many seconds. The Snakemake plugin
 #: trusts ``squeue`` only when this is at least 3 x its first status-check delay; an hour
@@ -129,6 +131,8 @@ class SlurmCluster:
             behind them: a job that asks for ``--gpus=1`` is scheduled and runs, but sees no
             CUDA device. This lets a test check that a profile's GPU request is one SLURM
             accepts. 0 makes GPU jobs unschedulable, as on a CPU-only cluster.
+        gpu_type: the GPU model the GRES names (``--gres=gpu:<type>:1`` then asks for it;
+            a plain ``gpu:1`` takes any); None for untyped GPUs.
 
     Use as a context manager, or call `start` and `stop` yourself::
 
@@ -143,12 +147,14 @@ class SlurmCluster:
         cpus: int | None = None,
         memory_mb: int | None = None,
         gpus: int = 2,
+        gpu_type: str | None = "tesla",
     ) -> None:
         self._owns_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="slurm-")) if root is None else Path(root)
         self.cpus = cpus if cpus is not None else len(os.sched_getaffinity(0))
         self.memory_mb = memory_mb if memory_mb is not None else int(_memory_mb() * 0.9)
         self.gpus = gpus
+        self.gpu_type = gpu_type
         if self.cpus < 1 or self.memory_mb < 1 or self.gpus < 0:
             raise ValueError(
                 f"cpus ({self.cpus}) and memory_mb ({self.memory_mb}) must be positive and "
@@ -161,6 +167,10 @@ class SlurmCluster:
 
     # ----------------------------------------------------------------------------------
     # Configuration
+
+    @property
+    def _typed(self) -> str:
+        return f"{self.gpu_type}:" if self.gpu_type else ""
 
     def env(self) -> dict[str, str]:
         """The environment for client commands (and Snakemake) to talk to this cluster."""
@@ -234,9 +244,11 @@ class SlurmCluster:
                     "GresTypes=gpu",
                     f"NodeName={NODE_NAME} NodeAddr=127.0.0.1 NodeHostname={hostname} "
                     f"CPUs={self.cpus} RealMemory={self.memory_mb} "
-                    + (f"Gres=gpu:{self.gpus} " if self.gpus else "")
+                    + (f"Gres=gpu:{self._typed}{self.gpus} " if self.gpus else "")
                     + "State=UNKNOWN",
                     f"PartitionName={PARTITION_NAME} Nodes={NODE_NAME} Default=YES "
+                    "MaxTime=INFINITE State=UP",
+                    f"PartitionName={GPU_PARTITION_NAME} Nodes={NODE_NAME} Default=NO "
                     "MaxTime=INFINITE State=UP",
                     "",
                 ]
@@ -254,7 +266,8 @@ class SlurmCluster:
                 os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
             except OSError:
                 device.touch()
-            gres_lines.append(f"NodeName={NODE_NAME} Name=gpu File={device}")
+            kind = f" Type={self.gpu_type}" if self.gpu_type else ""
+            gres_lines.append(f"NodeName={NODE_NAME} Name=gpu{kind} File={device}")
         (self.conf_dir / "gres.conf").write_text("\n".join(gres_lines) + "\n")
 
     # ----------------------------------------------------------------------------------

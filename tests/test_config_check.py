@@ -145,9 +145,6 @@ CASES = [
         ["ddim_steps", "<= T"],
     ),
     ("inception_mode", _set("scoring.inception.mode", "maybe"), ["inception.mode", "required"]),
-    ("runtime_zero", _set("resources.train.runtime", 0), ["resources.train.runtime", ">= 1"]),
-    ("max_runtime_string", _set("resources.train.max_runtime", "2h"), ["max_runtime", "integer"]),
-    ("resource_kind", _set("resources.trian", {}), ["trian", "did you mean `train`"]),
 ]
 
 
@@ -311,3 +308,13 @@ def test_old_attention_key_does_not_hide_other_problems():
     problems = check_config(config, SCHEMA)
     assert "attention_levels: [1] (for image_size 8)" in problems[0]
     assert any("stepz" in problem for problem in problems[1:])
+
+
+def test_a_study_that_still_sets_resources_is_told_where_they_moved():
+    config = resolve_config(DEFAULT, [TINY])
+    config["resources"] = {"train": {"threads": 8, "gpu": 1}}
+    problems = check_config(config, SCHEMA)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("resources: ")
+    assert "profile" in problems[0] and "set-resources" in problems[0]
+    assert "docs/cluster.md" in problems[0]

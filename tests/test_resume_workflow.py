@@ -23,18 +23,19 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from conftest import (
     TINY_CONFIG,
     assert_same_training,
     copy_workflow,
     load_model_file,
     needs_slurm,
+    profile_runtime,
     run_snakemake_locally,
     script_process,
     slurm_job_details,
     slurm_snakemake_command,
     slurm_states,
+    slurm_time,
     snakemake_env,
     snakemake_in_background,
     submitted_job_ids,
@@ -57,10 +58,6 @@ STOP_BEYOND_STEP = 10
 
 #: Hard limit (seconds) on one Snakemake run here.
 TIMEOUT = 300
-
-#: Runtime of a train job in minutes (resources.train.runtime); attempt k asks SLURM for
-#: k times as much.
-TRAIN_RUNTIME_MINUTES = yaml.safe_load(TINY_CONFIG.read_text())["resources"]["train"]["runtime"]
 
 
 def prepare(workdir: Path) -> Path:
@@ -162,13 +159,10 @@ def test_training_cancelled_on_slurm_is_resubmitted_and_ends_as_if_never_stopped
     second_job = jobs[1]
     states = slurm_states(slurm_cluster)
     assert states[first_job] == "CANCELLED" and states[second_job] == "COMPLETED", states
-    # The retry asked for twice the time (the rule's runtime grows with the attempt).
-    assert slurm_job_details(slurm_cluster, first_job)["TimeLimit"] == (
-        f"00:{TRAIN_RUNTIME_MINUTES:02d}:00"
-    )
-    assert slurm_job_details(slurm_cluster, second_job)["TimeLimit"] == (
-        f"00:{2 * TRAIN_RUNTIME_MINUTES:02d}:00"
-    )
+    # The retry asked for more time (the profile's runtime grows with the attempt).
+    for attempt, job in enumerate((first_job, second_job), start=1):
+        limit = slurm_time(profile_runtime("train", attempt))
+        assert slurm_job_details(slurm_cluster, job)["TimeLimit"] == limit
     assert_resumed_and_identical(run_dir, workdir, stopped_at, uninterrupted)
 
 

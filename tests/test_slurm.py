@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import (
+    GPU_JOB_LINE,
     SLURM_PROFILE,
     STUDY_TIMEOUT,
     TINY_CONFIG,
@@ -58,11 +59,11 @@ def test_profile_asks_for_what_the_cluster_tests_rely_on():
     assert settings["executor"] == "slurm"
     assert settings["retries"] >= 1, "a job killed by SLURM must be submitted again"
     assert settings["rerun-incomplete"] is True
-    # One GPU per GPU job, requested once: as GRES, with `gpu` pinned to 0 so that the plugin
-    # adds no `--gpus` next to it.
-    for rule in ("train", "sample"):
-        gpu_request = {key: settings["set-resources"][rule][key] for key in ("gres", "gpu")}
-        assert gpu_request == {"gres": "gpu:1", "gpu": 0}
+    # One GPU per GPU job, requested once, as GRES (which every SLURM understands); `gpu` is
+    # left out, so the plugin adds no `--gpus` next to it. The site edits one line.
+    assert SLURM_PROFILE.read_text().count(GPU_JOB_LINE) == 1
+    for rule, resources in settings["set-resources"].items():
+        assert resources["gres"] == "gpu:1" and "gpu" not in resources, rule
     # Training hears of its time limit early enough to write a checkpoint.
     assert "--signal=USR1@" in settings["set-resources"]["train"]["slurm_extra"]
     assert "gpu" not in settings["default-resources"], "only GPU rules should get a GPU"
@@ -105,12 +106,8 @@ rule prepare:
 
 
 rule train:
-    # A GPU count from the study's config (as on a workstation) must not add a second
-    # GPU request to the profile's.
     output:
         "model.txt",
-    resources:
-        gpu=1,
     shell:
         "touch {output}"
 """
@@ -167,10 +164,12 @@ def test_each_gpu_job_asks_for_its_gpu_exactly_once(tmp_path):
 
 
 def test_a_gpu_model_from_the_docs_still_gives_one_gpu_request(tmp_path):
-    """docs/cluster.md: a GPU model goes into the profile's gres string."""
+    """docs/cluster.md: a GPU model goes into the profile's gres string (a site edits the one
+    `&gpu_job` line; loaded, every GPU rule holds the edited request)."""
 
     def ask_for_a100(settings):
-        settings["set-resources"]["train"]["gres"] = "gpu:a100:1"
+        for resources in settings["set-resources"].values():
+            resources["gres"] = "gpu:a100:1"
 
     calls = sbatch_calls(tmp_path, GPU_AND_CPU_JOBS, ask_for_a100)
     assert gpu_requests(calls["train"]) == ["--gres=gpu:a100:1"], calls["train"]
@@ -334,11 +333,33 @@ def test_a_job_killed_by_slurm_is_retried_and_resumes(slurm_cluster, tmp_path):
 #: Rules that the workflow marks local: they must run on the login node, never as jobs.
 LOCAL_RULES = ("prepare_dataset", "inception_weights", "collect_metrics", "report")
 
+#: How the tests' cluster wants GPUs asked for, written into the profile's one GPU-request line
+#: as a site would: the GPU model of its GRES and the partition its GPUs live in.
+SITE_GPU_JOB = '{gres: "gpu:tesla:1", slurm_partition: "gpu"}'
+
+
+def rule_of(job_details: dict[str, str]) -> str:
+    """The Snakemake rule of a SLURM job, from the comment the plugin gives it."""
+    return re.match(r"rule_([a-z_]+?)(?:_wildcards.*)?$", job_details["Comment"])[1]
+
+
+def job_environments(workdir: Path) -> dict[str, str]:
+    """SLURM job id -> the CUDA_VISIBLE_DEVICES each rule job logged at its start."""
+    found = {}
+    for log in (workdir / "logs").rglob("*.log"):
+        for job_id, visible in re.findall(
+            r"SLURM job (\d+), CUDA_VISIBLE_DEVICES=(\S+),", log.read_text()
+        ):
+            found[job_id] = visible
+    return found
+
 
 @pytest.mark.slurm
 @pytest.mark.slow
 @needs_slurm
 def test_real_workflow_through_slurm_matches_the_local_run(slurm_cluster, tiny_study, tmp_path):
+    from test_profiles import gpu_capable_rules
+
     workdir = copy_workflow(tmp_path / "repo")
     result = run_snakemake_on_slurm(
         slurm_cluster,
@@ -346,18 +367,34 @@ def test_real_workflow_through_slurm_matches_the_local_run(slurm_cluster, tiny_s
         "--configfile",
         str(workdir / "tests" / "configs" / TINY_CONFIG.name),
         timeout=STUDY_TIMEOUT,
+        gpu_job=SITE_GPU_JOB,
     )
     assert result.returncode == 0, slurm_failure_report(result, slurm_cluster)
     assert (workdir / "results" / "report.html").exists()
 
-    # Every submitted job ran to completion as a SLURM job.
+    # Every submitted job ran to completion as a SLURM job: none pended for want of a GPU
+    # or a partition.
     submitted = set(submitted_job_ids(result.stdout))
     known = slurm_states(slurm_cluster)
     assert submitted and all(known.get(job_id) == "COMPLETED" for job_id in submitted), known
 
+    # What each job asked SLURM for: every GPU-capable job one GPU, of the site's model, in
+    # the site's GPU partition; every other job no GPU, in the default partition.
+    details = {job_id: slurm_job_details(slurm_cluster, job_id) for job_id in submitted}
+    rules = {job_id: rule_of(job) for job_id, job in details.items()}
+    assert gpu_capable_rules() <= set(rules.values()), sorted(set(rules.values()))
+    seen_by_jobs = job_environments(workdir)
+    for job_id, job in details.items():
+        on_gpu = rules[job_id] in gpu_capable_rules()
+        assert gpus_asked_for(job) == (1 if on_gpu else 0), job
+        assert ("gpu:tesla:1" in job.get("TresPerNode", "")) == on_gpu, job
+        assert job["Partition"] == ("gpu" if on_gpu else "debug"), job
+        # SLURM showed a GPU job the GPU it gave it, and a CPU job none.
+        assert (seen_by_jobs[job_id] != "unset") == on_gpu, (rules[job_id], seen_by_jobs[job_id])
+
     # Each run was trained, sampled and scored in a SLURM job of its own: one kept SLURM
-    # log per run and rule, named by the job id Snakemake submitted. Training asked SLURM
-    # for a GPU; the local rules never became SLURM jobs.
+    # log per job, named by the job id Snakemake submitted; the local rules never became
+    # SLURM jobs.
     runs = run_dirs(tiny_study.results)
     assert sorted(run_dirs(workdir / "results")) == sorted(runs) and len(runs) == 4
     slurm_logs = workdir / ".snakemake" / "slurm_logs"
@@ -365,10 +402,6 @@ def test_real_workflow_through_slurm_matches_the_local_run(slurm_cluster, tiny_s
         job_ids = [log.stem for log in (slurm_logs / f"rule_{rule}").rglob("*.log")]
         assert len(job_ids) == len(set(job_ids)) == len(runs), (rule, job_ids)
         assert set(job_ids) <= submitted, (rule, job_ids, submitted)
-        if rule == "train":
-            for job_id in job_ids:
-                details = slurm_job_details(slurm_cluster, job_id)
-                assert gpus_asked_for(details) == 1, details
     for rule in LOCAL_RULES:
         assert not (slurm_logs / f"rule_{rule}").exists(), f"{rule} ran as a SLURM job"
 
@@ -379,3 +412,31 @@ def test_real_workflow_through_slurm_matches_the_local_run(slurm_cluster, tiny_s
         assert_same_training(local_run, slurm_run)
         assert_same_samples(local_run, slurm_run)
         assert_same_metrics(local_run, slurm_run)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@needs_slurm
+def test_a_gpu_job_that_cannot_use_its_gpu_stops_naming_the_cause(slurm_cluster, tmp_path):
+    """Given a GPU by the profile, with the device left to `auto`, a job must not fall back to
+    the CPU: the test cluster's GPUs have no device behind them, so the job stops at once."""
+    workdir = copy_workflow(tmp_path / "repo")
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["training"]["device"] = "auto"
+    path = workdir / "tests" / "configs" / "auto-device.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    target = "results/digits/classifier/classifier.pt"
+    result = run_snakemake_on_slurm(
+        slurm_cluster,
+        workdir,
+        target,
+        "--configfile",
+        str(path),
+        "--retries",
+        "0",
+        timeout=STAND_IN_TIMEOUT,
+    )
+    assert result.returncode != 0, result.stdout[-3000:]
+    log = (workdir / "logs" / "digits" / "train_classifier.log").read_text()
+    assert "this job was given a GPU by its profile (gres=gpu:1), but" in log, log[-3000:]
+    assert not (workdir / target).exists()

@@ -1,7 +1,8 @@
-"""Training jobs on SLURM survive their time limit: warned by SIGUSR1 ahead of it (the
-profile's ``slurm_extra``) or stopped by SLURM's SIGTERM at it, they checkpoint, fail, and
-Snakemake submits them again with more time; the retry resumes from the checkpoint and ends
-with the weights of a run never interrupted.
+"""Training and sampling jobs on SLURM survive their time limit. Training, warned by SIGUSR1
+ahead of it (the profile's ``slurm_extra``) or stopped by SLURM's SIGTERM at it, checkpoints,
+fails, and Snakemake submits it again with more time; the retry resumes from the checkpoint
+and ends with the weights of a run never interrupted. Sampling keeps every finished batch, so
+its retry draws only the rest and ends with the samples of a job never interrupted.
 
 Like ``tests/test_slurm.py``, these run on the single-node SLURM the tests start, as root
 with SLURM installed, and are skipped otherwise. They take minutes: run them alone.
@@ -18,6 +19,7 @@ import pytest
 import yaml
 from conftest import (
     TINY_CONFIG,
+    assert_same_samples,
     assert_same_training,
     copy_workflow,
     needs_slurm,
@@ -109,17 +111,46 @@ LIMIT_STEPS = 3000
 LIMIT_TIMEOUT = 600
 
 
-def write_time_limit_study(workdir: Path) -> Path:
-    """A copy of the workflow whose training needs about 2 minutes against a 1-minute limit."""
+def write_time_limit_study(workdir: Path, **sections) -> Path:
+    """A copy of the workflow whose training needs about 2 minutes (or whose config sections
+    are updated with ``sections``)."""
     copy_workflow(workdir)
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["training"].update(
-        steps=LIMIT_STEPS, checkpoint_every=100, log_every=100, snapshot_every=LIMIT_STEPS
-    )
-    config["resources"]["train"]["runtime"] = 1
+    if not sections:
+        sections = {
+            "training": dict(
+                steps=LIMIT_STEPS, checkpoint_every=100, log_every=100, snapshot_every=LIMIT_STEPS
+            )
+        }
+    for name, values in sections.items():
+        config[name].update(values)
     path = workdir / "tests" / "configs" / "time-limit.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def one_minute_per_attempt(rule: str, keep_early_signal: bool = False):
+    """A profile edit: ``rule``'s jobs get 1 minute (SLURM's smallest limit) per attempt."""
+
+    def edit(settings):
+        resources = settings["set-resources"][rule]
+        resources["runtime"] = "attempt"
+        if not keep_early_signal:
+            resources.pop("slurm_extra", None)
+
+    return edit
+
+
+def run_uninterrupted_beside(reference_dir: Path, config: Path, target: str):
+    """The same target run locally, start to end, while the SLURM run goes on."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "snakemake", target, "--cores", "1", "--configfile", str(config)],
+        cwd=reference_dir,
+        env=snakemake_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.slurm
@@ -132,21 +163,10 @@ def test_training_past_its_time_limit_is_retried_with_more_time_and_resumes(
     reference_config = write_time_limit_study(reference_dir)
     config = write_time_limit_study(workdir)
     # The uninterrupted run goes on locally at the same time, to save wall-clock time.
-    reference = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", LIMIT_TARGET, "--cores", "1"]
-        + ["--configfile", str(reference_config)],
-        cwd=reference_dir,
-        env=snakemake_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-    def without_early_signal(settings):
-        # Under a 1-minute limit the profile's SIGUSR1 "2 minutes before" would come at once;
-        # this test is about the limit itself (SIGTERM). The early signal has its own test.
-        del settings["set-resources"]["train"]["slurm_extra"]
-
+    reference = run_uninterrupted_beside(reference_dir, reference_config, LIMIT_TARGET)
+    # Under a 1-minute limit the profile's SIGUSR1 "2 minutes before" would come at once;
+    # this test is about the limit itself (SIGTERM). The early signal has its own test.
+    without_early_signal = one_minute_per_attempt("train")
     try:
         result = subprocess.run(
             slurm_command_with_profile(
@@ -191,3 +211,67 @@ def test_training_past_its_time_limit_is_retried_with_more_time_and_resumes(
     log = (workdir / LIMIT_TRAIN_LOG).read_text()
     assert f"resuming from checkpoint at step {resumed} of {LIMIT_STEPS}" in log, log[-3000:]
     assert_same_training(reference_dir / "results" / LIMIT_CELL, run_dir)
+
+
+# --------------------------------------------------------------------------------------
+# A sampling job that runs into its time limit
+
+#: The cell whose sampling outlasts its first time limit, and what it writes.
+SAMPLE_CELL = "digits/runs/linear-T200-seed0"
+SAMPLE_TARGET = f"results/{SAMPLE_CELL}/samples.npz"
+SAMPLE_LOG = "logs/digits/sample/linear-T200.log"
+
+#: Sampling that takes about 2 minutes here (200 steps x 1,600 images of the tiny U-Net in
+#: batches of 40, 1 thread), against a first time limit of 1 minute: the first attempt runs
+#: out of time with some batches done; later attempts get 2, then 3 minutes.
+SAMPLING = {"num_samples": 1600, "batch_size": 40}
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@needs_slurm
+def test_sampling_past_its_time_limit_resumes_from_its_finished_batches(slurm_cluster, tmp_path):
+    sections = {"grid": {"T": [200]}, "sampling": SAMPLING}
+    reference_dir, workdir = tmp_path / "uninterrupted", tmp_path / "repo"
+    reference_config = write_time_limit_study(reference_dir, **sections)
+    config = write_time_limit_study(workdir, **sections)
+    reference = run_uninterrupted_beside(reference_dir, reference_config, SAMPLE_TARGET)
+    try:
+        result = subprocess.run(
+            slurm_command_with_profile(
+                workdir,
+                SAMPLE_TARGET,
+                "--configfile",
+                str(config),
+                timeout=LIMIT_TIMEOUT,
+                edit_profile=one_minute_per_attempt("sample"),
+            ),
+            env=snakemake_env(slurm_cluster.env()),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+        )
+        reference_output, _ = reference.communicate(timeout=LIMIT_TIMEOUT)
+    finally:
+        if reference.poll() is None:
+            reference.kill()
+            reference.wait()
+    assert reference.returncode == 0, reference_output[-4000:]
+    assert result.returncode == 0, slurm_failure_report(result, slurm_cluster)
+
+    # SLURM ended the first sampling attempt at its 1-minute limit; the last one completed.
+    states = slurm_states(slurm_cluster)
+    details = {
+        job: slurm_job_details(slurm_cluster, job) for job in submitted_job_ids(result.stdout)
+    }
+    sampling = [job for job, d in details.items() if d["Comment"].startswith("rule_sample")]
+    assert len(sampling) >= 2, (sampling, result.stdout[-4000:])
+    assert [states[job] for job in sampling] == ["TIMEOUT"] * (len(sampling) - 1) + ["COMPLETED"]
+
+    # The last attempt took the batches the others had finished, and the samples are those of
+    # the job never interrupted, bit for bit; the kept batches are gone once stored.
+    log = (workdir / SAMPLE_LOG).read_text()
+    assert "already drawn" in log and "resuming at batch" in log, log[-3000:]
+    assert_same_samples(reference_dir / "results" / SAMPLE_CELL, workdir / "results" / SAMPLE_CELL)
+    assert not (workdir / "results" / SAMPLE_CELL / "sampling").exists()

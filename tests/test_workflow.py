@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -185,20 +186,38 @@ def test_tiny_study_end_to_end(tiny_study):
     for figure in (results / "figures").rglob("*.png"):
         assert f'alt="{figure.stem}"' in report, f"{figure.name} is not in the report"
 
-    # A second run has nothing to do.
-    again = snakemake("-n", "--configfile", config, cwd=work)
-    assert "Nothing to be done" in again.stdout + again.stderr
+    # A second run has nothing to do; nor has one after an edit that cannot change a number:
+    # a comment or a docstring in the U-Net, a log message in the training loop, a new
+    # version number, or the whole finished study moved to another folder.
+    def nothing_to_do(where=work):
+        again = snakemake("-n", "--configfile", config, cwd=where)
+        assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
 
-    # Editing a figure module reruns figures only; editing the training code reruns the cells.
-    # (Snakemake compares checksums too: a mere touch that changes nothing reruns nothing.)
-    edit(work / "src" / "ddpm" / "plots" / "runs.py")
+    nothing_to_do()
+    unet = work / "src" / "ddpm" / "unet.py"
+    edit(unet, '"""', '"""Edited docstring. ', count=1)
+    edit(unet, "\n\n\n", "\n\n\n# A comment a reader added.\n", count=1)
+    edit(work / "src" / "ddpm" / "training" / "loop.py", "resuming from", "resumed from")
+    edit(work / "src" / "ddpm" / "__init__.py", '__version__ = "', '__version__ = "9.')
+    nothing_to_do()
+    moved = work.parent / "moved" / "repo"
+    shutil.copytree(work, moved, symlinks=True)  # copy2 keeps the times, as `mv` does
+    nothing_to_do(moved)
+
+    # Editing what a figure draws reruns figures only; editing the training step reruns the
+    # cells (and what follows them), not the forward-process analysis.
+    edit(work / "src" / "ddpm" / "plots" / "runs.py", "figsize=(", "figsize=(0.5 + ", count=1)
     plan = snakemake("-n", "--quiet", "rules", "--configfile", config, cwd=work).stdout
     assert "run_figure" in plan and "train" not in plan.split(), plan
-    edit(work / "src" / "ddpm" / "training" / "loop.py")
+    edit(
+        work / "src" / "ddpm" / "training" / "loop.py", "loss.backward()", "(loss * 1.0).backward()"
+    )
     plan = snakemake("-n", "--quiet", "rules", "--configfile", config, cwd=work).stdout
     assert re.search(r"^train\s+4$", plan, flags=re.M), plan
 
 
-def edit(path: Path) -> None:
-    """Change a source file's content, as a person editing it would."""
-    path.write_text(path.read_text() + "\n# edited\n")
+def edit(path: Path, old: str, new: str, count: int = -1) -> None:
+    """Replace ``old`` by ``new`` in a source file, as a person editing it would."""
+    source = path.read_text()
+    assert old in source, f"{old!r} is not in {path}"
+    path.write_text(source.replace(old, new, count))

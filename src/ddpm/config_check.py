@@ -84,8 +84,30 @@ def schema_problems(config: Mapping, schema: Mapping) -> list[str]:
     return [_describe_schema_error(error) for error in errors]
 
 
+#: Top-level keys that left the study config, and where they went.
+MOVED_KEYS = {
+    "resources": (
+        "resources: threads, memory, runtime and GPUs are no longer part of a study; they are "
+        "set per machine in a Snakemake profile (set-resources in profiles/local, "
+        "profiles/local-gpu or profiles/slurm; docs/cluster.md): remove `resources:` from the "
+        "config file and give the profile with --profile"
+    ),
+}
+
+
 def check_config(config: Mapping, schema: Mapping) -> list[str]:
     """Every problem of ``config`` (at most :data:`MAX_PROBLEMS`); empty if it is valid."""
+    moved = [message for key, message in MOVED_KEYS.items() if key in config]
+    if moved:
+        config = {key: value for key, value in config.items() if key not in MOVED_KEYS}
+    problems = moved + _problems(config, schema)
+    if len(problems) > MAX_PROBLEMS:
+        hidden = len(problems) - MAX_PROBLEMS
+        problems = [*problems[:MAX_PROBLEMS], f"... and {hidden} more"]
+    return problems
+
+
+def _problems(config: Mapping, schema: Mapping) -> list[str]:
     renamed = _renamed_model_keys(config)
     if renamed:
         # The renamed key gets its own message; the rest of the config is still checked.
@@ -95,9 +117,6 @@ def check_config(config: Mapping, schema: Mapping) -> list[str]:
         problems = schema_problems(config, schema)
     if not problems:
         problems = check_study_config(config)
-    if len(problems) > MAX_PROBLEMS:
-        hidden = len(problems) - MAX_PROBLEMS
-        problems = [*problems[:MAX_PROBLEMS], f"... and {hidden} more"]
     return problems
 
 

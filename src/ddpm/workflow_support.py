@@ -1,28 +1,31 @@
 """Helpers the Snakemake rules call at parse time; none needs NumPy or PyTorch.
 
-- :func:`library_inputs`: the library files a rule script imports, found by reading its
-  imports (an ``ast`` walk, transitively within the package), so that editing any module a
-  rule uses, even indirectly, makes its outputs out of date and no hand-kept list can drift.
+- :func:`code_version`: a digest of what the library code a rule script imports computes
+  (an ``ast`` walk, transitively within the package; comments, docstrings, log lines and the
+  version number left out), passed as a rule parameter: editing a module a rule uses, even
+  indirectly, in a way that can change its numbers makes its outputs out of date, and
+  nothing else does, wherever the checkout lies.
 - :func:`literal_defaults`: a library function's keyword defaults read from its source, so
   that the config check uses the library's defaults without importing the library.
-- :func:`retry_runtime`: the runtime a retry asks for, capped at a partition limit.
-- :func:`job_device`: the device a job is told to use, given whether it asked for a GPU.
+- :func:`gpu_request`: whether (and how) a job was given a GPU by its profile; the job's
+  device follows from it (:func:`ddpm.runtime.resolve_job_device`).
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 
-from .imports import PACKAGE_DIR, imported_modules, module_path
+from .imports import PACKAGE_DIR, code_digest, imported_modules, module_path
 
 __all__ = [
+    "code_version",
+    "gpu_request",
     "imported_modules",
-    "job_device",
     "library_inputs",
     "literal_defaults",
-    "retry_runtime",
 ]
 
 
@@ -30,6 +33,17 @@ def library_inputs(script: str | Path, package_dir: Path = PACKAGE_DIR) -> list[
     """The library source files ``script`` depends on (lazy imports included), sorted."""
     modules = imported_modules(script, package_dir=package_dir)
     return sorted(str(module_path(m, package_dir)) for m in modules)
+
+
+def code_version(script: str | Path, package_dir: Path = PACKAGE_DIR) -> str:
+    """A short digest of what the library modules that ``script`` imports compute.
+
+    A rule takes it as a parameter: Snakemake reruns a job whose parameters changed, so an
+    edit that can change a number reruns what depends on it, while a comment, a docstring,
+    a log message, a version bump or a moved checkout (the digest holds no path) does not.
+    """
+    modules = imported_modules(script, package_dir=package_dir)
+    return code_digest(modules, package_dir)[:16]
 
 
 @functools.cache
@@ -62,21 +76,17 @@ def literal_defaults(relative_path: str, function: str) -> dict[str, object]:
     raise LookupError(f"no function {function!r} in {PACKAGE_DIR / relative_path}")
 
 
-def retry_runtime(base_minutes: int, attempt: int, max_minutes: int | None = None) -> int:
-    """Minutes for ``attempt`` (1, 2, ...): ``attempt`` times the base, at most ``max_minutes``.
+def gpu_request(resources: Mapping) -> str | None:
+    """How a job's resources ask for a GPU (``"gres=gpu:a100:1"``, ``"gpu=1"``), or None.
 
-    A retry after a time limit or a preemption resumes from the last checkpoint, so more time
-    helps; more than the partition allows would only keep the job pending forever.
+    A profile gives a GPU to a job in one of Snakemake's two forms: the ``gpu`` count (which
+    Snakemake's SLURM plugin turns into ``--gpus``, and a workstation counts against
+    ``--resources gpu=N``) or a SLURM GRES string naming ``gpu``.
     """
-    if attempt < 1:
-        raise ValueError(f"attempt counts from 1, got {attempt}")
-    minutes = base_minutes * attempt
-    return min(minutes, max_minutes) if max_minutes else minutes
-
-
-def job_device(device: str, gpus: int) -> str:
-    """``cuda`` for a job that asked for a GPU and left the device to ``auto``.
-
-    Such a job must fail at once where CUDA is missing, instead of running for hours on the CPU.
-    """
-    return "cuda" if device == "auto" and gpus > 0 else device
+    gres = str(resources.get("gres") or "")
+    if any(part.split(":")[0] == "gpu" for part in gres.split(",")):
+        return f"gres={gres}"
+    count = resources.get("gpu") or 0
+    if int(count) > 0:
+        return f"gpu={count}"
+    return None

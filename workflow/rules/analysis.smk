@@ -20,41 +20,37 @@ ANALYSIS_FILES = {
 
 rule schedule_table:
     # Every schedule x T of the grid (and of the schedule-curve figure), one row per step t.
-    input:
-        lib("schedule_table.py"),
     output:
         "results/analysis/schedules.csv",
     log:
         "logs/analysis/schedule_table.log",
     conda:
-        ENV_ANALYSIS
+        ENV
     params:
         schedules={label: config["schedules"][label] for label in SCHEDULES},
         T=sorted(set(STEPS) | set(ANALYSIS.get("curves_T", []))),
+        library_code=code("schedule_table.py"),
     script:
         "../scripts/schedule_table.py"
 
 
 rule closeness_schedule_table:
-    input:
-        lib("schedule_table.py"),
     output:
         "results/analysis/closeness_schedules.csv",
     log:
         "logs/analysis/closeness_schedule_table.log",
     conda:
-        ENV_ANALYSIS
+        ENV
     params:
         schedules=ANALYSIS.get("closeness", {}).get("schedules", {}),
         T=[ANALYSIS.get("closeness", {}).get("T", 1000)],
+        library_code=code("schedule_table.py"),
     script:
         "../scripts/schedule_table.py"
 
 
 rule closeness:
     # Thesis section 5.1: 50 noised copies of one image, covariance minus identity.
-    input:
-        lib("closeness.py"),
     output:
         table="results/analysis/closeness.csv",
         closest="results/analysis/closest_points.csv",
@@ -62,25 +58,25 @@ rule closeness:
     log:
         "logs/analysis/closeness.log",
     conda:
-        ENV_ANALYSIS
+        ENV
     params:
         closeness=ANALYSIS.get("closeness", {}),
+        library_code=code("closeness.py"),
     script:
         "../scripts/closeness.py"
 
 
 rule destruction:
     # Thesis figure 4.3: a real photo at full resolution through the step-by-step chain.
-    input:
-        lib("destruction.py"),
     output:
         "results/analysis/destruction.npz",
     log:
         "logs/analysis/destruction.log",
     conda:
-        ENV_ANALYSIS
+        ENV
     params:
         destruction=ANALYSIS.get("destruction", {}),
+        library_code=code("destruction.py"),
     script:
         "../scripts/destruction.py"
 
@@ -95,17 +91,17 @@ rule forward_samples:
     # (analysis.forward_samples: dataset, schedule and T).
     input:
         data=f"results/{FORWARD_DATASET}/data.npz",
-        lib=lib("forward_samples.py"),
     output:
         "results/analysis/forward_samples.npz",
     log:
         "logs/analysis/forward_samples.log",
     conda:
-        ENV_ANALYSIS
+        ENV
     params:
         label=FORWARD_SCHEDULE,
         schedule=config["schedules"][FORWARD_SCHEDULE],
         T=FORWARD.get("T", 100),
+        library_code=code("forward_samples.py"),
     script:
         "../scripts/forward_samples.py"
 
@@ -118,18 +114,22 @@ rule thesis_figure:
                 for table in FIGURES[wildcards.figure].reads
             }
         ),
-        lib=lib("thesis_figure.py"),
     output:
-        pdf="results/figures/thesis/{figure}.pdf",
+        pdf=report(
+            "results/figures/thesis/{figure}.pdf",
+            caption="../report/thesis_figure.rst",
+            category="Thesis figures",
+        ),
         png="results/figures/thesis/{figure}.png",
     log:
         "logs/figures/{figure}.log",
     wildcard_constraints:
         figure="|".join(re.escape(name) for name in THESIS_FIGURES),
     conda:
-        ENV_ANALYSIS
+        ENV
     params:
         settings={},
+        library_code=code("thesis_figure.py"),
     script:
         "../scripts/thesis_figure.py"
 

@@ -14,11 +14,7 @@ sys.path.insert(0, str(REPO / "src"))
 from ddpm.config_check import check_config  # noqa: E402
 from ddpm.config_load import ConfigFileError, resolve_config  # noqa: E402
 from ddpm.dataset_registry import DATASETS as DATASET_REGISTRY  # noqa: E402
-from ddpm.workflow_support import (  # noqa: E402
-    job_device,
-    library_inputs,
-    retry_runtime,
-)
+from ddpm.workflow_support import code_version  # noqa: E402
 
 
 class ConfigError(WorkflowError):
@@ -98,45 +94,33 @@ def run_config(wildcards):
 
     Passed as the rule's params, so that changing any of them makes the run out of date.
     """
-    training = config["training"]
     return {
         "schedules": {wildcards.schedule: config["schedules"][wildcards.schedule]},
         "model": config["model"],
         "diffusion": config.get("diffusion", {}),
-        "training": {
-            **training,
-            "device": device_for("train", training.get("device", "auto")),
-        },
+        "training": config["training"],
     }
 
 
-def lib(script):
-    """The library sources that workflow/scripts/``script`` imports, directly or not.
+def code(script):
+    """A digest of what the library code that workflow/scripts/``script`` imports computes.
 
-    Editing any of them makes the outputs of the step that runs the script out of date.
+    A rule takes it as a parameter (``library_code``): an edit of the library that can change
+    a rule's numbers makes its outputs out of date; a comment, a docstring, a log message, a
+    version bump or a moved checkout does not (ddpm.workflow_support.code_version).
     """
-    return library_inputs(REPO / "workflow" / "scripts" / script)
+    return code_version(REPO / "workflow" / "scripts" / script)
 
 
-def res(kind, key, default):
-    return config.get("resources", {}).get(kind, {}).get(key, default)
+# The device of every rule that can use a GPU (train, sample, reconstruct, the classifier,
+# the floor, score, and the precision decision): `auto` becomes `cuda` in a job that its
+# profile gave a GPU (profiles/, docs/cluster.md); what a job asks of the machine (threads,
+# memory, runtime, GPUs, partition) is decided by the profile alone.
+DEVICE = config["training"]["device"]
 
-
-def attempt_runtime(kind):
-    """Runtime in minutes for a rule, growing with every retry up to resources.KIND.max_runtime."""
-    base, cap = res(kind, "runtime", 60), res(kind, "max_runtime", None)
-    return lambda wildcards, attempt: retry_runtime(base, attempt, cap)
-
-
-def device_for(kind, device):
-    """``cuda`` where the rule asks for a GPU and the config leaves the device to ``auto``."""
-    return job_device(device, res(kind, "gpu", 0))
-
-
-# Conda environments: the heavy rules need PyTorch (CUDA build on GPU nodes), the rest
-# only the scientific Python stack. See workflow/envs/ and README, "Cluster".
-ENV_TORCH = "../envs/torch.yaml"
-ENV_ANALYSIS = "../envs/analysis.yaml"
+# One conda environment for every rule: the packages and versions the tests use
+# (constraints.txt), see workflow/envs/ and docs/cluster.md.
+ENV = "../envs/ddpm.yaml"
 
 
 def train_outputs():

@@ -5,7 +5,6 @@
 rule run_figure:
     input:
         unpack(figure_inputs),
-        lib=lib("run_figure.py"),
     output:
         pdf="results/figures/{dataset}/{figure}.pdf",
         png="results/figures/{dataset}/{figure}.png",
@@ -14,9 +13,10 @@ rule run_figure:
     wildcard_constraints:
         figure=figures_of_rule("run_figure"),
     conda:
-        ENV_ANALYSIS
+        ENV
     params:
         settings=figure_settings,
+        library_code=code("run_figure.py"),
     script:
         "../scripts/run_figure.py"
 
@@ -24,7 +24,6 @@ rule run_figure:
 rule metric_figure:
     input:
         unpack(figure_inputs),
-        lib=lib("metric_figure.py"),
     output:
         pdf="results/figures/{dataset}/{figure}.pdf",
         png="results/figures/{dataset}/{figure}.png",
@@ -33,9 +32,10 @@ rule metric_figure:
     wildcard_constraints:
         figure=figures_of_rule("metric_figure"),
     conda:
-        ENV_ANALYSIS
+        ENV
     params:
         settings=figure_settings,
+        library_code=code("metric_figure.py"),
     script:
         "../scripts/metric_figure.py"
 

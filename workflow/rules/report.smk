@@ -1,3 +1,6 @@
+from snakemake import __version__ as snakemake_version
+
+
 rule report:
     # A single HTML file with everything embedded: opens offline, can be mailed.
     input:
@@ -11,6 +14,8 @@ rule report:
         thesis_figures=expand(
             "results/figures/thesis/{figure}.png", figure=THESIS_FIGURES
         ),
+        records=[runs_of(dataset, "run.json") for dataset in DATASETS],
+        precision=expand("results/{dataset}/precision.json", dataset=DATASETS),
         schedules="results/analysis/schedules.csv",
         closest="results/analysis/closest_points.csv",
         comparison="results/analysis/closest_points_vs_thesis.csv",
@@ -30,13 +35,18 @@ rule report:
                 T=STEPS,
             ),
         ],
-        lib=lib("report.py"),
     output:
-        "results/report.html",
+        # Also in Snakemake's own report (`snakemake --report report.zip`), which adds the
+        # provenance Snakemake records of every rule.
+        report(
+            "results/report.html",
+            caption="../report/study.rst",
+            category="Study report",
+        ),
     log:
         "logs/report.log",
     conda:
-        ENV_ANALYSIS
+        ENV
     params:
         grid={
             "datasets": DATASETS,
@@ -48,5 +58,7 @@ rule report:
             "sampler": config["sampling"].get("sampler", "ancestral"),
         },
         configuration=config,
+        snakemake_version=snakemake_version,
+        library_code=code("report.py"),
     script:
         "../scripts/report.py"

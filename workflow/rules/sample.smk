@@ -1,8 +1,10 @@
 rule sample:
     # One job per cell: every seed's model, each sampled with its own seed into its own file.
+    # Finished batches are kept in {run}/sampling/ (not an output) until the job ends, so a
+    # job killed by a time limit resumes where it stopped when Snakemake retries it.
     input:
         models=cell_runs("model.pt"),
-        lib=lib("sample.py"),
+        precision="results/{dataset}/precision.json",
     output:
         samples=cell_runs("samples.npz"),
         grids=cell_runs("samples.png"),
@@ -11,19 +13,13 @@ rule sample:
     benchmark:
         f"results/{{dataset}}/benchmarks/sample/{CELL}.tsv"
     conda:
-        ENV_TORCH
-    threads: res("sample", "threads", 1)
-    resources:
-        gpu=res("sample", "gpu", 0),
-        runtime=attempt_runtime("sample"),
-        mem_mb=res("sample", "mem_mb", 4000),
+        ENV
     params:
-        sampling={
-            **config["sampling"],
-            "device": device_for("sample", config["training"].get("device", "auto")),
-        },
+        sampling=config["sampling"],
         seeds=SEEDS,
         grid_samples=config.get("figures", {}).get("grid_samples", 16),
+        device=DEVICE,
+        library_code=code("sample.py"),
     script:
         "../scripts/sample.py"
 
@@ -33,23 +29,20 @@ rule reconstruct:
     input:
         model=f"{RUN}/model.pt",
         data="results/{dataset}/data.npz",
-        lib=lib("reconstruct.py"),
+        precision="results/{dataset}/precision.json",
     output:
         f"{RUN}/reconstruction.npz",
     log:
         "logs/{dataset}/reconstruct/{schedule}-T{T}-seed{seed}.log",
     conda:
-        ENV_TORCH
-    threads: res("sample", "threads", 1)
-    resources:
-        gpu=res("sample", "gpu", 0),
-        runtime=attempt_runtime("sample"),
-        mem_mb=res("sample", "mem_mb", 4000),
+        ENV
     params:
         fractions=config.get("figures", {}).get(
             "reconstruction_fractions", [0.1, 0.25, 0.5, 0.75]
         ),
         num_images=config.get("figures", {}).get("reconstruction_images", 8),
         seed=lambda wildcards: int(wildcards.seed),
+        device=DEVICE,
+        library_code=code("reconstruct.py"),
     script:
         "../scripts/reconstruct.py"

@@ -2,22 +2,18 @@ rule train_classifier:
     # The domain classifier whose features give IS / FID / KID that mean something for digits.
     input:
         data="results/{dataset}/data.npz",
-        lib=lib("train_classifier.py"),
     output:
         weights="results/{dataset}/classifier/classifier.pt",
         summary="results/{dataset}/classifier/classifier.json",
     log:
         "logs/{dataset}/train_classifier.log",
     conda:
-        ENV_TORCH
-    threads: res("score", "threads", 1)
-    resources:
-        gpu=res("score", "gpu", 0),
-        runtime=attempt_runtime("score"),
-        mem_mb=res("score", "mem_mb", 4000),
+        ENV
     params:
         epochs=config.get("scoring", {}).get("classifier", {}).get("epochs", 100),
         seed=0,
+        device=DEVICE,
+        library_code=code("train_classifier.py"),
     script:
         "../scripts/train_classifier.py"
 
@@ -28,19 +24,18 @@ rule inception_weights:
     # `provided` names the weights files the user has put in place (with size and mtime): a file
     # added after an offline run changes it, so Snakemake's params trigger reruns this rule and
     # the scoring after it. The rule's own downloads do not change it (they go to downloaded/).
-    input:
-        lib("inception_weights.py"),
     output:
         f"{INCEPTION_RESOURCES}/status.json",
     log:
         "logs/inception_weights.log",
     localrule: True
     conda:
-        ENV_TORCH
+        ENV
     params:
         inception=config.get("scoring", {}).get("inception", {}),
         resources_dir=lambda wildcards, output: os.path.dirname(output[0]),
         provided=inception_weights_provided,
+        library_code=code("inception_weights.py"),
     script:
         "../scripts/inception_weights.py"
 
@@ -52,22 +47,18 @@ rule real_floor:
         data="results/{dataset}/data.npz",
         classifier="results/{dataset}/classifier/classifier.pt",
         inception="resources/inception/status.json",
-        lib=lib("real_floor.py"),
     output:
         floor="results/{dataset}/floor.json",
         cache=directory("results/{dataset}/reference_cache"),
     log:
         "logs/{dataset}/real_floor.log",
     conda:
-        ENV_TORCH
-    threads: res("score", "threads", 1)
-    resources:
-        gpu=res("score", "gpu", 0),
-        runtime=attempt_runtime("score"),
-        mem_mb=res("score", "mem_mb", 4000),
+        ENV
     params:
         scoring=config.get("scoring", {}),
         num_samples=config["sampling"]["num_samples"],
+        device=DEVICE,
+        library_code=code("real_floor.py"),
     script:
         "../scripts/real_floor.py"
 
@@ -81,7 +72,6 @@ rule score:
         inception="resources/inception/status.json",
         floor="results/{dataset}/floor.json",
         cache="results/{dataset}/reference_cache",
-        lib=lib("score.py"),
     output:
         metrics=cell_runs("metrics.json"),
     log:
@@ -89,14 +79,11 @@ rule score:
     benchmark:
         f"results/{{dataset}}/benchmarks/score/{CELL}.tsv"
     conda:
-        ENV_TORCH
-    threads: res("score", "threads", 1)
-    resources:
-        gpu=res("score", "gpu", 0),
-        runtime=attempt_runtime("score"),
-        mem_mb=res("score", "mem_mb", 4000),
+        ENV
     params:
         scoring=config.get("scoring", {}),
+        device=DEVICE,
+        library_code=code("score.py"),
     script:
         "../scripts/score.py"
 
@@ -107,12 +94,13 @@ rule collect_metrics:
         metrics=lambda wildcards: runs_of(wildcards.dataset, "metrics.json"),
         records=lambda wildcards: runs_of(wildcards.dataset, "run.json"),
         train_logs=lambda wildcards: runs_of(wildcards.dataset, "train_log.csv"),
-        lib=lib("collect_metrics.py"),
     output:
         "results/{dataset}/metrics.csv",
     log:
         "logs/{dataset}/collect_metrics.log",
     conda:
-        ENV_ANALYSIS
+        ENV
+    params:
+        library_code=code("collect_metrics.py"),
     script:
         "../scripts/collect_metrics.py"

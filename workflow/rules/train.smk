@@ -1,9 +1,32 @@
+rule decide_precision:
+    # Precision `auto`, decided once per dataset on the kind of machine its jobs run on, and
+    # read by every training and sampling job (ddpm.study_precision): the cells of a study
+    # never differ in precision. It asks for what training asks for (profiles/).
+    input:
+        data="results/{dataset}/data.npz",
+    output:
+        "results/{dataset}/precision.json",
+    log:
+        "logs/{dataset}/decide_precision.log",
+    conda:
+        ENV
+    params:
+        model=config["model"],
+        training=config["training"],
+        sampling=config["sampling"],
+        T=max(STEPS),
+        device=DEVICE,
+        library_code=code("decide_precision.py"),
+    script:
+        "../scripts/decide_precision.py"
+
+
 rule train:
     # Rolling checkpoints live in {run}/checkpoints/ and are not outputs: a job killed by a
     # time limit or a preemption resumes from them when Snakemake retries it.
     input:
         data="results/{dataset}/data.npz",
-        lib=lib("train.py"),
+        precision="results/{dataset}/precision.json",
     output:
         **train_outputs(),
     log:
@@ -11,13 +34,10 @@ rule train:
     benchmark:
         "results/{dataset}/benchmarks/train/{schedule}-T{T}-seed{seed}.tsv"
     conda:
-        ENV_TORCH
-    threads: res("train", "threads", 1)
-    resources:
-        gpu=res("train", "gpu", 0),
-        runtime=attempt_runtime("train"),
-        mem_mb=res("train", "mem_mb", 4000),
+        ENV
     params:
         run=run_config,
+        device=DEVICE,
+        library_code=code("train.py"),
     script:
         "../scripts/train.py"

@@ -6,6 +6,7 @@ from ddpm.data import load_split  # noqa: E402
 from ddpm.evaluation import write_metrics  # noqa: E402
 from ddpm.evaluation.study import read_inception_status, score_real_floor  # noqa: E402
 
+device = script_setup.device(snakemake)
 train_images, _ = load_split(snakemake.input.data, "train")
 test_images, _ = load_split(snakemake.input.data, "test")
 floor = score_real_floor(
@@ -17,5 +18,6 @@ floor = score_real_floor(
     inception_status=read_inception_status(snakemake.input.inception),
     cache_dir=snakemake.output.cache,
     options=snakemake.params.scoring,
+    device=device,
 )
 write_metrics(snakemake.output.floor, floor)

@@ -7,6 +7,7 @@ from ddpm.evaluation import write_metrics  # noqa: E402
 from ddpm.evaluation.study import read_inception_status, score_samples  # noqa: E402
 from ddpm.sampling import load_samples  # noqa: E402
 
+device = script_setup.device(snakemake)
 test_images, _ = load_split(snakemake.input.data, "test")
 inception_status = read_inception_status(snakemake.input.inception)
 for samples_path, metrics_path in zip(
@@ -21,5 +22,6 @@ for samples_path, metrics_path in zip(
         inception_status=inception_status,
         cache_dir=snakemake.input.cache,
         options=snakemake.params.scoring,
+        device=device,
     )
     write_metrics(metrics_path, metrics)

@@ -5,6 +5,8 @@ repository's `src/` first makes sure the rules run the library of this checkout.
 """
 
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -15,7 +17,8 @@ sys.path.insert(0, SRC)
 
 
 def start(snakemake) -> logging.Logger:
-    """Send logging and stderr (tracebacks, warnings) to the rule's log file; set threads."""
+    """Send logging and stderr (tracebacks, warnings) to the rule's log file; set threads;
+    say where the job runs (host, SLURM job, visible GPUs)."""
     log_path = Path(snakemake.log[0])
     log_path.parent.mkdir(parents=True, exist_ok=True)
     stream = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
@@ -29,4 +32,22 @@ def start(snakemake) -> logging.Logger:
     import torch
 
     torch.set_num_threads(max(1, int(snakemake.threads)))
-    return logging.getLogger(f"rule.{snakemake.rule}")
+    log = logging.getLogger(f"rule.{snakemake.rule}")
+    log.info(
+        "on %s, SLURM job %s, CUDA_VISIBLE_DEVICES=%s, %d thread(s)",
+        socket.gethostname(),
+        os.environ.get("SLURM_JOB_ID", "none"),
+        os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+        torch.get_num_threads(),
+    )
+    return log
+
+
+def device(snakemake) -> str:
+    """The job's device: the study's ``device`` param, ``cuda`` where the profile gave the job
+    a GPU and the study leaves the device to ``auto`` (an error naming the cause where CUDA is
+    not usable)."""
+    from ddpm.runtime import resolve_job_device
+    from ddpm.workflow_support import gpu_request
+
+    return str(resolve_job_device(snakemake.params.device, gpu_request(snakemake.resources)))

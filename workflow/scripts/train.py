@@ -6,7 +6,9 @@ from pathlib import Path  # noqa: E402
 
 from ddpm.data import load_split  # noqa: E402
 from ddpm.spec import RunSpec  # noqa: E402
+from ddpm.study_precision import read_decision, recorded_choice  # noqa: E402
 
+device = script_setup.device(snakemake)
 images, _ = load_split(snakemake.input.data, "train")
 cell = snakemake.wildcards
 spec = RunSpec.from_study_config(
@@ -17,5 +19,11 @@ spec = RunSpec.from_study_config(
     int(cell.seed),
     tuple(images.shape[1:]),
     num_threads=snakemake.threads,
+    device=device,
 )
-spec.train(images, Path(snakemake.output.model).parent)
+decision = read_decision(snakemake.input.precision)
+spec.train(
+    images,
+    Path(snakemake.output.model).parent,
+    precision_choice=recorded_choice(decision, "train", device, snakemake.input.precision),
+)

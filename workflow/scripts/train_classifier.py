@@ -8,6 +8,7 @@ from ddpm.data import load_split  # noqa: E402
 from ddpm.evaluation import train_classifier  # noqa: E402
 from ddpm.files import atomic_write_text  # noqa: E402
 
+device = script_setup.device(snakemake)
 train_images, train_labels = load_split(snakemake.input.data, "train")
 test_images, test_labels = load_split(snakemake.input.data, "test")
 summary = train_classifier(
@@ -18,6 +19,7 @@ summary = train_classifier(
     snakemake.output.weights,
     epochs=snakemake.params.epochs,
     seed=snakemake.params.seed,
+    device=device,
 )
 log.info("classifier: %s", summary)
 atomic_write_text(snakemake.output.summary, json.dumps(summary, indent=2))

@@ -74,6 +74,7 @@ def bootstrap_metrics(
     kid_subsets: int = 100,
     isc_splits: int = 10,
     reference_features: Mapping | None = None,
+    device: str = "auto",
     **unused,
 ) -> dict:
     """The within-run (finite-sample) spread of FID, KID and IS of ``generated``: features are
@@ -83,11 +84,10 @@ def bootstrap_metrics(
     Returns ``{extractor}_{fid|kid_mean|is_mean}_boot_{sd|lo|hi}`` and ``bootstrap_resamples``.
     ``reference_features`` (from :func:`extract_metric_features`) skips extracting the reference.
     """
-    gen = extract_metric_features(generated, extractor=extractor, weights_path=weights_path)
+    features = {"extractor": extractor, "weights_path": weights_path, "device": device}
+    gen = extract_metric_features(generated, **features)
     if reference_features is None:
-        reference_features = extract_metric_features(
-            reference, extractor=extractor, weights_path=weights_path
-        )
+        reference_features = extract_metric_features(reference, **features)
     spread = bootstrap_sample_metrics(
         gen,
         dict(reference_features),
@@ -104,7 +104,13 @@ def bootstrap_metrics(
 
 
 def cached_reference_features(
-    reference, *, extractor: str, weights_path: str | Path, cache_dir, cache_key: str
+    reference,
+    *,
+    extractor: str,
+    weights_path: str | Path,
+    cache_dir,
+    cache_key: str,
+    device: str = "auto",
 ) -> dict[str, torch.Tensor]:
     """The reference set's features, from ``cache_dir`` when there, else extracted and saved.
 
@@ -115,6 +121,8 @@ def cached_reference_features(
     path = Path(cache_dir) / f"{cache_key}-w{digest}-features.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
-    features = extract_metric_features(reference, extractor=extractor, weights_path=weights_path)
+    features = extract_metric_features(
+        reference, extractor=extractor, weights_path=weights_path, device=device
+    )
     atomic_write(path, lambda tmp: torch.save(features, tmp))
     return features

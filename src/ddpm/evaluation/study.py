@@ -71,6 +71,7 @@ def score_samples(
     cache_dir: str | Path,
     options: Mapping,
     seed: int = 0,
+    device: str = "auto",
 ) -> dict:
     """Metrics of a run's ``samples`` (uint8 N x C x H x W) against the test set, for every
     extractor, with the within-run bootstrap spread of FID, KID and IS.
@@ -85,6 +86,7 @@ def score_samples(
         options: the config's ``scoring`` section: torch-fidelity's KID/IS/PRC options and
             ``bootstrap_resamples`` (default 100; 0 skips the spread).
         seed: seeds the bootstrap.
+        device: where the extractors run (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
     """
     metric_options = {k: options[k] for k in _METRIC_OPTIONS if k in options}
     resamples = int(options.get("bootstrap_resamples", DEFAULT_BOOTSTRAP_RESAMPLES))
@@ -94,7 +96,12 @@ def score_samples(
             results.update(dict.fromkeys(metric_columns(extractor), math.nan))
             results[f"{extractor}_status"] = f"not computed: {inception_status.get('reason', '')}"
             continue
-        common = {"extractor": extractor, "weights_path": weights, **metric_options}
+        common = {
+            "extractor": extractor,
+            "weights_path": weights,
+            "device": device,
+            **metric_options,
+        }
         cache_key = reference_cache_name(
             dataset, "test", test_images.shape[-1], extractor, len(test_images)
         )
@@ -124,6 +131,7 @@ def score_real_floor(
     cache_dir: str | Path,
     options: Mapping,
     seed: int = 0,
+    device: str = "auto",
 ) -> dict:
     """The floor: ``n`` real images drawn from ``real_pool`` (none of them in the test set) scored
     exactly as a run's ``n`` samples are, bootstrap spread included: what a perfect model would
@@ -139,6 +147,7 @@ def score_real_floor(
         cache_dir=cache_dir,
         options=options,
         seed=seed,
+        device=device,
     )
 
 
@@ -150,6 +159,7 @@ def _spread(images, test_images, common: Mapping, cache_dir, cache_key, resample
         weights_path=common["weights_path"],
         cache_dir=cache_dir,
         cache_key=cache_key,
+        device=common["device"],
     )
     return bootstrap_metrics(
         images,
