@@ -13,7 +13,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     dataset="|".join(config["datasets"]),
-    schedule="[A-Za-z0-9_]+",
+    schedule=LABEL_PATTERN,
     T=r"\d+",
     seed=r"\d+",
 
@@ -32,11 +32,9 @@ localrules:
     schedule_table,
     closeness_schedule_table,
     forward_samples,
-    thesis_figure,
     thesis_figures,
     collect_metrics,
-    run_figure,
-    metric_figure,
+    figure,
     figures,
     report,
     all,

@@ -20,8 +20,10 @@ from pathlib import Path
 import torch
 
 from ddpm.diffusion import GaussianDiffusion, to_model_range
-from ddpm.training import TrainingConfig, train
-from ddpm.unet import UNet, UNetConfig
+from ddpm.training.config import TrainingConfig
+from ddpm.training.loop import train
+from ddpm.unet import UNet
+from ddpm.unet_config import UNetConfig
 
 #: Steps at the start of every run whose time is left out of the training throughput.
 WARMUP_STEPS = 10

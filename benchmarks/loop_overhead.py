@@ -21,7 +21,8 @@ from budget_training import Optimisation, TrainingRun, train_peer
 
 from ddpm.diffusion import GaussianDiffusion, to_model_range
 from ddpm.files import atomic_write
-from ddpm.unet import UNet, UNetConfig, count_parameters
+from ddpm.unet import UNet, count_parameters
+from ddpm.unet_config import UNetConfig
 
 
 def bare_loop_run(

@@ -27,8 +27,8 @@ from unet_throughput import autocast
 
 from ddpm.diffusion import GaussianDiffusion
 from ddpm.schedules import make_schedule
-from ddpm.spec import unet_config_for
 from ddpm.unet import UNet
+from ddpm.unet_config import unet_config_for
 
 # The model blocks of the configs these U-Nets stand for, at the image size each studies.
 MODELS = {"digits-8": (None, 8), "mnist5k-28": ("mnist5k.yaml", 28)}

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 import yaml
 
 from ddpm import runtime
-from ddpm.unet import UNet, UNetConfig, count_parameters
+from ddpm.unet import UNet, count_parameters
+from ddpm.unet_config import UNetConfig
 
 CPU = torch.device("cpu")
 

@@ -24,14 +24,18 @@ from pathlib import Path
 import torch
 
 import ddpm.training.loop
-from ddpm.config_load import load_config_file, merge_config
-from ddpm.data import load_split, prepare_dataset
+from ddpm.data.prepare import prepare_dataset
+from ddpm.data.store import load_split
 from ddpm.diffusion import GaussianDiffusion
-from ddpm.evaluation import compute_metrics, real_floor, train_classifier
+from ddpm.evaluation.classifier import train_classifier
+from ddpm.evaluation.floor import real_floor
+from ddpm.evaluation.scoring import compute_metrics
 from ddpm.sampling import generate
 from ddpm.schedules import make_schedule
-from ddpm.training import TrainingConfig, train
-from ddpm.unet import UNetConfig
+from ddpm.training.config import TrainingConfig
+from ddpm.training.loop import train
+from ddpm.unet_config import UNetConfig
+from ddpm.workflow.config_load import load_config_file, merge_config
 
 SCHEDULES = {
     "linear": ("linear", {"beta_start": 1e-5, "beta_end": 0.01, "rescale_to_T": True}),

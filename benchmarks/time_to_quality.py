@@ -35,11 +35,16 @@ from loop_overhead import bare_loop_run, print_overhead, step_parts_ms
 from peers import diffusers_system, lucidrains_betas, lucidrains_system
 from ttq_report import Evaluation, SystemResult, print_report
 
-from ddpm.data import load_split, prepare_dataset
+from ddpm.data.prepare import prepare_dataset
+from ddpm.data.store import load_split
 from ddpm.diffusion import GaussianDiffusion, from_model_range
-from ddpm.evaluation import compute_metrics, real_floor, reference_cache_name, train_classifier
+from ddpm.evaluation.classifier import train_classifier
+from ddpm.evaluation.floor import real_floor
+from ddpm.evaluation.reference_cache import reference_cache_name
+from ddpm.evaluation.scoring import compute_metrics
 from ddpm.schedules import make_schedule
-from ddpm.unet import UNet, UNetConfig, count_parameters
+from ddpm.unet import UNet, count_parameters
+from ddpm.unet_config import UNetConfig
 
 DATASET = "mnist5k"
 

@@ -31,13 +31,14 @@ from pathlib import Path
 import torch
 from study_cell import SCHEDULES, study_classifier_epochs, study_config
 
-from ddpm.data import load_split, prepare_dataset
+from ddpm.data.prepare import prepare_dataset
+from ddpm.data.store import load_split
 from ddpm.diffusion import GaussianDiffusion, from_model_range, to_model_range
-from ddpm.evaluation import compute_metrics, train_classifier
-from ddpm.evaluation.classifier import load_classifier
+from ddpm.evaluation.classifier import load_classifier, train_classifier
+from ddpm.evaluation.scoring import compute_metrics
 from ddpm.schedules import make_schedule
-from ddpm.spec import unet_config_for
-from ddpm.unet import UNet, UNetConfig
+from ddpm.unet import UNet
+from ddpm.unet_config import UNetConfig, unet_config_for
 
 
 def _arguments(argv=None) -> argparse.Namespace:

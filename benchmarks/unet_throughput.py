@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from peers import DiffusersUNet, lucidrains_unet
 
-from ddpm.unet import UNet, UNetConfig, count_parameters
+from ddpm.unet import UNet, count_parameters
+from ddpm.unet_config import UNetConfig
 
 
 def ours(

@@ -6,7 +6,7 @@ tests that reproduce the seeds' figures build their own specs here.
 
 from collections.abc import Iterable
 
-from ddpm.spec import ScheduleSpec
+from ddpm.schedules import ScheduleSpec
 
 
 def thesis_schedule_specs(T: int = 1000) -> list[ScheduleSpec]:

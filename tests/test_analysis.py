@@ -10,28 +10,26 @@ import pytest
 import torch
 from schedule_specs import report_003_schedule_specs, thesis_schedule_specs
 
-from ddpm.analysis import (
+from ddpm.analysis.closeness import (
+    _gram_abs_sum,
     batch_closeness,
     closeness_copies,
     closeness_pixels,
     closeness_table,
-    closest_points,
-    compare_with_thesis,
-    explain_closeness_readings,
+    pure_noise_closeness,
+    square_grayscale,
+)
+from ddpm.analysis.forward import (
     forward_samples,
     iterative_destruction,
     load_images_by_t,
-    load_photo,
-    pure_noise_closeness,
     save_images_by_t,
-    schedule_table,
-    specs_from_config,
-    square_grayscale,
 )
-from ddpm.analysis.closeness import _gram_abs_sum
+from ddpm.analysis.specs import schedule_table, specs_from_config
+from ddpm.analysis.thesis import closest_points, compare_with_thesis, explain_closeness_readings
+from ddpm.data.photos import load_photo
 from ddpm.diffusion import GaussianDiffusion, to_model_range
-from ddpm.schedules import make_schedule
-from ddpm.spec import ScheduleSpec
+from ddpm.schedules import ScheduleSpec, make_schedule
 
 # Betas large enough that alpha_bar_30 ~ 1e-3 or less: the last steps are pure noise.
 SMALL_SPECS = [

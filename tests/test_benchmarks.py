@@ -137,7 +137,7 @@ def test_tiny_budget_trains_every_system_and_prints_the_table(capsys, tmp_path):
 def test_training_variants_lib_profile_is_the_librarys_ema():
     import training_variants
 
-    from ddpm.training import TrainingConfig
+    from ddpm.training.config import TrainingConfig
     from ddpm.training.state import ema_decay
 
     config = TrainingConfig(steps=5000, ema_decay=0.995)

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import UNET, assert_bit_identical, ema_weights, small_config
+from training_helpers import assert_bit_identical, ema_weights, run_spec, small_config
 
+from ddpm import ModelFileError
 from ddpm.checkpoints import content_digest, load_model
-from ddpm.training import ModelFileError, train
-from ddpm.training.fingerprint import code_fingerprint, code_modules
+from ddpm.training.loop import train
+from ddpm.training.outputs import code_fingerprint
 from ddpm.unet import UNet
+from ddpm.workflow.code import module_closure
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,7 +66,7 @@ def interrupt_after(monkeypatch, calls: int):
 def test_a_checkpoint_with_damaged_tensor_bytes_is_set_aside_and_the_previous_one_resumed(
     tmp_path, images, diffusion, caplog
 ):
-    train(images, diffusion, UNET, small_config(), tmp_path)
+    train(images, run_spec(small_config()), tmp_path)
     expected = ema_weights(tmp_path)
     newest = tmp_path / "checkpoints" / "step-00000006.pt"
     weight = torch.load(newest, weights_only=True)["model"]["input_conv.weight"]
@@ -74,7 +76,7 @@ def test_a_checkpoint_with_damaged_tensor_bytes_is_set_aside_and_the_previous_on
     clear_outputs(tmp_path)
 
     with caplog.at_level(logging.WARNING):
-        train(images, diffusion, UNET, small_config(), tmp_path)
+        train(images, run_spec(small_config()), tmp_path)
     assert "step-00000006.pt" in caplog.text and "does not match the checksum" in caplog.text
     assert (tmp_path / "checkpoints" / "step-00000006.pt.unusable").exists()
     assert resumed_from(tmp_path) == 4
@@ -82,7 +84,7 @@ def test_a_checkpoint_with_damaged_tensor_bytes_is_set_aside_and_the_previous_on
 
 
 def test_a_damaged_model_file_is_refused_with_what_to_do(tmp_path, images, diffusion):
-    train(images, diffusion, UNET, small_config(steps=2), tmp_path)
+    train(images, run_spec(small_config(steps=2)), tmp_path)
     load_model(tmp_path / "model.pt")  # intact: loads
     ema = ema_weights(tmp_path)
     flip_bytes_of(tmp_path / "model.pt", ema["input_conv.weight"])
@@ -90,15 +92,15 @@ def test_a_damaged_model_file_is_refused_with_what_to_do(tmp_path, images, diffu
         load_model(tmp_path / "model.pt")
 
 
-def test_model_files_from_before_checksums_still_load(tmp_path, images, diffusion):
-    train(images, diffusion, UNET, small_config(steps=2), tmp_path)
+def test_model_files_of_another_version_are_refused_with_what_to_do(tmp_path, images):
+    train(images, run_spec(small_config(steps=2)), tmp_path)
     content = torch.load(tmp_path / "model.pt", weights_only=True)
-    del content["sha256"]
-    content["record"]["format_version"] = 1  # the format without a checksum
+    content["record"]["format_version"] = 2  # the format before the record was the spec
     torch.save(content, tmp_path / "old.pt")
-    model, _, _ = load_model(tmp_path / "old.pt")
-    assert_bit_identical(model.state_dict(), content["ema_state_dict"])
-    content["record"]["format_version"] = 2  # but a current file must carry one
+    with pytest.raises(ModelFileError, match="version 2.*train the model again"):
+        load_model(tmp_path / "old.pt")
+    content = torch.load(tmp_path / "model.pt", weights_only=True)
+    del content["sha256"]  # a current file must carry its checksum
     torch.save(content, tmp_path / "unsealed.pt")
     with pytest.raises(ModelFileError, match="no checksum"):
         load_model(tmp_path / "unsealed.pt")
@@ -121,22 +123,22 @@ def test_changing_how_often_to_log_and_snapshot_keeps_a_half_finished_run(
     with monkeypatch.context() as patch:
         interrupt_after(patch, 5)
         with pytest.raises(KeyError):
-            train(images, diffusion, UNET, small_config(snapshot_every=None), tmp_path)
+            train(images, run_spec(small_config(snapshot_every=None)), tmp_path)
     changed = small_config(
         log_every=3, snapshot_every=3, divergence_patience=7, divergence_factor=None
     )
-    train(images, diffusion, UNET, changed, tmp_path)
+    train(images, run_spec(changed), tmp_path)
     assert resumed_from(tmp_path) == 4
 
 
 def test_a_checkpoint_written_by_different_code_is_set_aside(
     tmp_path, monkeypatch, images, diffusion, caplog
 ):
-    train(images, diffusion, UNET, small_config(), tmp_path)
+    train(images, run_spec(small_config()), tmp_path)
     clear_outputs(tmp_path)
-    monkeypatch.setattr("ddpm.training.loop.code_fingerprint", lambda: "edited code")
+    monkeypatch.setattr("ddpm.training.outputs.code_fingerprint", lambda: "edited code")
     with caplog.at_level(logging.WARNING):
-        train(images, diffusion, UNET, small_config(), tmp_path)
+        train(images, run_spec(small_config()), tmp_path)
     assert "written by different code" in caplog.text
     assert resumed_from(tmp_path) is None
     record = json.loads((tmp_path / "run.json").read_text())
@@ -144,9 +146,9 @@ def test_a_checkpoint_written_by_different_code_is_set_aside(
 
 
 def test_the_code_fingerprint_follows_the_modules_the_training_imports(tmp_path):
-    modules = {name for name, _ in code_modules()}
+    modules = {name.removeprefix("ddpm.") for name in module_closure("ddpm.training.loop")}
     assert {"unet", "diffusion", "schedules", "runtime", "training.loop"} <= modules
-    assert not {"report", "sampling", "plots", "cli"} & modules  # not what the weights depend on
+    assert not {"report", "sampling", "plots", "cli", "analysis"} & modules
 
     src = tmp_path / "src"
     shutil.copytree(
@@ -174,9 +176,9 @@ def test_a_resumed_auto_run_keeps_the_precision_of_its_checkpoint(
         patch.setattr("ddpm.training.loop.choose_precision", picks("bf16"))
         interrupt_after(patch, 5)
         with pytest.raises(KeyError):
-            train(images, diffusion, UNET, small_config(precision="auto"), tmp_path)
+            train(images, run_spec(small_config(precision="auto")), tmp_path)
     monkeypatch.setattr("ddpm.training.loop.choose_precision", picks("fp32"))
-    train(images, diffusion, UNET, small_config(precision="auto"), tmp_path)
+    train(images, run_spec(small_config(precision="auto")), tmp_path)
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["resumed_from_step"] == 4
     assert record["precision"] == "bf16"

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from ddpm.cli import build_parser, main, parse_key_value
-from ddpm.data import load_split
+from ddpm.data.store import load_split
 from ddpm.schedules import make_schedule
 
 SUBCOMMANDS = ["schedule", "prepare-data", "train", "sample"]
@@ -217,7 +217,7 @@ def test_train_options_default_to_the_library_defaults():
     from dataclasses import fields
 
     from ddpm.cli import build_parser
-    from ddpm.training import TrainingConfig
+    from ddpm.training.config import TrainingConfig
 
     args = build_parser().parse_args(
         ["train", "data.npz", "run", "--schedule", "linear", "--T", "10", "--steps", "5"]
@@ -233,7 +233,7 @@ def test_model_options_default_to_the_library_defaults():
     from dataclasses import fields
 
     from ddpm.cli import build_parser
-    from ddpm.unet import UNetConfig
+    from ddpm.unet_config import UNetConfig
 
     args = build_parser().parse_args(
         ["train", "data.npz", "run", "--schedule", "linear", "--T", "10", "--steps", "5"]

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ddpm.config_check import check_config, check_study_config
-from ddpm.config_load import ConfigFileError, load_config_file, resolve_config
+from ddpm import ConfigError
+from ddpm.workflow.config_check import check_config, check_study_config
+from ddpm.workflow.config_load import load_config_file, resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "config" / "config.yaml"
@@ -141,7 +142,16 @@ CASES = [
     ("grid_samples_too_large", _set("figures.grid_samples", 201), ["grid_samples", "at most 200"]),
     (
         "ddim_steps",
-        _set("sampling", {"num_samples": 100, "sampler": "ddim", "ddim_steps": 60}),
+        _set(
+            "sampling",
+            {
+                "num_samples": 100,
+                "sampler": "ddim",
+                "ddim_steps": 60,
+                "batch_size": 100,
+                "precision": "auto",
+            },
+        ),
         ["ddim_steps", "<= T"],
     ),
     ("inception_mode", _set("scoring.inception.mode", "maybe"), ["inception.mode", "required"]),
@@ -181,25 +191,25 @@ def _write(path: Path, text: str) -> Path:
 
 def test_duplicate_key_is_rejected_with_its_line(tmp_path):
     path = _write(tmp_path / "dup.yaml", "training:\n  steps: 10\n  steps: 20\n")
-    with pytest.raises(ConfigFileError, match=r"dup.yaml, line 3.*duplicate key 'steps'.*line 2"):
+    with pytest.raises(ConfigError, match=r"dup.yaml, line 3.*duplicate key 'steps'.*line 2"):
         load_config_file(path)
 
 
 def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
     path = _write(tmp_path / "bad.yaml", "training:\n  steps: [10\nsampling: {}\n")
-    with pytest.raises(ConfigFileError, match=r"bad.yaml, line \d+, column \d+"):
+    with pytest.raises(ConfigError, match=r"bad.yaml, line \d+, column \d+"):
         load_config_file(path)
 
 
 def test_tab_indentation_is_explained(tmp_path):
     path = _write(tmp_path / "tab.yaml", "training:\n\tsteps: 10\n")
-    with pytest.raises(ConfigFileError, match=r"tab.yaml, line 2, column 1.*tabs"):
+    with pytest.raises(ConfigError, match=r"tab.yaml, line 2, column 1.*tabs"):
         load_config_file(path)
 
 
 def test_empty_file_is_named(tmp_path):
     path = _write(tmp_path / "empty.yaml", "# nothing\n")
-    with pytest.raises(ConfigFileError, match=r"empty.yaml: the file is empty"):
+    with pytest.raises(ConfigError, match=r"empty.yaml: the file is empty"):
         load_config_file(path)
 
 
@@ -235,7 +245,7 @@ def test_snakemake_stops_before_any_job_with_a_short_message(tmp_path, name):
 
 
 def test_command_line_check_names_the_line(tmp_path, capsys):
-    from ddpm.config_check import main
+    from ddpm.workflow.config_check import main
 
     bad = _write(tmp_path / "tab.yaml", "training:\n\tsteps: 10\n")
     assert main([str(bad)]) == 1
@@ -282,32 +292,6 @@ def test_study_check_compares_sample_counts_with_num_samples(default_config):
     (problem,) = check_study_config(default_config)
     assert problem.startswith(f"scoring.kid_subset_size = {n + 1} is larger than")
     assert f"sampling.num_samples ({n})" in problem
-
-
-def test_old_attention_key_gets_the_equivalent_levels_for_each_image_size():
-    config = copy.deepcopy(_default())
-    config["datasets"] = ["digits", "mnist5k"]
-    model = config["model"]
-    del model["attention_levels"]
-    model.update(channel_mults=[1, 2, 2], attention_resolutions=[4])
-    problems = check_config(config, SCHEMA)
-    digits, mnist = problems
-    # digits at 8 pixels: feature maps 8, 4, 2, so size 4 is level 1
-    assert digits.startswith("model (for digits at image_size 8): attention_resolutions")
-    assert "write attention_levels: [1] (for image_size 8)" in digits
-    # mnist5k at 28 pixels never has a 4 x 4 map: the message says what to write instead
-    assert mnist.startswith("model (for mnist5k at image_size 28): attention_resolutions")
-    assert "indices of those levels in channel_mults" in mnist
-    assert not any("unknown key" in problem for problem in problems)
-
-
-def test_old_attention_key_does_not_hide_other_problems():
-    config = copy.deepcopy(_default())
-    config["model"]["attention_resolutions"] = [4]
-    config["training"]["stepz"] = 5
-    problems = check_config(config, SCHEMA)
-    assert "attention_levels: [1] (for image_size 8)" in problems[0]
-    assert any("stepz" in problem for problem in problems[1:])
 
 
 def test_a_study_that_still_sets_resources_is_told_where_they_moved():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ddpm.config_load import load_config_file, parse_command_line_entry, resolve_config
+from ddpm.workflow.config_load import load_config_file, parse_command_line_entry, resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "config" / "config.yaml"
@@ -44,7 +44,7 @@ def planned_jobs(result) -> dict[str, int]:
 
 def test_importing_the_config_check_leaves_out_heavy_libraries():
     code = (
-        "import sys, ddpm, ddpm.config_check, ddpm.config_load, ddpm.workflow_support\n"
+        "import sys, ddpm, ddpm.workflow.config_check, ddpm.workflow.config_load, ddpm.workflow.code\n"
         "print(ddpm.__version__)\n"
         "print(sorted(m for m in ('torch', 'numpy', 'matplotlib', 'pandas') if m in sys.modules))"
     )
@@ -136,7 +136,7 @@ def test_replace_workflow_config_does_not_merge(tmp_path):
     )
     # The tiny overlay alone lacks sections the default supplies.
     assert replaced.returncode != 0
-    assert "missing key `diffusion`" in replaced.stdout + replaced.stderr
+    assert "missing `diffusion`" in replaced.stdout + replaced.stderr
 
 
 @pytest.fixture(scope="session")

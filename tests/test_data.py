@@ -25,21 +25,18 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm.data import (
-    DATASETS,
-    FORMAT_VERSION,
+from ddpm import DataError
+from ddpm.data.download import (
     DatasetChecksumError,
-    DatasetError,
-    DatasetNotPrepared,
     DatasetUnavailable,
-    load_meta,
-    load_photo,
-    load_split,
-    prepare_dataset,
-    resize_images,
+    DownloadFailed,
+    download_verified,
 )
-from ddpm.data.download import DownloadFailed, download_verified
-from ddpm.data.store import write_dataset_file
+from ddpm.data.photos import load_photo
+from ddpm.data.prepare import prepare_dataset
+from ddpm.data.resize import resize_images
+from ddpm.data.store import FORMAT_VERSION, load_meta, load_split, write_dataset_file
+from ddpm.workflow.datasets import DATASETS
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +123,7 @@ def test_registry_describes_every_dataset():
 
 
 def test_unknown_dataset_lists_the_known_names(tmp_path):
-    with pytest.raises(DatasetError) as info:
+    with pytest.raises(DataError) as info:
         prepare_dataset("imagenet", tmp_path / "x.npz", 32)
     for name in DATASETS:
         assert name in str(info.value)
@@ -237,11 +234,11 @@ def test_digits_padded_keeps_pixels_and_order(tmp_path):
 
 
 def test_pad_smaller_than_native_and_embedded_base_url_are_rejected(tmp_path):
-    with pytest.raises(DatasetError, match="pad"):
+    with pytest.raises(DataError, match="pad"):
         prepare_dataset("digits", tmp_path / "x.npz", 6, resize_mode="pad")
-    with pytest.raises(DatasetError, match="base_url"):
+    with pytest.raises(DataError, match="base_url"):
         prepare_dataset("digits", tmp_path / "x.npz", 8, base_url="http://example.invalid/")
-    with pytest.raises(DatasetError, match="resize_mode"):
+    with pytest.raises(DataError, match="resize_mode"):
         prepare_dataset("digits", tmp_path / "x.npz", 8, resize_mode="stretch")
     assert not (tmp_path / "x.npz").exists()
 
@@ -250,7 +247,7 @@ def test_load_photo():
     photo = load_photo("china.jpg")
     assert photo.shape == (427, 640, 3) and photo.dtype == np.uint8
     assert photo.std() > 10  # a photo, not a blank
-    with pytest.raises(DatasetError, match="flower.jpg"):
+    with pytest.raises(DataError, match="flower.jpg"):
         load_photo("lena.png")
 
 
@@ -304,7 +301,7 @@ def test_pad_centres_the_images_with_zeros():
     ],
 )
 def test_resize_rejects_bad_input(images, size, mode, message):
-    with pytest.raises(DatasetError, match=message):
+    with pytest.raises(DataError, match=message):
         resize_images(images, size, mode)
 
 
@@ -315,18 +312,18 @@ def test_resize_rejects_bad_input(images, size, mode, message):
 
 def test_load_errors_name_the_path_and_the_fix(tmp_path):
     missing = tmp_path / "nothing.npz"
-    with pytest.raises(DatasetNotPrepared) as info:
+    with pytest.raises(DataError) as info:
         load_split(missing)
     assert str(missing) in str(info.value) and "prepare" in str(info.value)
     assert isinstance(info.value, FileNotFoundError)
 
     prepare_dataset("digits", tmp_path / "digits.npz", 8)
-    with pytest.raises(DatasetError, match="split"):
+    with pytest.raises(DataError, match="split"):
         load_split(tmp_path / "digits.npz", "validation")
 
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip file at all")
-    with pytest.raises(DatasetError) as info:
+    with pytest.raises(DataError) as info:
         load_split(garbage)
     assert str(garbage) in str(info.value) and "prepare" in str(info.value)
 
@@ -334,7 +331,7 @@ def test_load_errors_name_the_path_and_the_fix(tmp_path):
     data = (tmp_path / "digits.npz").read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
     for reader in (load_split, load_meta):
-        with pytest.raises(DatasetError, match="corrupt"):
+        with pytest.raises(DataError, match="corrupt"):
             reader(truncated)
 
 
@@ -357,7 +354,7 @@ def test_a_file_of_another_format_version_is_refused_with_the_fix(tmp_path):
     for name, change in cases.items():
         _rewrite_meta(tmp_path / "digits.npz", tmp_path / name, change)
         for read in (load_split, load_meta):
-            with pytest.raises(DatasetError) as info:
+            with pytest.raises(DataError) as info:
                 read(tmp_path / name)
             message = str(info.value)
             assert str(tmp_path / name) in message and "format version" in message
@@ -509,7 +506,7 @@ def test_base_url_can_be_a_local_directory(fake_mnist, tmp_path):
 
 
 def test_unknown_checksum_file_name_is_an_error(tmp_path):
-    with pytest.raises(DatasetError, match="train-images-idx3-ubyte.gz"):
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
         prepare_dataset("mnist", tmp_path / "m.npz", 28, tmp_path, checksums={"train.gz": "0"})
 
 
@@ -633,7 +630,7 @@ def test_fgvc_aircraft_banner_removed_centre_cropped_variant_labels(tmp_path):
         expected = torch.tensor(colours[image_id]).view(3, 1, 1)
         assert (image.int() - expected).abs().max() <= 8
 
-    with pytest.raises(DatasetError, match="vary in size"):
+    with pytest.raises(DataError, match="vary in size"):
         prepare_dataset("fgvc_aircraft", tmp_path / "p.npz", 64, root, resize_mode="pad")
 
 
@@ -740,10 +737,12 @@ def test_download_progress_in_a_log_file_is_plain_lines(caplog, monkeypatch):
     from ddpm.data.download import progress_bar
 
     monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
-    with caplog.at_level("INFO", logger="ddpm.data.download"):
-        with progress_bar(4 * 2**20, "mnist train images", unit="B", every_s=0) as progress:
-            for _ in range(4):
-                progress.update(2**20)
+    with (
+        caplog.at_level("INFO", logger="ddpm.data.download"),
+        progress_bar(4 * 2**20, "mnist train images", unit="B", every_s=0) as progress,
+    ):
+        for _ in range(4):
+            progress.update(2**20)
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "mnist train images: 1.0 of 4.0 MB (25 %)"
     assert lines[-1] == "mnist train images: done, 4.0 of 4.0 MB (100 %)"

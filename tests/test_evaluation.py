@@ -19,23 +19,19 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 import ddpm.evaluation.floor as floor
 import ddpm.evaluation.scoring as scoring
+from ddpm import ConfigError
 from ddpm.diffusion import to_model_range
-from ddpm.evaluation import (
+from ddpm.evaluation.classifier import (
     CLASSIFIER_EXTRACTOR_NAME,
-    MetricsError,
-    compute_metrics,
     load_classifier,
-    metric_columns,
     read_classifier_config,
-    read_metrics,
-    real_floor,
-    reference_cache_name,
     register_classifier_extractor,
-    resolve_inception_weights,
     train_classifier,
-    write_metrics,
 )
-from ddpm.evaluation.reference_cache import file_sha256
+from ddpm.evaluation.floor import real_floor
+from ddpm.evaluation.inception import resolve_inception_weights
+from ddpm.evaluation.reference_cache import file_sha256, reference_cache_name
+from ddpm.evaluation.scoring import compute_metrics, metric_columns, read_metrics, write_metrics
 
 # Small KID settings keep torch-fidelity's 100 x 3 kernel matrices from dominating the runtime.
 FAST = {"kid_subsets": 10, "device": "cpu"}
@@ -136,11 +132,11 @@ def test_classifier_training_is_reproducible_and_keeps_the_global_rng(tmp_path):
 def test_train_classifier_rejects_bad_input(tmp_path):
     images = torch.zeros(10, 1, 8, 8, dtype=torch.uint8)
     labels = torch.zeros(10, dtype=torch.long)
-    with pytest.raises(MetricsError, match="uint8"):
+    with pytest.raises(ConfigError, match="uint8"):
         train_classifier(images.float(), labels, images, labels, tmp_path / "c.pt")
-    with pytest.raises(MetricsError, match="one label per image"):
+    with pytest.raises(ConfigError, match="one label per image"):
         train_classifier(images, labels[:5], images, labels, tmp_path / "c.pt")
-    with pytest.raises(MetricsError, match="test images are"):
+    with pytest.raises(ConfigError, match="test images are"):
         train_classifier(images, labels, images[:, :, :4], labels, tmp_path / "c.pt")
     assert not (tmp_path / "c.pt").exists()
 
@@ -266,7 +262,7 @@ def test_real_floor_draws_pool_images_that_are_not_in_the_reference(monkeypatch)
     assert len(drawn) == 10
     assert drawn <= {image.numpy().tobytes() for image in extra}
     assert seen["options"] == {"extractor": "classifier"}
-    with pytest.raises(MetricsError, match="12 images not in the reference"):
+    with pytest.raises(ConfigError, match="12 images not in the reference"):
         real_floor(pool, reference, 13, extractor="classifier")
 
 
@@ -328,7 +324,7 @@ def test_every_bad_input_fails_before_any_work(classifier, tmp_path, monkeypatch
 
     monkeypatch.setattr(scoring.torch_fidelity, "calculate_metrics", must_not_run)
     for images, options, message in _bad_calls(path, tmp_path):
-        with pytest.raises(MetricsError, match=message):
+        with pytest.raises(ConfigError, match=message):
             compute_metrics(*images, **options)
 
 
@@ -336,7 +332,7 @@ def test_reference_cache_name_rejects_path_separators():
     assert reference_cache_name("cifar10", "test", 32, "inception", 10000) == (
         "cifar10-test-32px-inception-n10000"
     )
-    with pytest.raises(MetricsError, match="without slashes"):
+    with pytest.raises(ConfigError, match="without slashes"):
         reference_cache_name("data/set", "test", 32, "inception", 10)
 
 
@@ -427,32 +423,38 @@ def server(tmp_path):
 
 
 def test_inception_weights_off_and_found(tmp_path):
-    assert resolve_inception_weights("off", None, "http://127.0.0.1:9/x.pth", tmp_path) == (
+    assert resolve_inception_weights(
+        tmp_path, mode="off", weights_path=None, url="http://127.0.0.1:9/x.pth"
+    ) == (
         None,
         "disabled in config",
     )
     given = tmp_path / "mine.pth"
     torch.save({"fc.weight": torch.zeros(3, 2048)}, given)
     for mode in ("auto", "required"):
-        path, reason = resolve_inception_weights(mode, given, None, tmp_path / "resources")
+        path, reason = resolve_inception_weights(
+            tmp_path / "resources", mode=mode, weights_path=given, url=None
+        )
         assert path == given and "found" in reason
     # downloaded earlier, found without a network
     kept = tmp_path / "resources" / "downloaded" / "x.pth"
     kept.parent.mkdir(parents=True)
     shutil.copy(given, kept)
     assert (
-        resolve_inception_weights("required", None, "http://127.0.0.1:9/x.pth", kept.parent.parent)[
-            0
-        ]
+        resolve_inception_weights(
+            kept.parent.parent, mode="required", weights_path=None, url="http://127.0.0.1:9/x.pth"
+        )[0]
         == kept
     )
-    with pytest.raises(MetricsError, match="mode must be one of"):
-        resolve_inception_weights("sometimes", None, None, tmp_path)
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        resolve_inception_weights(tmp_path, mode="sometimes", weights_path=None, url=None)
 
 
 def test_inception_weights_download_from_a_local_server(server, tmp_path):
     resources = tmp_path / "resources"
-    path, reason = resolve_inception_weights("auto", None, server.url("/weights.pth"), resources)
+    path, reason = resolve_inception_weights(
+        resources, mode="auto", weights_path=None, url=server.url("/weights.pth")
+    )
     assert path == resources / "downloaded" / "weights.pth"
     assert "downloaded" in reason
     assert torch.load(path, weights_only=True)["fc.weight"].shape == (3, 2048)
@@ -464,12 +466,14 @@ def test_inception_weights_failed_download(server, tmp_path, route):
     resources = tmp_path / "resources"
     url = server.url(route)
     expected = resources / route.lstrip("/")
-    path, reason = resolve_inception_weights("auto", None, url, resources)
+    path, reason = resolve_inception_weights(resources, mode="auto", weights_path=None, url=url)
     assert path is None
     assert "not available offline" in reason
     assert f"at {expected}" in reason and "scoring.inception.weights_path" in reason
-    with pytest.raises(MetricsError, match="not available offline") as error:
-        resolve_inception_weights("required", tmp_path / "nowhere.pth", url, resources)
+    with pytest.raises(ConfigError, match="not available offline") as error:
+        resolve_inception_weights(
+            resources, mode="required", weights_path=tmp_path / "nowhere.pth", url=url
+        )
     assert "nowhere.pth does not exist" in str(error.value)
     assert not [p for p in resources.rglob("*") if p.is_file()]  # nothing half-written
 
@@ -487,7 +491,7 @@ def test_metrics_json_round_trip(tmp_path):
     assert loaded["classifier_fid"] == 3.5 and loaded["n_generated"] == 500
     assert math.isnan(loaded["inception_fid"])
     assert loaded["inception_status"] == "no weights"
-    with pytest.raises(MetricsError, match="also metric keys"):
+    with pytest.raises(ConfigError, match="also metric keys"):
         write_metrics(path, metrics, classifier_fid="x")
 
 
@@ -513,6 +517,6 @@ def test_a_reference_cache_file_that_carries_code_is_refused_unrun(mnist, classi
 
     marker = tmp_path / "ran.txt"
     torch.save({"mu": _Payload(marker)}, files[0])  # someone swapped a cache file
-    with pytest.raises(MetricsError, match="holds more than tensors and arrays"):
+    with pytest.raises(ConfigError, match="holds more than tensors and arrays"):
         compute_metrics(train_images[:100], test_images[:100], **cached, **options)
     assert not marker.exists()

@@ -20,7 +20,9 @@ from conftest import TINY_CONFIG, copy_workflow, run_snakemake_locally
 from test_data import serve_responses
 
 import ddpm.evaluation.inception as inception
-from ddpm.evaluation import MetricsError, compute_metrics, resolve_inception_weights
+from ddpm import ConfigError
+from ddpm.evaluation.inception import resolve_inception_weights
+from ddpm.evaluation.scoring import compute_metrics
 
 MARKER_NAME = "code-ran.txt"
 
@@ -76,9 +78,9 @@ def test_weights_file_with_code_is_refused_before_it_runs(where, tmp_path):
     marker = _write_weights_with_code(target)
     weights_path = target if where == "weights_path" else None
     for mode in ("auto", "required"):
-        with pytest.raises(MetricsError) as error:
+        with pytest.raises(ConfigError) as error:
             resolve_inception_weights(
-                mode, weights_path, inception.INCEPTION_WEIGHTS_URL, resources
+                resources, mode=mode, weights_path=weights_path, url=inception.INCEPTION_WEIGHTS_URL
             )
         _assert_tells_what_is_wrong_and_what_to_do(str(error.value))
         assert str(target) in str(error.value)
@@ -90,7 +92,7 @@ def test_scoring_with_a_weights_file_with_code_runs_none_of_it(tmp_path):
     the project's extractor must read it first, safely, and stop."""
     marker = _write_weights_with_code(tmp_path / "evil.pth")
     images = np.zeros((4, 1, 8, 8), dtype=np.uint8)
-    with pytest.raises(MetricsError) as error:
+    with pytest.raises(ConfigError) as error:
         compute_metrics(
             images,
             images,
@@ -112,7 +114,7 @@ def test_a_file_that_is_no_state_dict_is_refused_with_the_fix(tmp_path):
             torch.save([torch.zeros(2)], path)  # loads safely, but is no state dict
         else:
             path.write_bytes(content)
-        with pytest.raises(MetricsError, match="state dict") as error:
+        with pytest.raises(ConfigError, match="state dict") as error:
             inception.load_inception_state_dict(path)
         assert inception.INCEPTION_WEIGHTS_FILENAME in str(error.value)
 
@@ -148,7 +150,7 @@ def test_verified_extractor_computes_what_torch_fidelity_computes(tmp_path):
 def test_verified_extractor_never_downloads():
     with (
         mock.patch.object(tf_inception, "load_state_dict_from_url", side_effect=AssertionError),
-        pytest.raises(MetricsError, match="resolve_inception_weights"),
+        pytest.raises(ConfigError, match="resolve_inception_weights"),
     ):
         inception.VerifiedInceptionV3("y", ["2048"])
 
@@ -166,12 +168,16 @@ def test_download_is_checked_against_the_hash_its_name_carries(tmp_path):
     served = _small_state_dict(tmp_path / "served.pth")
     good = tmp_path / f"weights-{_sha256(served)[:8]}.pth"
     good.write_bytes(served.read_bytes())
-    path, reason = resolve_inception_weights("auto", None, good.as_uri(), tmp_path / "ok")
+    path, reason = resolve_inception_weights(
+        tmp_path / "ok", mode="auto", weights_path=None, url=good.as_uri()
+    )
     assert path == tmp_path / "ok" / "downloaded" / good.name and "downloaded" in reason
 
     wrong = tmp_path / "weights-00000000.pth"
     wrong.write_bytes(served.read_bytes())
-    path, reason = resolve_inception_weights("auto", None, wrong.as_uri(), tmp_path / "bad")
+    path, reason = resolve_inception_weights(
+        tmp_path / "bad", mode="auto", weights_path=None, url=wrong.as_uri()
+    )
     assert path is None and "SHA-256" in reason and "00000000" in reason
     assert not [p for p in (tmp_path / "bad").rglob("*") if p.is_file()], "nothing kept"
 
@@ -180,26 +186,34 @@ def test_download_is_retried_after_a_transient_failure(tmp_path, monkeypatch):
     served = _small_state_dict(tmp_path / "served.pth").read_bytes()
     monkeypatch.setattr("ddpm.data.download.time.sleep", lambda seconds: None)
     with serve_responses([(503, b"busy", None), (200, served, None)]) as (url, requested):
-        path, reason = resolve_inception_weights("required", None, url, tmp_path / "resources")
+        path, reason = resolve_inception_weights(
+            tmp_path / "resources", mode="required", weights_path=None, url=url
+        )
     assert len(requested) == 2 and path.read_bytes() == served and "downloaded" in reason
 
 
 def test_offline_reason_says_where_to_put_the_file(tmp_path):
     resources = tmp_path / "resources"
-    path, reason = resolve_inception_weights("auto", None, OFFLINE_URL, resources)
+    path, reason = resolve_inception_weights(
+        resources, mode="auto", weights_path=None, url=OFFLINE_URL
+    )
     drop_in = resources / inception.INCEPTION_WEIGHTS_FILENAME
     assert path is None and "not available offline" in reason and str(drop_in) in reason
     assert "refused" in reason and not [p for p in resources.rglob("*") if p.is_file()]
-    with pytest.raises(MetricsError, match="scoring.inception.weights_path"):
-        resolve_inception_weights("required", None, OFFLINE_URL, resources)
+    with pytest.raises(ConfigError, match="scoring.inception.weights_path"):
+        resolve_inception_weights(resources, mode="required", weights_path=None, url=OFFLINE_URL)
 
 
 def test_reason_says_whether_the_weights_are_the_published_ones(tmp_path):
     given = _small_state_dict(tmp_path / "mine.pth")
-    _, reason = resolve_inception_weights("auto", given, None, tmp_path / "resources")
+    _, reason = resolve_inception_weights(
+        tmp_path / "resources", mode="auto", weights_path=given, url=None
+    )
     assert "not torch-fidelity's published weights" in reason
     with mock.patch.object(inception, "INCEPTION_SHA256_PREFIX", _sha256(given)[:8]):
-        _, reason = resolve_inception_weights("auto", given, None, tmp_path / "resources")
+        _, reason = resolve_inception_weights(
+            tmp_path / "resources", mode="auto", weights_path=given, url=None
+        )
     assert "(torch-fidelity's published weights" in reason
 
 

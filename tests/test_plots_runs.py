@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddpm.figures import draw_figure
 from ddpm.sampling import image_grid, save_samples
+from ddpm.workflow.figures import draw_figure
 
 SCHEDULES = ("linear", "cosine")
 STEPS = (25, 50)

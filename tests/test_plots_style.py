@@ -5,7 +5,7 @@ import re
 import matplotlib.pyplot as plt
 import pytest
 
-from ddpm.plots import save_figure, use_style
+from ddpm.plots.style import save_figure, use_style
 
 
 def _font_subtypes(pdf_bytes: bytes) -> set[str]:

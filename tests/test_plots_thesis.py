@@ -8,16 +8,15 @@ import pandas as pd
 import pytest
 from schedule_specs import report_003_schedule_specs, thesis_schedule_specs
 
-from ddpm.analysis import (
-    closeness_table,
+from ddpm.analysis.closeness import closeness_table
+from ddpm.analysis.forward import (
     forward_samples,
     iterative_destruction,
     load_images_by_t,
     save_images_by_t,
-    schedule_table,
 )
-from ddpm.figures import draw_figure
-from ddpm.plots import save_figure
+from ddpm.analysis.specs import schedule_table
+from ddpm.plots.style import save_figure
 from ddpm.plots.thesis import (
     fig_alpha_bar_vs_t_over_T,
     fig_closeness,
@@ -25,8 +24,8 @@ from ddpm.plots.thesis import (
     fig_iterative_destruction,
     fig_schedules_beta_and_one_minus_alpha_bar,
 )
-from ddpm.schedules import make_schedule
-from ddpm.spec import ScheduleSpec
+from ddpm.schedules import ScheduleSpec, make_schedule
+from ddpm.workflow.figures import draw_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -31,7 +31,7 @@ def test_readme_figure_example_is_a_complete_registry_entry_that_draws(tmp_path)
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ddpm.figures import DATASET_INPUTS, SECTIONS, Figure
+    from ddpm.workflow.figures import DATASET_INPUTS, SECTIONS, Figure
 
     entry, draw = _python_blocks("Layout")
     figure = eval(entry, {"Figure": Figure})  # noqa: S307 - the README's own expression

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ddpm.figures import FIGURES
-from ddpm.report import DatasetResults, StudyGrid, build_report, read_dataset_results
+from ddpm.report.build import DatasetResults, StudyGrid, build_report, read_dataset_results
+from ddpm.workflow.figures import FIGURES
 
 
 def synthetic_runs() -> pd.DataFrame:
@@ -212,5 +212,5 @@ def test_a_failed_write_leaves_the_previous_page(study, tmp_path, monkeypatch):
 def test_a_figure_outside_the_registry_is_refused(study, tmp_path):
     (figure,) = study["datasets"]
     unknown = DatasetResults(figure.name, figure.runs, figure.floor, 0.9, {"mystery": "x.png"})
-    with pytest.raises(ValueError, match="mystery.*ddpm.figures.FIGURES"):
+    with pytest.raises(ValueError, match="mystery.*ddpm.workflow.figures.FIGURES"):
         build_report(tmp_path / "report.html", **{**study, "datasets": [unknown]})

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddpm import gpu_lock, runtime
-from ddpm.runtime import DeviceError, choose_precision, claim_gpu, resolve_device
-from ddpm.unet import UNet, UNetConfig
+from ddpm import DeviceError, gpu_lock, runtime
+from ddpm.runtime import choose_precision, claim_gpu, resolve_device
+from ddpm.unet import UNet
+from ddpm.unet_config import UNetConfig
 
 CPU = torch.device("cpu")
 SRC = Path(__file__).resolve().parents[1] / "src"

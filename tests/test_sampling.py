@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from ddpm import runtime, sampling
-from ddpm.diffusion import GaussianDiffusion
 from ddpm.sampling import generate, reconstruction_series
-from ddpm.schedules import make_schedule
-from ddpm.training import TrainingConfig, train
-from ddpm.unet import UNetConfig
+from ddpm.schedules import ScheduleSpec
+from ddpm.spec import RunSpec
+from ddpm.training.config import TrainingConfig
+from ddpm.training.loop import train
+from ddpm.unet_config import UNetConfig
 
 
 @pytest.fixture(scope="module")
@@ -18,14 +19,20 @@ def model_path(tmp_path_factory):
     images = torch.randint(
         0, 256, (16, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
-    diffusion = GaussianDiffusion(make_schedule("linear", 6, beta_start=1e-3, beta_end=0.2))
-    unet = UNetConfig(
-        image_size=8, base_channels=8, channel_mults=(1, 2), attention_levels=(1,),
-        num_groups=4,
-    )  # fmt: skip
-    config = TrainingConfig(steps=2, batch_size=8, checkpoint_every=2, precision="fp32")
+    spec = RunSpec(
+        schedule=ScheduleSpec("linear", "linear", 6, {"beta_start": 1e-3, "beta_end": 0.2}),
+        diffusion={},
+        unet=UNetConfig(
+            image_size=8,
+            base_channels=8,
+            channel_mults=(1, 2),
+            attention_levels=(1,),
+            num_groups=4,
+        ),  # fmt: skip
+        training=TrainingConfig(steps=2, batch_size=8, checkpoint_every=2, precision="fp32"),
+    )
     with runtime.torch_threads(1):
-        return train(images, diffusion, unet, config, tmp_path_factory.mktemp("run"), record={})
+        return train(images, spec, tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(autouse=True)

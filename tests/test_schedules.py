@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from ddpm import ConfigError
+from ddpm.beta_formulas import schedule_parameters
 from ddpm.schedules import (
     SCHEDULES,
     NoiseSchedule,
-    ScheduleError,
     cosine_betas,
     linear_betas,
     make_schedule,
-    schedule_parameters,
     sigmoid_alpha_bar_betas,
     sigmoid_betas,
 )
@@ -217,13 +217,13 @@ def test_caller_array_stays_writable_and_schedule_is_frozen():
 # --- errors name what is wrong ------------------------------------------------------------------
 @pytest.mark.parametrize("T", [0, -5])
 def test_T_below_one_is_rejected(T):
-    with pytest.raises(ScheduleError, match=r"T must be a positive integer.*number of diffusion"):
+    with pytest.raises(ConfigError, match=r"T must be a positive integer.*number of diffusion"):
         make_schedule("linear", T)
 
 
 @pytest.mark.parametrize("T", [10.0, "100", True])
 def test_T_not_an_integer_is_rejected(T):
-    with pytest.raises(ScheduleError, match="T must be a positive integer"):
+    with pytest.raises(ConfigError, match="T must be a positive integer"):
         make_schedule("cosine", T)
 
 
@@ -233,7 +233,7 @@ def test_numpy_integer_T_is_accepted():
 
 def test_beta_of_one_is_rejected_with_step_and_parameters():
     # Linear rescaled at T = 20: beta_end = 0.02 * 1000 / 20 = 1, which destroys x_0 in one step.
-    with pytest.raises(ScheduleError) as info:
+    with pytest.raises(ConfigError) as info:
         make_schedule("linear", 20, rescale_to_T=True)
     message = str(info.value)
     assert "beta_20 = 1 lies outside (0, 1)" in message
@@ -241,45 +241,45 @@ def test_beta_of_one_is_rejected_with_step_and_parameters():
 
 
 def test_negative_beta_is_rejected():
-    with pytest.raises(ScheduleError, match=r"beta_1 = -0\.001 lies outside \(0, 1\)"):
+    with pytest.raises(ConfigError, match=r"beta_1 = -0\.001 lies outside \(0, 1\)"):
         make_schedule("linear", 10, beta_start=-1e-3)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_parameter_is_rejected_by_name(value):
-    with pytest.raises(ScheduleError, match="parameter beta_end must be finite"):
+    with pytest.raises(ConfigError, match="parameter beta_end must be finite"):
         make_schedule("sigmoid", 10, beta_end=value)
 
 
 def test_non_finite_beta_is_rejected():
-    with pytest.raises(ScheduleError, match=r"beta_2 is not finite \(nan\)"):
+    with pytest.raises(ConfigError, match=r"beta_2 is not finite \(nan\)"):
         NoiseSchedule(np.array([0.1, np.nan, 0.2]))
 
 
 def test_string_parameter_is_rejected_by_name():
     # YAML reads 1e-4 without a dot as the string "1e-4".
-    with pytest.raises(ScheduleError, match=r"parameter beta_start must be a number.*'1e-4'"):
+    with pytest.raises(ConfigError, match=r"parameter beta_start must be a number.*'1e-4'"):
         make_schedule("linear", 10, beta_start="1e-4")
-    with pytest.raises(ScheduleError, match="parameter rescale_to_T must be true or false"):
+    with pytest.raises(ConfigError, match="parameter rescale_to_T must be true or false"):
         make_schedule("linear", 10, rescale_to_T="yes")
 
 
 def test_unknown_schedule_name_lists_the_choices():
-    with pytest.raises(ScheduleError, match=r"unknown beta_schedule 'quadratic'.*'cosine'"):
+    with pytest.raises(ConfigError, match=r"unknown beta_schedule 'quadratic'.*'cosine'"):
         make_schedule("quadratic", 10)
 
 
 def test_unknown_parameter_is_named_with_the_valid_ones():
-    with pytest.raises(ScheduleError, match=r"'cosine' has no parameter 'beta_end'.*\['beta_max'"):
+    with pytest.raises(ConfigError, match=r"'cosine' has no parameter 'beta_end'.*\['beta_max'"):
         make_schedule("cosine", 10, beta_end=0.02)
 
 
 def test_invalid_shape_parameters_are_named():
-    with pytest.raises(ScheduleError, match="s must be >= 0"):
+    with pytest.raises(ConfigError, match="s must be >= 0"):
         make_schedule("cosine", 10, s=-0.1)
-    with pytest.raises(ScheduleError, match="tau must be > 0"):
+    with pytest.raises(ConfigError, match="tau must be > 0"):
         make_schedule("sigmoid_alpha_bar", 10, tau=0.0)
-    with pytest.raises(ScheduleError, match=r"end \(-3\) must be greater than start \(3\)"):
+    with pytest.raises(ConfigError, match=r"end \(-3\) must be greater than start \(3\)"):
         make_schedule("sigmoid_alpha_bar", 10, start=3, end=-3)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -10,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from ddpm import ConfigError
 from ddpm.checkpoints import load_model
-from ddpm.config_load import resolve_config
 from ddpm.diffusion import GaussianDiffusion
-from ddpm.schedules import make_schedule
-from ddpm.spec import RunSpec, ScheduleSpec, SpecError
-from ddpm.training import TrainingConfig
-from ddpm.unet import UNetConfig
+from ddpm.schedules import ScheduleSpec, make_schedule
+from ddpm.spec import RunSpec
+from ddpm.training.config import TrainingConfig
+from ddpm.training.loop import train
+from ddpm.unet_config import UNetConfig
+from ddpm.workflow.config_load import resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,9 +39,12 @@ def test_schedule_spec_round_trips_and_compares_by_value():
         "label": "lin",
         "beta_schedule": "linear",
         "T": 40,
-        "params": {"beta_end": 0.01, "beta_start": 1e-5},
+        # every parameter, the defaults filled in: the spec says all that decides the betas
+        "params": {"beta_end": 0.01, "beta_start": 1e-5, "rescale_to_T": False},
     }
     assert ScheduleSpec("lin", "linear", 40, {"beta_end": 0.02}) != spec
+    with pytest.raises(ConfigError, match="no parameter 'beta_stop'"):
+        ScheduleSpec("lin", "linear", 40, {"beta_stop": 0.01})
 
 
 def test_schedule_spec_builds_the_schedule_make_schedule_builds():
@@ -54,9 +58,9 @@ def test_schedule_spec_builds_the_schedule_make_schedule_builds():
 
 def test_schedule_spec_without_a_label_is_named_by_its_formula():
     assert ScheduleSpec.from_dict({"beta_schedule": "cosine", "T": 10}).label == "cosine"
-    with pytest.raises(SpecError, match="'T'"):
+    with pytest.raises(ConfigError, match="'T'"):
         ScheduleSpec.from_dict({"beta_schedule": "cosine"})
-    with pytest.raises(SpecError, match="beta_schedule"):
+    with pytest.raises(ConfigError, match="beta_schedule"):
         ScheduleSpec.from_definition("x", {"params": {}}, 10)
 
 
@@ -82,22 +86,17 @@ def test_run_spec_from_the_study_config_builds_what_the_training_script_built(st
 def test_run_spec_round_trips_through_its_dict_and_json(study):
     spec = RunSpec.from_study_config(study, "digits", "cosine", 50, 1, (1, 8, 8))
     assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
-    with pytest.raises(SpecError, match="unet"):
+    with pytest.raises(ConfigError, match="unet"):
         RunSpec.from_dict({"schedule": {}, "diffusion": {}, "training": {}})
 
 
-def test_a_record_of_the_previous_format_reads_as_the_same_spec():
-    # Model files written before attention was chosen per level and before the schedule held
-    # its label: the record names the exact image size, so the old key converts exactly.
-    spec = _tiny_spec("lin-short", 4)
-    old = spec.to_dict()
-    old["unet"] = {k: v for k, v in old["unet"].items() if k != "attention_levels"}
-    old["unet"]["attention_resolutions"] = [4]  # 8 x 8 input: level 1 is the 4 x 4 map
-    old["schedule_label"] = old["schedule"].pop("label")
-    assert RunSpec.from_dict(old) == spec
-    # A config (not a record) with the old key is told what to write instead.
-    with pytest.raises(ValueError, match=r"attention_levels: \[1\]"):
-        UNetConfig.from_dict(old["unet"])
+def test_a_record_of_another_format_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="train the run again"):
+        RunSpec.from_dict({"schedule": {}, "unet": {}, "training": {}})
+    old = _tiny_spec("lin-short", 4).to_dict()
+    old["unet"]["attention_resolutions"] = [4]  # a key this library never writes
+    with pytest.raises(ConfigError, match="attention_resolutions"):
+        RunSpec.from_dict(old)
 
 
 def _tiny_spec(label: str, steps: int) -> RunSpec:
@@ -119,15 +118,15 @@ def _tiny_spec(label: str, steps: int) -> RunSpec:
 
 def test_the_label_is_recorded_and_a_renamed_schedule_resumes(tmp_path):
     images = torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator())
-    _tiny_spec("first-name", 2).train(images, tmp_path)
+    train(images, _tiny_spec("first-name", 2), tmp_path)
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["schedule"]["label"] == "first-name" and record["dataset"] == "random"
     _, _, stored = load_model(tmp_path / "model.pt")
-    # The record holds every parameter of the schedule, its defaults filled in.
+    # The record holds the spec, every parameter of the schedule with its defaults filled in.
     spec = _tiny_spec("first-name", 2)
-    filled = dataclasses.replace(spec.schedule, params=spec.schedule.build().params)
-    assert RunSpec.from_dict(stored) == dataclasses.replace(spec, schedule=filled)
+    assert dict(spec.schedule.params) == spec.schedule.build().params
+    assert RunSpec.from_dict(stored) == spec
     # The label names the schedule but does not change the weights: renamed, the run resumes.
-    _tiny_spec("second-name", 4).train(images, tmp_path)
+    train(images, _tiny_spec("second-name", 4), tmp_path)
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["resumed_from_step"] == 2 and record["schedule"]["label"] == "second-name"

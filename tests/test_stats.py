@@ -122,7 +122,7 @@ def digits_classifier(tmp_path_factory):
     """scikit-learn's 8x8 digits and a classifier trained on them (a few seconds)."""
     from sklearn.datasets import load_digits
 
-    from ddpm.evaluation import train_classifier
+    from ddpm.evaluation.classifier import train_classifier
 
     digits = load_digits()
     images = torch.from_numpy(np.rint(digits.images * 255 / 16).astype(np.uint8))[:, None]

@@ -9,7 +9,7 @@ import logging
 
 import pytest
 import torch
-from training_helpers import DIFFUSION, IMAGES, UNET, small_config
+from training_helpers import IMAGES, UNET, run_spec, small_config
 
 from ddpm import runtime, study_precision
 from ddpm.study_precision import (
@@ -20,7 +20,7 @@ from ddpm.study_precision import (
     recorded_choice,
     write_decision,
 )
-from ddpm.training import train
+from ddpm.training.loop import train
 
 CPU = torch.device("cpu")
 
@@ -113,7 +113,7 @@ def test_another_kind_of_machine_decides_for_itself(caplog):
 def test_training_takes_the_studys_precision_and_records_why(tmp_path):
     choice = runtime.PrecisionChoice("fp32", "auto: measured once (decided once for the study)")
     config = small_config(steps=2, checkpoint_every=2, precision="auto")
-    train(IMAGES(), DIFFUSION(), UNET, config, tmp_path, precision_choice=choice)
+    train(IMAGES(), run_spec(config), tmp_path, precision_choice=choice)
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["precision"] == "fp32"
     assert record["precision_reason"] == choice.reason

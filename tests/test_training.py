@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from training_helpers import UNET, assert_bit_identical, ema_weights
+from training_helpers import UNET, assert_bit_identical, ema_weights, run_spec
 
-from ddpm.checkpoints import seal
+from ddpm import ConfigError, ModelFileError, TrainingError
+from ddpm.checkpoints import load_model, seal
 from ddpm.diffusion import from_model_range, to_model_range
 from ddpm.sampling import (
     generate,
@@ -21,18 +22,12 @@ from ddpm.sampling import (
     save_reconstruction,
     save_samples,
 )
-from ddpm.training import (
-    _RECORD_KEYS,
-    ModelFileError,
-    NonFiniteLossError,
-    TrainingConfig,
-    TrainingConfigError,
-    _BatchSampler,
-    code_fingerprint,
-    load_model,
-    train,
-)
-from ddpm.unet import UNet, UNetConfig
+from ddpm.training.config import TrainingConfig
+from ddpm.training.loop import train
+from ddpm.training.outputs import RECORD_KEYS, code_fingerprint
+from ddpm.training.state import _BatchSampler
+from ddpm.unet import UNet
+from ddpm.unet_config import UNetConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -96,7 +91,7 @@ def trained(tmp_path_factory, images, diffusion):
     run_dir = tmp_path_factory.mktemp("run")
     cfg = config(snapshot_every=3, snapshot_count=4)
     torch.set_num_threads(1)
-    path = train(images, diffusion, UNET, cfg, run_dir, record={"dataset": "random"})
+    path = train(images, run_spec(cfg, dataset="random"), run_dir)
     return path, run_dir, cfg
 
 
@@ -114,7 +109,7 @@ def test_training_writes_model_log_record_and_snapshots(trained, diffusion):
 
     record = json.loads((run_dir / "run.json").read_text())
     assert record["dataset"] == "random"
-    assert set(_RECORD_KEYS) <= set(record)
+    assert set(RECORD_KEYS) <= set(record)
     assert record["unet"] == UNET.to_dict()
     assert record["schedule"] == diffusion.schedule.describe()
     assert record["diffusion"] == {"variance": "beta", "loss": "mse", "clip_denoised": True}
@@ -151,8 +146,8 @@ def test_load_model_rebuilds_the_ema_model_and_diffusion(trained, diffusion):
 
 
 def test_logged_loss_is_the_mean_over_each_interval(tmp_path, images, diffusion):
-    train(images, diffusion, UNET, config(steps=5, log_every=1), tmp_path / "every")
-    train(images, diffusion, UNET, config(steps=5, log_every=3), tmp_path / "grouped")
+    train(images, run_spec(config(steps=5, log_every=1)), tmp_path / "every")
+    train(images, run_spec(config(steps=5, log_every=3)), tmp_path / "grouped")
     per_step = [float(r["loss"]) for r in read_log(tmp_path / "every")]
     grouped = [float(r["loss"]) for r in read_log(tmp_path / "grouped")]
     assert grouped == pytest.approx([np.mean(per_step[:3]), np.mean(per_step[3:])], rel=1e-12)
@@ -160,7 +155,7 @@ def test_logged_loss_is_the_mean_over_each_interval(tmp_path, images, diffusion)
 
 def test_first_loss_is_the_noise_energy_of_a_zero_prediction(tmp_path, images, diffusion):
     # The untrained U-Net outputs exactly 0, so the first MSE is the mean of eps^2 over the batch.
-    train(images, diffusion, UNET, config(steps=1, log_every=1, batch_size=24), tmp_path)
+    train(images, run_spec(config(steps=1, log_every=1, batch_size=24)), tmp_path)
     first = float(read_log(tmp_path)[0]["loss"])
     generator = torch.Generator().manual_seed(0 + 1)  # the loss generator of seed 0
     torch.randint(1, diffusion.T + 1, (24,), generator=generator)
@@ -171,9 +166,7 @@ def test_first_loss_is_the_noise_energy_of_a_zero_prediction(tmp_path, images, d
 def test_learning_rate_warms_up_linearly(tmp_path, images, diffusion):
     train(
         images,
-        diffusion,
-        UNET,
-        config(steps=6, log_every=1, warmup_steps=4, learning_rate=1e-3),
+        run_spec(config(steps=6, log_every=1, warmup_steps=4, learning_rate=1e-3)),
         tmp_path,
     )
     lrs = [float(r["lr"]) for r in read_log(tmp_path)]
@@ -181,7 +174,7 @@ def test_learning_rate_warms_up_linearly(tmp_path, images, diffusion):
 
 
 def test_ema_follows_its_formula(tmp_path, images, diffusion):
-    train(images, diffusion, UNET, config(steps=1, ema_decay=0.999), tmp_path)
+    train(images, run_spec(config(steps=1, ema_decay=0.999)), tmp_path)
     torch.manual_seed(0)
     initial = UNet(UNET).state_dict()  # train seeds the global generator with the run's seed
     state = final_checkpoint(tmp_path)
@@ -200,7 +193,7 @@ def test_batches_visit_every_image_once_per_epoch():
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path, images, diffusion):
-    train(images, diffusion, UNET, config(steps=2, precision="bf16"), tmp_path)
+    train(images, run_spec(config(steps=2, precision="bf16")), tmp_path)
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["precision"] == "bf16"
     assert all(
@@ -214,15 +207,15 @@ def test_interrupted_run_resumes_to_bit_identical_weights(
     tmp_path, monkeypatch, images, diffusion, interrupt_after
 ):
     cfg = config(steps=7, checkpoint_every=3, log_every=2, snapshot_every=2, snapshot_count=2)
-    train(images, diffusion, UNET, cfg, tmp_path / "whole")
+    train(images, run_spec(cfg), tmp_path / "whole")
 
     interrupted = tmp_path / "interrupted"
     with monkeypatch.context() as patch:
         fail_training_forward(patch, interrupt_after, raise_interrupted)
         with pytest.raises(Interrupted):
-            train(images, diffusion, UNET, cfg, interrupted)
+            train(images, run_spec(cfg), interrupted)
     assert not (interrupted / "model.pt").exists()
-    train(images, diffusion, UNET, cfg, interrupted)
+    train(images, run_spec(cfg), interrupted)
 
     assert_bit_identical(ema_weights(interrupted), ema_weights(tmp_path / "whole"))
     whole, resumed = final_checkpoint(tmp_path / "whole"), final_checkpoint(interrupted)
@@ -247,10 +240,10 @@ def test_interrupted_run_resumes_to_bit_identical_weights(
 
 def test_finished_run_started_again_rewrites_the_same_outputs(tmp_path, images, diffusion):
     cfg = config(steps=4, snapshot_every=2, snapshot_count=2)
-    train(images, diffusion, UNET, cfg, tmp_path)
+    train(images, run_spec(cfg), tmp_path)
     first_log, first_weights = read_log(tmp_path), ema_weights(tmp_path)
     clear_outputs(tmp_path)
-    train(images, diffusion, UNET, cfg, tmp_path)
+    train(images, run_spec(cfg), tmp_path)
     assert read_log(tmp_path) == first_log
     assert_bit_identical(ema_weights(tmp_path), first_weights)
     assert (tmp_path / "snapshots.npz").exists()
@@ -260,14 +253,14 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(
     tmp_path, images, diffusion, caplog
 ):
     cfg = config(steps=6, checkpoint_every=2)
-    train(images, diffusion, UNET, cfg, tmp_path)
+    train(images, run_spec(cfg), tmp_path)
     expected = ema_weights(tmp_path)
     newest = tmp_path / "checkpoints" / "step-00000006.pt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a write cut short
     clear_outputs(tmp_path)
 
     with caplog.at_level(logging.WARNING, logger="ddpm.training"):
-        train(images, diffusion, UNET, cfg, tmp_path)
+        train(images, run_spec(cfg), tmp_path)
     assert "step-00000006.pt" in caplog.text and "unreadable" in caplog.text
     assert json.loads((tmp_path / "run.json").read_text())["resumed_from_step"] == 4
     assert_bit_identical(ema_weights(tmp_path), expected)
@@ -276,28 +269,26 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(
 
 def test_without_a_usable_checkpoint_training_starts_over(tmp_path, images, diffusion, caplog):
     cfg = config(steps=4, checkpoint_every=2)
-    train(images, diffusion, UNET, cfg, tmp_path)
+    train(images, run_spec(cfg), tmp_path)
     expected = ema_weights(tmp_path)
     for path in (tmp_path / "checkpoints").glob("step-*.pt"):
         path.write_bytes(b"not a checkpoint")
     clear_outputs(tmp_path)
 
     with caplog.at_level(logging.WARNING, logger="ddpm.training"):
-        train(images, diffusion, UNET, cfg, tmp_path)
+        train(images, run_spec(cfg), tmp_path)
     assert "starting over" in caplog.text
     assert json.loads((tmp_path / "run.json").read_text())["resumed_from_step"] is None
     assert_bit_identical(ema_weights(tmp_path), expected)
 
 
 def test_checkpoint_of_a_different_run_is_not_resumed(tmp_path, images, diffusion, caplog):
-    train(images, diffusion, UNET, config(steps=2, checkpoint_every=2), tmp_path)
+    train(images, run_spec(config(steps=2, checkpoint_every=2)), tmp_path)
     clear_outputs(tmp_path)
     with caplog.at_level(logging.WARNING, logger="ddpm.training"):
         train(
             images,
-            diffusion,
-            UNET,
-            config(steps=2, checkpoint_every=2, learning_rate=5e-4),
+            run_spec(config(steps=2, checkpoint_every=2, learning_rate=5e-4)),
             tmp_path,
         )
     assert "different model, diffusion, training or data settings" in caplog.text
@@ -309,8 +300,8 @@ def test_non_finite_loss_names_the_step_and_keeps_the_last_checkpoint(
     tmp_path, monkeypatch, images, diffusion
 ):
     fail_training_forward(monkeypatch, 3, lambda out: out * float("nan"))
-    with pytest.raises(NonFiniteLossError, match="step 4") as info:
-        train(images, diffusion, UNET, config(steps=6, checkpoint_every=2), tmp_path)
+    with pytest.raises(TrainingError, match="step 4") as info:
+        train(images, run_spec(config(steps=6, checkpoint_every=2)), tmp_path)
     assert "step-00000002.pt" in str(info.value)
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-00000002.pt"]
     assert torch.load(tmp_path / "checkpoints" / "step-00000002.pt", weights_only=True)["step"] == 2
@@ -331,29 +322,24 @@ def test_non_finite_loss_names_the_step_and_keeps_the_last_checkpoint(
     ],
 )
 def test_invalid_training_settings_are_named(overrides, key):
-    with pytest.raises(TrainingConfigError, match=key):
+    with pytest.raises(ConfigError, match=key):
         config(**overrides).validate()
 
 
 def test_training_config_from_dict_rejects_unknown_keys():
     assert TrainingConfig.from_dict({"steps": 3}) == TrainingConfig(steps=3)
-    with pytest.raises(TrainingConfigError, match="'epochs'"):
+    with pytest.raises(ConfigError, match="'epochs'"):
         TrainingConfig.from_dict({"steps": 3, "epochs": 2})
 
 
 def test_bad_images_and_record_are_rejected_before_training(tmp_path, images, diffusion):
-    with pytest.raises(TrainingConfigError, match="uint8"):
-        train(images.float(), diffusion, UNET, config(), tmp_path)
-    with pytest.raises(TrainingConfigError, match=r"expects \(1, 16, 16\)"):
-        train(
-            images,
-            diffusion,
-            UNetConfig(image_size=16, base_channels=8, attention_levels=()),
-            config(),
-            tmp_path,
-        )
-    with pytest.raises(TrainingConfigError, match="'seed'.*reserved"):
-        train(images, diffusion, UNET, config(), tmp_path, record={"seed": 3})
+    with pytest.raises(ConfigError, match="uint8"):
+        train(images.float(), run_spec(config()), tmp_path)
+    with pytest.raises(ConfigError, match=r"expects \(1, 16, 16\)"):
+        unet = UNetConfig(image_size=16, base_channels=8, attention_levels=())
+        train(images, run_spec(config(), unet), tmp_path)
+    with pytest.raises(ConfigError, match="'seed'.*reserved"):
+        train(images, run_spec(config()), tmp_path, record={"seed": 3})
     assert not (tmp_path / "checkpoints").exists()
 
 

@@ -19,24 +19,19 @@ from pathlib import Path
 import pytest
 import torch
 from training_helpers import (
-    DIFFUSION,
     IMAGES,
-    UNET,
     assert_bit_identical,
     ema_weights,
+    run_spec,
     small_config,
 )
 
 import ddpm.checkpoints
 import ddpm.files
-from ddpm.training import (
-    DivergenceError,
-    RunDirectoryBusyError,
-    StorageError,
-    TrainingConfig,
-    TrainingConfigError,
-    train,
-)
+from ddpm import ConfigError, TrainingError
+from ddpm.files import StorageError
+from ddpm.training.config import TrainingConfig
+from ddpm.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 #: A run long enough (seconds) to be signalled while it trains.
@@ -62,7 +57,7 @@ if stall:
         if stall in getattr(handle, "name", ""):
             time.sleep(600)
     torch.save = stalling_save
-train(IMAGES(), DIFFUSION(), UNET, TrainingConfig(**LONG, device="cpu"), sys.argv[1])
+train(IMAGES(), run_spec(TrainingConfig(**LONG, device="cpu")), sys.argv[1])
 """
 
 
@@ -81,8 +76,8 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
 def test_a_huge_learning_rate_stops_as_diverged_and_names_the_step(tmp_path):
     # With clipping the loss stays finite (about 1e20 here), so only the divergence check stops it.
     cfg = small_config(steps=40, learning_rate=1e9, divergence_patience=5, checkpoint_every=10)
-    with pytest.raises(DivergenceError, match=r"diverged.*up to step \d+") as info:
-        train(IMAGES(), DIFFUSION(), UNET, cfg, tmp_path)
+    with pytest.raises(TrainingError, match=r"diverged.*up to step \d+") as info:
+        train(IMAGES(), run_spec(cfg), tmp_path)
     message = str(info.value)
     assert "Lower learning_rate" in message and "divergence_factor: null" in message
     assert not (tmp_path / "model.pt").exists()
@@ -92,14 +87,14 @@ def test_a_huge_learning_rate_stops_as_diverged_and_names_the_step(tmp_path):
 
 def test_divergence_check_can_be_switched_off(tmp_path):
     cfg = small_config(steps=12, learning_rate=1e9, divergence_patience=5, divergence_factor=None)
-    train(IMAGES(), DIFFUSION(), UNET, cfg, tmp_path)
+    train(IMAGES(), run_spec(cfg), tmp_path)
     assert record(tmp_path)["final_loss"] > 1e6  # it did diverge, and was let be
 
 
 def test_a_healthy_run_is_not_taken_for_diverged_with_the_defaults(tmp_path):
     cfg = small_config(steps=150, checkpoint_every=150, log_every=10)  # factor 100, patience 100
     assert (cfg.divergence_factor, cfg.divergence_patience) == (100, 100)
-    train(IMAGES(), DIFFUSION(), UNET, cfg, tmp_path)
+    train(IMAGES(), run_spec(cfg), tmp_path)
     assert record(tmp_path)["steps_trained"] == 150
 
 
@@ -108,7 +103,7 @@ def test_a_healthy_run_is_not_taken_for_diverged_with_the_defaults(tmp_path):
     [{"divergence_factor": 0.5}, {"divergence_factor": "big"}, {"divergence_patience": 0}],
 )
 def test_invalid_divergence_settings_are_named(overrides):
-    with pytest.raises(TrainingConfigError, match=next(iter(overrides))):
+    with pytest.raises(ConfigError, match=next(iter(overrides))):
         small_config(**overrides).validate()
 
 
@@ -128,9 +123,7 @@ def test_the_loss_is_read_back_at_log_rows_and_checkpoints_not_every_step(tmp_pa
         monkeypatch.setattr(torch.Tensor, name, counted)
     train(
         IMAGES(),
-        DIFFUSION(),
-        UNET,
-        small_config(steps=12, log_every=4, checkpoint_every=6),
+        run_spec(small_config(steps=12, log_every=4, checkpoint_every=6)),
         tmp_path,
     )
     # One read per log row (4, 8, 12) and per checkpoint with unread losses (6): not 12.
@@ -138,7 +131,6 @@ def test_the_loss_is_read_back_at_log_rows_and_checkpoints_not_every_step(tmp_pa
 
 
 def test_a_non_finite_loss_between_log_rows_still_names_its_step(tmp_path, monkeypatch):
-    from ddpm.training import NonFiniteLossError
     from ddpm.unet import UNet
 
     original, calls = UNet.forward, {"n": 0}
@@ -155,8 +147,8 @@ def test_a_non_finite_loss_between_log_rows_still_names_its_step(tmp_path, monke
     cfg = small_config(
         steps=10, log_every=5, checkpoint_every=5, snapshot_every=5, snapshot_count=2
     )
-    with pytest.raises(NonFiniteLossError, match="at step 3 ") as info:
-        train(IMAGES(), DIFFUSION(), UNET, cfg, tmp_path)
+    with pytest.raises(TrainingError, match="at step 3 ") as info:
+        train(IMAGES(), run_spec(cfg), tmp_path)
     assert "no good checkpoint was written yet" in str(info.value)
     assert not checkpoint_steps(tmp_path)  # nothing was saved from the broken weights
 
@@ -166,7 +158,7 @@ def test_a_non_finite_loss_between_log_rows_still_names_its_step(tmp_path, monke
 def uninterrupted(tmp_path_factory) -> dict:
     run_dir = tmp_path_factory.mktemp("uninterrupted")
     torch.set_num_threads(1)
-    train(IMAGES(), DIFFUSION(), UNET, TrainingConfig(**LONG, device="cpu"), run_dir)
+    train(IMAGES(), run_spec(TrainingConfig(**LONG, device="cpu")), run_dir)
     return ema_weights(run_dir)
 
 
@@ -221,7 +213,7 @@ def test_a_signal_stops_training_in_one_line_and_the_retry_resumes_exactly(
         assert resumes == checkpoint_steps(tmp_path)[-1] == 20 * (stopped // 20)
     assert not (tmp_path / "model.pt").exists()
 
-    train(IMAGES(), DIFFUSION(), UNET, TrainingConfig(**LONG, device="cpu"), tmp_path)
+    train(IMAGES(), run_spec(TrainingConfig(**LONG, device="cpu")), tmp_path)
     assert record(tmp_path)["resumed_from_step"] == resumes
     assert_bit_identical(ema_weights(tmp_path), uninterrupted)
 
@@ -235,7 +227,7 @@ def test_signal_handlers_are_restored_after_training(tmp_path):
     # ignored), it does again after.
     sigint_before = signal.getsignal(signal.SIGINT)
     try:
-        train(IMAGES(), DIFFUSION(), UNET, small_config(steps=2), tmp_path)
+        train(IMAGES(), run_spec(small_config(steps=2)), tmp_path)
         assert signal.getsignal(signal.SIGTERM) is mine
         assert signal.getsignal(signal.SIGINT) is sigint_before
     finally:
@@ -256,15 +248,15 @@ def test_a_second_writer_is_refused_and_a_killed_ones_leftovers_are_cleared(
     other = tmp_path / "checkpoints" / "notes.tmp"  # not a name the writer uses
     other.write_text("mine")
     started = time.monotonic()
-    with pytest.raises(RunDirectoryBusyError, match=rf"pid {child.pid} on host \S+"):
-        train(IMAGES(), DIFFUSION(), UNET, TrainingConfig(**LONG, device="cpu"), tmp_path)
+    with pytest.raises(TrainingError, match=rf"pid {child.pid} on host \S+"):
+        train(IMAGES(), run_spec(TrainingConfig(**LONG, device="cpu")), tmp_path)
     assert time.monotonic() - started < 5  # refused at once, not after a wait
     assert all(path.exists() for path in leftovers)  # a live writer's files are left alone
 
     child.kill()  # SIGKILL mid-write: the temporary stays, the OS drops the lock
     child.communicate(timeout=60)
     assert all(path.exists() for path in leftovers)
-    train(IMAGES(), DIFFUSION(), UNET, TrainingConfig(**LONG, device="cpu"), tmp_path)
+    train(IMAGES(), run_spec(TrainingConfig(**LONG, device="cpu")), tmp_path)
     assert not any(path.exists() for path in leftovers) and other.exists()
     assert record(tmp_path)["resumed_from_step"] == 20
     assert_bit_identical(ema_weights(tmp_path), uninterrupted)
@@ -290,7 +282,7 @@ def no_space_hidden_by_torch():
 def test_a_full_disk_names_the_file_keeps_the_last_checkpoint_and_resumes(
     tmp_path, monkeypatch, failure
 ):
-    train(IMAGES(), DIFFUSION(), UNET, small_config(), tmp_path / "whole")
+    train(IMAGES(), run_spec(small_config()), tmp_path / "whole")
     original = torch.save
 
     def full_disk(obj, handle, *args, **kwargs):
@@ -302,14 +294,14 @@ def test_a_full_disk_names_the_file_keeps_the_last_checkpoint_and_resumes(
     with monkeypatch.context() as patch:
         patch.setattr(ddpm.checkpoints.torch, "save", full_disk)
         with pytest.raises(StorageError) as info:
-            train(IMAGES(), DIFFUSION(), UNET, small_config(), run_dir)
+            train(IMAGES(), run_spec(small_config()), run_dir)
     message = str(info.value)
     assert "step-00000004.pt" in message and "the disk is full" in message, message
     assert "step-00000002.pt" in message and "resumes from it" in message, message
     assert info.value.errno == errno.ENOSPC
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-00000002.pt"]
 
-    train(IMAGES(), DIFFUSION(), UNET, small_config(), run_dir)  # room again
+    train(IMAGES(), run_spec(small_config()), run_dir)  # room again
     assert record(run_dir)["resumed_from_step"] == 2
     assert_bit_identical(ema_weights(run_dir), ema_weights(tmp_path / "whole"))
 
@@ -325,6 +317,6 @@ def test_a_read_only_run_directory_is_found_out_before_training(tmp_path, monkey
         ddpm.training.loop._Run, "__init__", lambda *a: pytest.fail("training started")
     )
     with pytest.raises(StorageError, match="read-only") as info:
-        train(IMAGES(), DIFFUSION(), UNET, small_config(), tmp_path / "run")
+        train(IMAGES(), run_spec(small_config()), tmp_path / "run")
     assert str(tmp_path / "run") in str(info.value)
     assert "use a directory this process may write to" in str(info.value)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from ddpm.config_load import resolve_config
+from ddpm.workflow.config_load import resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"

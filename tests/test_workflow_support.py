@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from ddpm.imports import computing_source
-from ddpm.workflow_support import (
+from ddpm.runtime import gpu_request
+from ddpm.workflow.code import (
     code_version,
-    gpu_request,
+    computing_source,
     imported_modules,
     library_inputs,
     literal_defaults,
@@ -172,8 +172,8 @@ def _section_validates(section: str, values: dict) -> None:
 
 
 def test_library_dataclasses_are_the_one_source_of_defaults():
-    from ddpm.training import TrainingConfig
-    from ddpm.unet import UNetConfig
+    from ddpm.training.config import TrainingConfig
+    from ddpm.unet_config import UNetConfig
 
     assert _no_defaults(SCHEMA), "the schema must not carry defaults of its own"
     set_by_workflow = {"seed", "num_threads"}

@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 
 from ddpm.diffusion import GaussianDiffusion
-from ddpm.schedules import make_schedule
-from ddpm.training import TrainingConfig
-from ddpm.unet import UNetConfig
+from ddpm.schedules import ScheduleSpec
+from ddpm.spec import RunSpec
+from ddpm.training.config import TrainingConfig
+from ddpm.unet_config import UNetConfig
 
 UNET = UNetConfig(
     image_size=8, base_channels=8, channel_mults=(1, 2), attention_levels=(1,), num_groups=4
@@ -26,8 +27,20 @@ def IMAGES() -> torch.Tensor:  # noqa: N802 - a constant, rebuilt where it is ne
     )
 
 
+SCHEDULE = ScheduleSpec("linear", "linear", 10, {"beta_start": 1e-3, "beta_end": 0.2})
+
+
 def DIFFUSION() -> GaussianDiffusion:  # noqa: N802
-    return GaussianDiffusion(make_schedule("linear", 10, beta_start=1e-3, beta_end=0.2))
+    return GaussianDiffusion(SCHEDULE.build())
+
+
+def run_spec(
+    config: TrainingConfig, unet: UNetConfig = UNET, dataset: str | None = None, **diffusion
+) -> RunSpec:
+    """The tests' run: the linear schedule of 10 steps, the tiny U-Net, ``config``."""
+    return RunSpec(
+        schedule=SCHEDULE, diffusion=diffusion, unet=unet, training=config, dataset=dataset
+    )
 
 
 def small_config(**overrides) -> TrainingConfig:

@@ -1,27 +1,41 @@
 """Denoising diffusion probabilistic models (Ho et al. 2020) and a study of noise schedules.
 
-The names below are imported on first use (PEP 562), so that importing a light submodule
-such as :mod:`ddpm.config_check` does not import PyTorch.
+The public API is listed in the README ("The library"); each name has one import path, its
+module's (``from ddpm.diffusion import GaussianDiffusion``). Importing this package imports
+nothing else, so that the workflow's parse-time modules (:mod:`ddpm.workflow`) load without
+PyTorch.
+
+Errors: everything the user can fix (a setting, a file, a dataset, the machine) raises a
+:class:`DDPMError`, whose message names the problem and the fix; the command line and the
+workflow print it as one line. Any other exception is a bug and keeps its traceback.
 """
-
-from __future__ import annotations
-
-from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-# Public name -> the submodule that defines it.
-_EXPORTS = {
-    "GaussianDiffusion": "diffusion",
-    "from_model_range": "diffusion",
-    "to_model_range": "diffusion",
-    "NoiseSchedule": "schedules",
-    "RunSpec": "spec",
-    "ScheduleSpec": "spec",
-    "ScheduleError": "beta_formulas",
-    "make_schedule": "schedules",
-}
 
-__all__ = sorted(_EXPORTS)
+class DDPMError(Exception):
+    """A problem the user can fix; the message names it and how."""
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+class ConfigError(DDPMError, ValueError):
+    """A setting or an argument is invalid: the message names the key, the value and what is
+    allowed."""
+
+
+class DeviceError(DDPMError, ValueError):
+    """A device or a precision cannot be used on this machine; the message says why and what
+    to use instead."""
+
+
+class DataError(DDPMError):
+    """A dataset, a photo or a prepared data file cannot be had or read."""
+
+
+class ModelFileError(DDPMError, ValueError):
+    """A model file or checkpoint is corrupt, incomplete, foreign or of an incompatible
+    version."""
+
+
+class TrainingError(DDPMError):
+    """A training run cannot go on (its loss became non-finite or diverged, another process
+    trains in its directory); what it wrote before stays."""

@@ -12,9 +12,10 @@ import math
 from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 
+from . import ConfigError
+
 __all__ = [
     "FORMULAS",
-    "ScheduleError",
     "check_betas",
     "check_T",
     "cosine",
@@ -26,14 +27,10 @@ __all__ = [
 ]
 
 
-class ScheduleError(ValueError):
-    """A schedule name or parameter is invalid; the message names it."""
-
-
 def check_T(T) -> int:
-    """``T`` as an int; anything but a positive integer raises :class:`ScheduleError`."""
+    """``T`` as an int; anything but a positive integer raises :class:`ConfigError`."""
     if isinstance(T, bool) or not isinstance(T, Integral) or T < 1:
-        raise ScheduleError(
+        raise ConfigError(
             f"T must be a positive integer (the number of diffusion steps), got {T!r}"
         )
     return int(T)
@@ -71,7 +68,7 @@ def cosine(T: int, s: float = 0.008, beta_min: float = 0.0, beta_max: float = 0.
     """Nichol & Dhariwal's cosine schedule (their paper: s=0.008, max 0.999; report 003: s=0.002, [1e-5, 0.9999])."""
     T = check_T(T)
     if s < 0:
-        raise ScheduleError(f"cosine schedule: s must be >= 0, got {s}")
+        raise ConfigError(f"cosine schedule: s must be >= 0, got {s}")
     f = [math.cos((u + s) / (1.0 + s) * math.pi / 2.0) ** 2 for u in _linspace(0.0, 1.0, T + 1)]
     alpha_bar = [v / f[0] for v in f]
     betas = [1.0 - alpha_bar[i + 1] / alpha_bar[i] for i in range(T)]
@@ -100,11 +97,11 @@ def sigmoid_alpha_bar(
     """Chen 2023's sigmoid in alpha_bar space (defaults: start -3, end 3, tau 1)."""
     T = check_T(T)
     if not end > start:
-        raise ScheduleError(
+        raise ConfigError(
             f"sigmoid_alpha_bar schedule: end ({end}) must be greater than start ({start})"
         )
     if tau <= 0:
-        raise ScheduleError(f"sigmoid_alpha_bar schedule: tau must be > 0, got {tau}")
+        raise ConfigError(f"sigmoid_alpha_bar schedule: tau must be > 0, got {tau}")
     v_start, v_end = _sigmoid(start / tau), _sigmoid(end / tau)
     gamma = [
         (v_end - _sigmoid((u * (end - start) + start) / tau)) / (v_end - v_start)
@@ -125,7 +122,7 @@ FORMULAS: dict[str, Callable[..., list[float]]] = {
 def schedule_parameters(name: str) -> dict[str, object]:
     """The parameters of schedule ``name`` with their defaults (T excluded)."""
     if name not in FORMULAS:
-        raise ScheduleError(f"unknown beta_schedule {name!r}; choose one of {sorted(FORMULAS)}")
+        raise ConfigError(f"unknown beta_schedule {name!r}; choose one of {sorted(FORMULAS)}")
     signature = inspect.signature(FORMULAS[name])
     return {k: p.default for k, p in signature.parameters.items() if k != "T"}
 
@@ -135,20 +132,18 @@ def _check_parameter(name: str, key: str, value, default) -> None:
     if isinstance(default, bool):
         # NumPy's bool_ is no Python bool; accept it by its type name to stay NumPy-free.
         if not (isinstance(value, bool) or type(value).__name__ == "bool_"):
-            raise ScheduleError(
+            raise ConfigError(
                 f"beta_schedule {name!r}: parameter {key} must be true or false, got {value!r}"
             )
         return
     if isinstance(value, bool) or not isinstance(value, Real):
         # YAML 1.1 reads 1e-4 (no dot) as a string; 1.0e-4 is a float.
-        raise ScheduleError(
+        raise ConfigError(
             f"beta_schedule {name!r}: parameter {key} must be a number, got {value!r} "
             f"({type(value).__name__}); in YAML write e.g. 1.0e-4, not 1e-4"
         )
     if not math.isfinite(value):
-        raise ScheduleError(
-            f"beta_schedule {name!r}: parameter {key} must be finite, got {value!r}"
-        )
+        raise ConfigError(f"beta_schedule {name!r}: parameter {key} must be finite, got {value!r}")
 
 
 def check_parameters(name: str, params: dict) -> dict:
@@ -156,7 +151,7 @@ def check_parameters(name: str, params: dict) -> dict:
     allowed = schedule_parameters(name)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise ScheduleError(
+        raise ConfigError(
             f"beta_schedule {name!r} has no parameter {', '.join(map(repr, unknown))}; "
             f"its parameters are {sorted(allowed)}"
         )
@@ -166,14 +161,14 @@ def check_parameters(name: str, params: dict) -> dict:
 
 
 def check_betas(betas: Sequence[float], name: str, params: dict) -> None:
-    """Raise :class:`ScheduleError` naming the first beta that is not finite or not in (0, 1)."""
+    """Raise :class:`ConfigError` naming the first beta that is not finite or not in (0, 1)."""
     for t, beta in enumerate(betas, start=1):
         if not math.isfinite(beta):
-            raise ScheduleError(
+            raise ConfigError(
                 f"beta_{t} is not finite ({beta}); check the schedule parameters {params}"
             )
         if not 0.0 < beta < 1.0:
-            raise ScheduleError(
+            raise ConfigError(
                 f"beta_{t} = {beta:.3g} lies outside (0, 1) in schedule {name!r} "
                 f"with T={len(betas)} and parameters {params}; every beta must be in (0, 1): "
                 f"change these parameters or T"

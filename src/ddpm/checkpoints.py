@@ -25,17 +25,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import ConfigError, ModelFileError
 from .diffusion import GaussianDiffusion
 from .files import atomic_write
 from .runtime import resolve_device
 from .spec import RunSpec
-from .unet import UNet, UNetConfigError
+from .unet import UNet
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "FORMAT_VERSION",
     "MODEL_FORMAT",
-    "ModelFileError",
     "content_digest",
     "find_resumable_checkpoint",
     "list_checkpoints",
@@ -49,16 +49,12 @@ logger = logging.getLogger(__name__)
 
 MODEL_FORMAT = "ddpm-model"
 CHECKPOINT_FORMAT = "ddpm-checkpoint"
-# Version 2 added the content checksum. Model files of version 1 (no checksum) are still read.
-FORMAT_VERSION = 2
-_READABLE_MODEL_VERSIONS = (1, 2)
+# Version 2 added the content checksum, version 3 made the record the run's spec. Files of
+# another version are refused with a message to train again (the study regenerates quickly).
+FORMAT_VERSION = 3
 CHECKPOINT_NAME_PATTERN = r"step-\d+\.pt"
 _CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.pt$")
 _DIGEST_KEY = "sha256"
-
-
-class ModelFileError(ValueError):
-    """A model file is corrupt, incomplete or was written by an incompatible version."""
 
 
 # --- records -------------------------------------------------------------------------------
@@ -245,12 +241,12 @@ def load_model(
         )
     record = content["record"] if isinstance(content["record"], dict) else {}
     version = record.get("format_version")
-    if record.get("format") != MODEL_FORMAT or version not in _READABLE_MODEL_VERSIONS:
+    if record.get("format") != MODEL_FORMAT or version != FORMAT_VERSION:
         raise ModelFileError(
             f"{path} has format {record.get('format')!r} version {version!r}; this code reads "
-            f"{MODEL_FORMAT!r} versions {_READABLE_MODEL_VERSIONS}; train the model again with this version"
+            f"{MODEL_FORMAT!r} version {FORMAT_VERSION}: train the model again with this version"
         )
-    damage = _damage(content) if version >= 2 else None
+    damage = _damage(content)
     if damage is not None:
         raise ModelFileError(
             f"{path} cannot be used: {damage}. Train again (its run directory's checkpoints, if "
@@ -260,7 +256,7 @@ def load_model(
         diffusion, unet_config, _ = RunSpec.from_dict(record).build()
         model = UNet(unet_config)
         model.load_state_dict(content["ema_state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError, UNetConfigError) as err:
+    except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as err:
         raise ModelFileError(
             f"{path} cannot be rebuilt by this version of ddpm: {type(err).__name__}: {err}"
         ) from err

@@ -82,7 +82,7 @@ def _cmd_schedule(args) -> int:
 
 
 def _cmd_prepare_data(args) -> int:
-    from .data import prepare_dataset
+    from .data.prepare import prepare_dataset
 
     meta = prepare_dataset(
         args.name,
@@ -103,10 +103,12 @@ _OPTION_NAMES = {"learning_rate": "--lr", "num_threads": "--threads"}
 
 
 def _cmd_train(args) -> int:
-    from .data import load_split
-    from .spec import RunSpec, ScheduleSpec, unet_config_for
-    from .training import TrainingConfig
-    from .unet import UNetConfig
+    from .data.store import load_split
+    from .schedules import ScheduleSpec
+    from .spec import RunSpec
+    from .training.config import TrainingConfig
+    from .training.loop import train
+    from .unet_config import UNetConfig, unet_config_for
 
     images, _ = load_split(args.data, args.split)
     schedule = ScheduleSpec(
@@ -128,7 +130,7 @@ def _cmd_train(args) -> int:
             dataclass_values(args, TrainingConfig, names=_OPTION_NAMES)
         ),
     )
-    print(spec.train(images, args.run_dir, record={"data_path": str(args.data)}))
+    print(train(images, spec, args.run_dir, record={"data_path": str(args.data)}))
     return 0
 
 
@@ -216,8 +218,8 @@ def _add_schedule_command(commands) -> None:
 
 
 def _add_prepare_data_command(commands) -> None:
-    from .data import RESIZE_MODES
-    from .dataset_registry import DATASETS
+    from .data.resize import RESIZE_MODES
+    from .workflow.datasets import DATASETS
 
     p = _add_command(
         commands,
@@ -229,7 +231,9 @@ def _add_prepare_data_command(commands) -> None:
     )
     p.add_argument("name", choices=list(DATASETS), help="dataset name")
     p.add_argument("out", help="the .npz file to write")
-    p.add_argument("--image-size", type=int, default=28, help="side of the stored (square) images")
+    p.add_argument(
+        "--image-size", type=int, help="side of the stored (square) images (default: native)"
+    )
     p.add_argument(
         "--root", default="resources/datasets", help="directory for downloaded raw files"
     )
@@ -272,8 +276,8 @@ def _add_diffusion_options(g) -> None:
 
 def _add_train_command(commands) -> None:
     from .runtime import PRECISIONS
-    from .training import TrainingConfig
-    from .unet import UNetConfig
+    from .training.config import TrainingConfig
+    from .unet_config import UNetConfig
 
     p = _add_command(
         commands,

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import DDPMError
+
 __all__ = [
     "StorageError",
     "atomic_save_npz",
@@ -38,7 +40,7 @@ _TEMPORARY_SUFFIX = ".tmp"
 _PROBE_NAME = "write-probe"
 
 
-class StorageError(OSError):
+class StorageError(DDPMError, OSError):
     """A file cannot be written (disk full, read-only, no permission); the message says which."""
 
     def __str__(self) -> str:

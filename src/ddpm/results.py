@@ -1,41 +1,28 @@
-"""The results layout and the tidy tables built from it.
+"""The tidy tables built from the results.
 
-A run (one grid cell) lives in ``results/{dataset}/runs/{schedule}-T{T}-seed{seed}/``.
-:func:`collect_runs` turns the files of many runs into one table, one row per run,
-which every figure and the report read.
+A run's directory (:data:`ddpm.workflow.layout.RUN_DIR`) holds its record, ``run.json``, which
+says what the run is (:func:`run_of`); :func:`collect_runs` turns the files of many runs into
+one table, one row per run, which every figure and the report read.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["cell_summary", "collect_runs", "final_loss", "parse_run_dir", "read_benchmarks"]
+from .workflow.layout import RUN_RECORD, job_of_benchmark, run_directory
 
-_RUN_DIR = re.compile(r"(?P<schedule>[A-Za-z0-9_]+)-T(?P<T>\d+)-seed(?P<seed>\d+)$")
-_CELL = re.compile(r"(?P<schedule>[A-Za-z0-9_]+)-T(?P<T>\d+)$")  # a job over all seeds
+__all__ = ["cell_summary", "collect_runs", "final_loss", "read_benchmarks", "run_of"]
 
 
-def parse_run_dir(path: str | Path) -> dict:
-    """``results/{dataset}/runs/{schedule}-T{T}-seed{seed}[/file]`` -> its identifiers."""
-    path = Path(path)
-    run_dir = path if _RUN_DIR.match(path.name) else path.parent
-    match = _RUN_DIR.match(run_dir.name)
-    if match is None or run_dir.parent.name != "runs":
-        raise ValueError(
-            f"{path} is not inside a run directory results/<dataset>/runs/<schedule>-T<T>-seed<seed>"
-        )
-    return {
-        "dataset": run_dir.parent.parent.name,
-        "schedule": match["schedule"],
-        "T": int(match["T"]),
-        "seed": int(match["seed"]),
-    }
+def run_of(path: str | Path) -> dict:
+    """dataset, schedule label, T and seed of the run a file belongs to, from the run's record."""
+    record_path = run_directory(path) / RUN_RECORD
+    return _run_identifiers(record_path, json.loads(record_path.read_text()))
 
 
 def final_loss(train_log: pd.DataFrame, fraction: float = 0.1) -> float:
@@ -49,15 +36,17 @@ def final_loss(train_log: pd.DataFrame, fraction: float = 0.1) -> float:
 def _run_identifiers(record_path: Path, record: dict) -> dict:
     """dataset, schedule label, T and seed of a run, as its record states them."""
     schedule = record.get("schedule") or {}
-    missing = [key for key in ("T",) if key not in schedule] + (
-        [] if "seed" in record else ["seed"]
-    )
-    if missing:
-        raise ValueError(f"{record_path} is not a run record: it lacks {missing}")
-    # Records written before the label was recorded name it only by their directory.
-    label = schedule.get("label") or parse_run_dir(record_path)["schedule"]
-    dataset = record.get("dataset") or parse_run_dir(record_path)["dataset"]
-    return {"dataset": dataset, "schedule": label, "T": int(schedule["T"]), "seed": record["seed"]}
+    if "T" not in schedule or "label" not in schedule or "seed" not in record:
+        raise ValueError(
+            f"{record_path} is not a run record of this version (it lacks the schedule's T or "
+            "label, or the seed): train the run again"
+        )
+    return {
+        "dataset": record.get("dataset"),
+        "schedule": schedule["label"],
+        "T": int(schedule["T"]),
+        "seed": record["seed"],
+    }
 
 
 def collect_runs(
@@ -118,23 +107,15 @@ def read_benchmarks(paths: Sequence[str | Path]) -> pd.DataFrame:
     """
     rows = []
     for path in paths:
-        path = Path(path)
         bench = pd.read_csv(path, sep="\t")
-        match = _RUN_DIR.match(path.stem)
         row = {
-            "dataset": path.parents[2].name,
-            "step": path.parent.name,
-            "run": path.stem,
+            **job_of_benchmark(path),
             "seconds": float(bench["s"].iloc[0]),
             # Snakemake writes "-" where it could not measure memory.
             "max_rss_mb": pd.to_numeric(
                 bench.get("max_rss", pd.Series([None])), errors="coerce"
             ).iloc[0],
         }
-        if match:
-            row.update(schedule=match["schedule"], T=int(match["T"]), seed=int(match["seed"]))
-        elif cell := _CELL.match(path.stem):
-            row.update(schedule=cell["schedule"], T=int(cell["T"]))
         rows.append(row)
     return pd.DataFrame(rows)
 

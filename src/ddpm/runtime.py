@@ -16,22 +16,23 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import NamedTuple
 
 import torch
 
+from . import DeviceError
 from .gpu_lock import claim_gpu
 
 __all__ = [
     "PRECISIONS",
-    "DeviceError",
     "PrecisionChoice",
     "autocast_context",
     "choose_precision",
     "claim_gpu",
     "cpu_bf16_support",
+    "gpu_request",
     "noise_predictor",
     "resolve_device",
     "resolve_job_device",
@@ -53,10 +54,6 @@ TIMING_MAX_IMAGES = 32
 TIMING_WARMUP = 1
 TIMING_REPEATS = 3
 TIMING_BUDGET_S = 0.5  # per precision, after the warm-up; at least one timed pass is made
-
-
-class DeviceError(ValueError):
-    """A device or precision cannot be used here; the message says why and what to use."""
 
 
 # --- devices --------------------------------------------------------------------------------
@@ -88,6 +85,23 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             f"(cuda:0 to cuda:{count - 1}){_visible_devices_note()}; use one of those or 'cuda'"
         )
     return resolved
+
+
+def gpu_request(resources: Mapping) -> str | None:
+    """How a workflow job's resources ask for a GPU (``"gres=gpu:a100:1"``, ``"gpu=1"``), or
+    None.
+
+    A profile gives a GPU to a job in one of Snakemake's two forms: the ``gpu`` count (which
+    Snakemake's SLURM plugin turns into ``--gpus``, and a workstation counts against
+    ``--resources gpu=N``) or a SLURM GRES string naming ``gpu``.
+    """
+    gres = str(resources.get("gres") or "")
+    if any(part.split(":")[0] == "gpu" for part in gres.split(",")):
+        return f"gres={gres}"
+    count = resources.get("gpu") or 0
+    if int(count) > 0:
+        return f"gpu={count}"
+    return None
 
 
 def resolve_job_device(device: str, gpu_request: str | None) -> torch.device:

@@ -31,20 +31,22 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import torch
 
+from . import ConfigError
 from . import beta_formulas as formulas
-from .beta_formulas import ScheduleError, schedule_parameters
+from .beta_formulas import schedule_parameters
 
 __all__ = [
     "SCHEDULES",
     "NoiseSchedule",
-    "ScheduleError",
+    "ScheduleSpec",
     "cosine_betas",
     "linear_betas",
     "make_schedule",
@@ -102,7 +104,7 @@ class NoiseSchedule:
         # A copy, so that freezing it below never makes the caller's array read-only.
         betas = np.array(self.betas, dtype=np.float64)
         if betas.ndim != 1 or betas.size < 1:
-            raise ScheduleError(
+            raise ConfigError(
                 f"betas must be a 1-D array with T >= 1 entries, got shape {betas.shape}"
             )
         formulas.check_betas(betas.tolist(), self.name, self.params)
@@ -149,7 +151,7 @@ class NoiseSchedule:
         dimensions of x_0 the KL depends on x_0 only through its mean square.
         """
         if data_second_moment < 0:
-            raise ScheduleError(f"data_second_moment must be >= 0, got {data_second_moment}")
+            raise ConfigError(f"data_second_moment must be >= 0, got {data_second_moment}")
         a = self.alpha_bar
         nats = 0.5 * ((1.0 - a) + a * data_second_moment - 1.0 - np.log1p(-a))
         return nats / math.log(2.0)
@@ -186,3 +188,69 @@ class NoiseSchedule:
         if self.label is not None:
             summary["label"] = self.label
         return summary
+
+
+def frozen_items(values: Mapping | tuple | None) -> tuple[tuple[str, Any], ...]:
+    """A mapping as sorted ``(key, value)`` pairs, lists as tuples: hashable and ordered."""
+    items = values.items() if isinstance(values, Mapping) else (values or ())
+    return tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in items))
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A labelled noise schedule.
+
+    Args:
+        label: the name the study gives this schedule (a config key such as ``linear_scaled``);
+            several labels may share one ``beta_schedule`` with different parameters.
+        beta_schedule: the formula, a key of :data:`ddpm.beta_formulas.FORMULAS`.
+        T: number of diffusion steps.
+        params: the formula's parameters (a mapping; checked by name and stored, defaults
+            filled in, as sorted pairs).
+    """
+
+    label: str
+    beta_schedule: str
+    T: int
+    params: tuple[tuple[str, Any], ...] = field(default=())
+
+    def __post_init__(self):
+        # Every parameter, defaults filled in: the spec says all that decides the betas.
+        params = formulas.check_parameters(self.beta_schedule, dict(frozen_items(self.params)))
+        object.__setattr__(self, "params", frozen_items(params))
+        object.__setattr__(self, "T", int(self.T))
+
+    @property
+    def parameters(self) -> dict:
+        """``params`` as a dict, as :func:`ddpm.schedules.make_schedule` takes them."""
+        return dict(self.params)
+
+    @classmethod
+    def from_definition(cls, label: str, definition: Mapping, T: int) -> ScheduleSpec:
+        """A config definition ``{"beta_schedule": name, "params": {...}}`` at ``T`` steps."""
+        if "beta_schedule" not in definition:
+            raise ConfigError(
+                f"schedule {label!r} has no 'beta_schedule' entry; give its name, e.g. linear"
+            )
+        return cls(label, definition["beta_schedule"], T, definition.get("params") or {})
+
+    def build(self) -> NoiseSchedule:
+        """The schedule."""
+        return make_schedule(self.beta_schedule, self.T, **self.parameters).labelled(self.label)
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "beta_schedule": self.beta_schedule,
+            "T": self.T,
+            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.params},
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> ScheduleSpec:
+        """The inverse of :meth:`to_dict`; without a ``label`` the beta schedule names it."""
+        missing = [key for key in ("beta_schedule", "T") if key not in values]
+        if missing:
+            raise ConfigError(f"a schedule spec needs {missing}, got keys {sorted(values)}")
+        label = values.get("label") or values["beta_schedule"]
+        return cls(label, values["beta_schedule"], values["T"], values.get("params") or {})

@@ -1,117 +1,43 @@
-"""What defines a run: one schedule spec and one run spec, built once and recorded.
+"""What defines a run: :class:`RunSpec`, built once, recorded, and read back.
 
-:class:`ScheduleSpec` is a labelled beta schedule with its T and parameters; it builds the
-:class:`~ddpm.schedules.NoiseSchedule`. :class:`RunSpec` is one grid cell: schedule,
-diffusion options, U-Net, training settings and dataset. The workflow builds it from the
-study config (:meth:`RunSpec.from_study_config`), ``ddpm train`` from its options; training
-writes :meth:`RunSpec.to_dict` into ``model.pt`` and ``run.json`` (the record's
-``schedule``, ``diffusion``, ``unet``, ``training`` and ``dataset`` entries), and
+A run spec is one grid cell: its schedule (:class:`~ddpm.schedules.ScheduleSpec`), the
+diffusion options, the U-Net, the training settings and the dataset's name. The workflow
+builds it from the study config (:meth:`RunSpec.from_study_config`), ``ddpm train`` from its
+options; :func:`ddpm.training.loop.train` takes it and writes :meth:`RunSpec.to_dict` into
+``model.pt`` and ``run.json``, and derives the checkpoint identity from it; and
 :func:`ddpm.checkpoints.load_model` and the results table read it back with
-:meth:`RunSpec.from_dict`.
-
-Importing this module needs neither NumPy nor PyTorch (the workflow's config check uses
-it); building the schedule, diffusion or training settings imports them then.
+:meth:`RunSpec.from_dict`. Every part is complete (defaults filled in), so the record says
+everything that decides a run's weights.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from .unet_config import UNetConfig, upgrade_record
+from . import ConfigError
+from .diffusion import GaussianDiffusion
+from .schedules import ScheduleSpec, frozen_items
+from .training.config import TrainingConfig
+from .unet_config import UNetConfig, unet_config_for
 
-# The schedule, diffusion and training classes are imported where they are built: importing
-# them at run time would import PyTorch, and the workflow's import scan would count them as
-# inputs of every script that reads a spec. The annotations need them only for type checkers.
-if TYPE_CHECKING:
-    from .diffusion import GaussianDiffusion
-    from .schedules import NoiseSchedule
-    from .training.config import TrainingConfig
-
-__all__ = ["RunSpec", "ScheduleSpec", "SpecError", "unet_config_for"]
+__all__ = ["RunSpec"]
 
 
-class SpecError(ValueError):
-    """A run or schedule definition is incomplete; the message names the missing entry."""
-
-
-def _frozen_items(values: Mapping | tuple | None) -> tuple[tuple[str, Any], ...]:
-    """A mapping as sorted ``(key, value)`` pairs, lists as tuples: hashable and ordered."""
-    items = values.items() if isinstance(values, Mapping) else (values or ())
-    return tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in items))
-
-
-@dataclass(frozen=True)
-class ScheduleSpec:
-    """A labelled noise schedule.
-
-    Args:
-        label: the name the study gives this schedule (a config key such as ``linear_scaled``);
-            several labels may share one ``beta_schedule`` with different parameters.
-        beta_schedule: the formula, a key of :data:`ddpm.beta_formulas.FORMULAS`.
-        T: number of diffusion steps.
-        params: the formula's parameters (a mapping; stored as sorted pairs).
-    """
-
-    label: str
-    beta_schedule: str
-    T: int
-    params: tuple[tuple[str, Any], ...] = field(default=())
-
-    def __post_init__(self):
-        object.__setattr__(self, "params", _frozen_items(self.params))
-        object.__setattr__(self, "T", int(self.T))
-
-    @property
-    def parameters(self) -> dict:
-        """``params`` as a dict, as :func:`ddpm.schedules.make_schedule` takes them."""
-        return dict(self.params)
-
-    @classmethod
-    def from_definition(cls, label: str, definition: Mapping, T: int) -> ScheduleSpec:
-        """A config definition ``{"beta_schedule": name, "params": {...}}`` at ``T`` steps."""
-        if "beta_schedule" not in definition:
-            raise SpecError(
-                f"schedule {label!r} has no 'beta_schedule' entry; give its name, e.g. linear"
-            )
-        return cls(label, definition["beta_schedule"], T, definition.get("params") or {})
-
-    def build(self) -> NoiseSchedule:
-        """The schedule (parameters checked by name, defaults filled in)."""
-        from .schedules import make_schedule
-
-        return make_schedule(self.beta_schedule, self.T, **self.parameters).labelled(self.label)
-
-    def to_dict(self) -> dict:
-        return {
-            "label": self.label,
-            "beta_schedule": self.beta_schedule,
-            "T": self.T,
-            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.params},
-        }
-
-    @classmethod
-    def from_dict(cls, values: Mapping) -> ScheduleSpec:
-        """The inverse of :meth:`to_dict`; without a ``label`` the beta schedule names it."""
-        missing = [key for key in ("beta_schedule", "T") if key not in values]
-        if missing:
-            raise SpecError(f"a schedule spec needs {missing}, got keys {sorted(values)}")
-        label = values.get("label") or values["beta_schedule"]
-        return cls(label, values["beta_schedule"], values["T"], values.get("params") or {})
-
-
-def unet_config_for(model: Mapping, image_channels: int, image_size: int) -> UNetConfig:
-    """The U-Net of a config ``model`` block for images of this many channels and this size."""
-    return UNetConfig.from_dict(
-        {**model, "image_channels": int(image_channels), "image_size": int(image_size)}
-    )
-
-
-def _training_config(values: Mapping) -> TrainingConfig:
-    from .training.config import TrainingConfig
-
-    return TrainingConfig.from_dict(values)
+def _diffusion_options(given: Mapping | tuple) -> tuple[tuple[str, Any], ...]:
+    """The keyword options of :class:`GaussianDiffusion`, defaults filled in; unknown ones raise."""
+    parameters = inspect.signature(GaussianDiffusion.__init__).parameters
+    defaults = {name: p.default for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
+    options = dict(frozen_items(given))
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"diffusion has no option {', '.join(map(repr, unknown))}; "
+            f"its options are {sorted(defaults)}"
+        )
+    return frozen_items({**defaults, **options})
 
 
 @dataclass(frozen=True)
@@ -121,7 +47,8 @@ class RunSpec:
     Args:
         schedule: the noise schedule.
         diffusion: keyword options of :class:`~ddpm.diffusion.GaussianDiffusion`
-            (``variance``, ``loss``, ``clip_denoised``; a mapping, stored as sorted pairs).
+            (``variance``, ``loss``, ``clip_denoised``; a mapping, stored with the defaults
+            filled in as sorted pairs).
         unet: the U-Net, its image channels and size those of the data.
         training: optimisation, checkpointing and logging; its ``seed`` is the run's seed.
         dataset: the dataset's name (``None`` for data given as a file alone).
@@ -134,7 +61,7 @@ class RunSpec:
     dataset: str | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "diffusion", _frozen_items(self.diffusion))
+        object.__setattr__(self, "diffusion", _diffusion_options(self.diffusion))
 
     @property
     def seed(self) -> int:
@@ -160,36 +87,16 @@ class RunSpec:
         training = {**config["training"], "seed": int(seed), **training_overrides}
         return cls(
             schedule=ScheduleSpec.from_definition(label, config["schedules"][label], T),
-            diffusion=config.get("diffusion") or {},
+            diffusion=config["diffusion"],
             unet=unet_config_for(config["model"], channels, size),
-            training=_training_config(training),
+            training=TrainingConfig.from_dict(training),
             dataset=dataset,
         )
 
     def build(self) -> tuple[GaussianDiffusion, UNetConfig, TrainingConfig]:
         """(diffusion, U-Net config, training config), validated, ready for training."""
-        from .diffusion import GaussianDiffusion
-
         diffusion = GaussianDiffusion(self.schedule.build(), **dict(self.diffusion))
         return diffusion, self.unet.validate(), self.training.validate()
-
-    def train(self, images, run_dir, record: Mapping | None = None, precision_choice=None):
-        """Train this run on ``images`` into ``run_dir`` (see :func:`ddpm.training.train`,
-        which also takes ``precision_choice``).
-
-        The record of ``model.pt`` and ``run.json`` holds :meth:`to_dict` (the dataset's
-        name at its top level) and the extra entries of ``record``.
-        """
-        from .training import train
-
-        extra = {} if self.dataset is None else {"dataset": self.dataset}
-        return train(
-            images,
-            *self.build(),
-            run_dir,
-            record={**extra, **(record or {})},
-            precision_choice=precision_choice,
-        )
 
     def to_dict(self) -> dict:
         """The record entries of this run (what ``model.pt`` and ``run.json`` hold)."""
@@ -208,14 +115,14 @@ class RunSpec:
             key for key in ("schedule", "diffusion", "unet", "training") if key not in record
         ]
         if missing:
-            raise SpecError(f"a run record needs {missing}, got keys {sorted(record)}")
-        schedule = dict(record["schedule"])
-        # Records written before the label moved into the schedule kept it at the top level.
-        schedule.setdefault("label", record.get("schedule_label"))
+            raise ConfigError(
+                f"a run record needs {missing}, got keys {sorted(record)}; it was written by "
+                "another version of this library: train the run again"
+            )
         return cls(
-            schedule=ScheduleSpec.from_dict(schedule),
+            schedule=ScheduleSpec.from_dict(record["schedule"]),
             diffusion=record["diffusion"],
-            unet=UNetConfig.from_dict(upgrade_record(record["unet"])),
-            training=_training_config(record["training"]),
+            unet=UNetConfig.from_dict(record["unet"]),
+            training=TrainingConfig.from_dict(record["training"]),
             dataset=record.get("dataset"),
         )

@@ -24,7 +24,8 @@ import torch
 from .files import atomic_write_text
 from .provenance import cpu_model
 from .runtime import PrecisionChoice, choose_precision, cpu_bf16_support
-from .unet import UNet, UNetConfig
+from .unet import UNet
+from .unet_config import UNetConfig
 
 __all__ = [
     "STUDY_BF16_MIN_SPEEDUP",

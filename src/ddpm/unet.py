@@ -22,10 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# The config lives in a torch-free module so that the workflow can check it at parse time.
-from .unet_config import UNetConfig, UNetConfigError
+from . import ConfigError
 
-__all__ = ["UNet", "UNetConfig", "UNetConfigError", "count_parameters"]
+# The config lives in a torch-free module so that the workflow can check it at parse time.
+from .unet_config import UNetConfig
+
+__all__ = ["UNet", "UNetConfig", "ConfigError", "count_parameters"]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -150,7 +152,7 @@ class UNet(nn.Module):
     """Noise-prediction U-Net: ``forward(x_t, t) -> eps`` with ``eps.shape == x_t.shape``.
 
     Args:
-        config: the architecture; validated here (raises :class:`UNetConfigError`).
+        config: the architecture; validated here (raises :class:`ConfigError`).
     """
 
     def __init__(self, config: UNetConfig | None = None):

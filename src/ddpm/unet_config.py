@@ -1,7 +1,7 @@
 """The U-Net's shape: a validated dataclass, importable without PyTorch.
 
-:mod:`ddpm.unet` builds the network from it and re-exports it; the workflow's config check
-validates a config with it before any job runs.
+:mod:`ddpm.unet` builds the network from it; the workflow's config check validates a config
+with it before any job runs.
 """
 
 from __future__ import annotations
@@ -9,33 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["UNetConfig", "UNetConfigError", "attention_levels_for_resolutions", "upgrade_record"]
+from . import ConfigError
 
-
-class UNetConfigError(ValueError):
-    """A U-Net setting is impossible; the message names the key and what is allowed."""
+__all__ = ["UNetConfig", "unet_config_for"]
 
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def attention_levels_for_resolutions(
-    resolutions: Sequence[int], image_size: int, channel_mults: Sequence[int]
-) -> tuple[int, ...]:
-    """The ``attention_levels`` that put attention at the given feature-map sizes.
-
-    Raises :class:`UNetConfigError` naming the sizes that no level has.
-    """
-    sizes = [image_size // 2**level for level in range(len(channel_mults))]
-    unreachable = sorted(set(resolutions) - set(sizes))
-    if unreachable:
-        raise UNetConfigError(
-            f"attention_resolutions {unreachable} are never reached: with image_size "
-            f"{image_size} and {len(sizes)} levels the feature maps are {sizes}; choose among "
-            "those (or none for no attention)"
-        )
-    return tuple(level for level, size in enumerate(sizes) if size in resolutions)
 
 
 @dataclass(frozen=True)
@@ -82,12 +62,12 @@ class UNetConfig:
         return tuple(self.image_size // 2**i for i in range(len(self.channel_mults)))
 
     def validate(self) -> UNetConfig:
-        """Raise :class:`UNetConfigError` if no U-Net can be built from this config; return it."""
+        """Raise :class:`ConfigError` if no U-Net can be built from this config; return it."""
         # Later checks assume what earlier ones established (e.g. channel_mults is a tuple).
         for check in _CHECKS:
             problem = check(self)
             if problem:
-                raise UNetConfigError(f"UNetConfig.{problem}")
+                raise ConfigError(f"UNetConfig.{problem}")
         return self
 
     def to_dict(self) -> dict:
@@ -100,49 +80,19 @@ class UNetConfig:
     @classmethod
     def from_dict(cls, values: Mapping) -> UNetConfig:
         """Build a config from a dict; unknown keys are rejected by name. Not validated."""
-        if "attention_resolutions" in values:
-            raise UNetConfigError(_renamed_attention_key(values))
         allowed = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - allowed)
         if unknown:
-            raise UNetConfigError(
+            raise ConfigError(
                 f"unknown U-Net setting(s) {unknown}; the settings are {sorted(allowed)}"
             )
         return cls(**values)
 
 
-def upgrade_record(values: Mapping) -> dict:
-    """A U-Net record from a model file written before attention was chosen per level.
-
-    A record names its exact image size and levels, so ``attention_resolutions`` converts to
-    the ``attention_levels`` that build the same network; any other record is returned as is.
-    (A config gets an error instead: :meth:`UNetConfig.from_dict`.)
-    """
-    values = dict(values)
-    if "attention_resolutions" in values and "attention_levels" not in values:
-        resolutions = values.pop("attention_resolutions")
-        values["attention_levels"] = list(
-            attention_levels_for_resolutions(
-                resolutions, values["image_size"], values["channel_mults"]
-            )
-        )
-    return values
-
-
-def _renamed_attention_key(values: Mapping) -> str:
-    """The error for a config or model file written before attention was chosen per level."""
-    image_size = values.get("image_size", UNetConfig.image_size)
-    mults = values.get("channel_mults", UNetConfig.channel_mults)
-    resolutions = values["attention_resolutions"]
-    try:
-        levels = list(attention_levels_for_resolutions(resolutions, image_size, mults))
-        equivalent = f"attention_levels: {levels} (for image_size {image_size})"
-    except (UNetConfigError, TypeError):
-        equivalent = "attention_levels: the indices of those levels in channel_mults"
-    return (
-        f"attention_resolutions (feature-map sizes) is replaced by attention_levels (indices "
-        f"into channel_mults, 0 = full resolution): instead of attention_resolutions: "
-        f"{list(resolutions)}, write {equivalent}"
+def unet_config_for(model: Mapping, image_channels: int, image_size: int) -> UNetConfig:
+    """The U-Net of a config ``model`` block for images of this many channels and this size."""
+    return UNetConfig.from_dict(
+        {**model, "image_channels": int(image_channels), "image_size": int(image_size)}
     )
 
 

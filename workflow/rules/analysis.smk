@@ -1,34 +1,20 @@
 # The forward-process analysis: needs no training, runs in seconds to minutes.
 
-ANALYSIS = config.get("analysis", {})
-
-# The figures that need no training, declared in src/ddpm/figures.py (an import-light module:
-# parsing the workflow needs no Matplotlib); each reads the analysis tables named in its
-# `reads`.
-from ddpm.figures import FIGURES, study_figures
-
-THESIS_FIGURES = [figure.name for figure in study_figures()]
-
-ANALYSIS_FILES = {
-    "destruction": "results/analysis/destruction.npz",
-    "closeness_schedules": "results/analysis/closeness_schedules.csv",
-    "closeness": "results/analysis/closeness.csv",
-    "schedules": "results/analysis/schedules.csv",
-    "forward_samples": "results/analysis/forward_samples.npz",
-}
+ANALYSIS = config["analysis"]
+CLOSENESS = ANALYSIS["closeness"]
 
 
 rule schedule_table:
     # Every schedule x T of the grid (and of the schedule-curve figure), one row per step t.
     output:
-        "results/analysis/schedules.csv",
+        ANALYSIS_FILES["schedules"],
     log:
         "logs/analysis/schedule_table.log",
     conda:
         ENV
     params:
         schedules={label: config["schedules"][label] for label in SCHEDULES},
-        T=sorted(set(STEPS) | set(ANALYSIS.get("curves_T", []))),
+        T=sorted(set(STEPS) | set(ANALYSIS["curves_T"])),
         library_code=code("schedule_table.py"),
     script:
         "../scripts/schedule_table.py"
@@ -36,14 +22,14 @@ rule schedule_table:
 
 rule closeness_schedule_table:
     output:
-        "results/analysis/closeness_schedules.csv",
+        ANALYSIS_FILES["closeness_schedules"],
     log:
         "logs/analysis/closeness_schedule_table.log",
     conda:
         ENV
     params:
-        schedules=ANALYSIS.get("closeness", {}).get("schedules", {}),
-        T=[ANALYSIS.get("closeness", {}).get("T", 1000)],
+        schedules=CLOSENESS["schedules"],
+        T=[CLOSENESS["T"]],
         library_code=code("schedule_table.py"),
     script:
         "../scripts/schedule_table.py"
@@ -52,15 +38,15 @@ rule closeness_schedule_table:
 rule closeness:
     # Thesis section 5.1: 50 noised copies of one image, covariance minus identity.
     output:
-        table="results/analysis/closeness.csv",
-        closest="results/analysis/closest_points.csv",
-        comparison="results/analysis/closest_points_vs_thesis.csv",
+        table=ANALYSIS_FILES["closeness"],
+        closest=ANALYSIS_FILES["closest_points"],
+        comparison=ANALYSIS_FILES["thesis_comparison"],
     log:
         "logs/analysis/closeness.log",
     conda:
         ENV
     params:
-        closeness=ANALYSIS.get("closeness", {}),
+        closeness=CLOSENESS,
         library_code=code("closeness.py"),
     script:
         "../scripts/closeness.py"
@@ -69,19 +55,20 @@ rule closeness:
 rule destruction:
     # Thesis figure 4.3: a real photo at full resolution through the step-by-step chain.
     output:
-        "results/analysis/destruction.npz",
+        ANALYSIS_FILES["destruction"],
     log:
         "logs/analysis/destruction.log",
     conda:
         ENV
     params:
-        destruction=ANALYSIS.get("destruction", {}),
+        destruction=ANALYSIS["destruction"],
         library_code=code("destruction.py"),
     script:
         "../scripts/destruction.py"
 
 
-FORWARD = ANALYSIS.get("forward_samples", {})
+# null in analysis.forward_samples: the first dataset and the first schedule of the grid.
+FORWARD = ANALYSIS["forward_samples"]
 FORWARD_DATASET = FORWARD.get("dataset") or DATASETS[0]
 FORWARD_SCHEDULE = FORWARD.get("schedule") or SCHEDULES[0]
 
@@ -90,9 +77,9 @@ rule forward_samples:
     # Report 003 figure 2: forward samples of a real test image at several t
     # (analysis.forward_samples: dataset, schedule and T).
     input:
-        data=f"results/{FORWARD_DATASET}/data.npz",
+        data=dataset_file("data", FORWARD_DATASET),
     output:
-        "results/analysis/forward_samples.npz",
+        ANALYSIS_FILES["forward_samples"],
     log:
         "logs/analysis/forward_samples.log",
     conda:
@@ -100,47 +87,16 @@ rule forward_samples:
     params:
         label=FORWARD_SCHEDULE,
         schedule=config["schedules"][FORWARD_SCHEDULE],
-        T=FORWARD.get("T", 100),
+        T=FORWARD["T"],
         library_code=code("forward_samples.py"),
     script:
         "../scripts/forward_samples.py"
 
 
-rule thesis_figure:
-    input:
-        unpack(
-            lambda wildcards: {
-                table: ANALYSIS_FILES[table]
-                for table in FIGURES[wildcards.figure].reads
-            }
-        ),
-    output:
-        pdf=report(
-            "results/figures/thesis/{figure}.pdf",
-            caption="../report/thesis_figure.rst",
-            category="Thesis figures",
-        ),
-        png="results/figures/thesis/{figure}.png",
-    log:
-        "logs/figures/{figure}.log",
-    wildcard_constraints:
-        figure="|".join(re.escape(name) for name in THESIS_FIGURES),
-    conda:
-        ENV
-    params:
-        settings={},
-        library_code=code("thesis_figure.py"),
-    script:
-        "../scripts/thesis_figure.py"
-
-
 rule thesis_figures:
-    # `snakemake thesis_figures`: every figure that needs no training.
+    # `snakemake thesis_figures`: every figure that needs no training, and the closest points.
     input:
-        expand(
-            "results/figures/thesis/{figure}.{ext}",
-            figure=THESIS_FIGURES,
-            ext=["pdf", "png"],
-        ),
-        "results/analysis/closest_points.csv",
-        "results/analysis/closest_points_vs_thesis.csv",
+        figure_files(STUDY_FIGURES, STUDY_FIGURE_NAMES, "pdf"),
+        figure_files(STUDY_FIGURES, STUDY_FIGURE_NAMES, "png"),
+        ANALYSIS_FILES["closest_points"],
+        ANALYSIS_FILES["thesis_comparison"],

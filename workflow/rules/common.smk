@@ -1,5 +1,3 @@
-import os
-import re
 import sys
 from pathlib import Path
 
@@ -10,14 +8,26 @@ from snakemake.exceptions import WorkflowError
 REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "src"))
 
-# These modules need neither NumPy nor PyTorch: the workflow parses with Snakemake alone.
-from ddpm.config_check import check_config  # noqa: E402
-from ddpm.config_load import ConfigFileError, resolve_config  # noqa: E402
-from ddpm.dataset_registry import DATASETS as DATASET_REGISTRY  # noqa: E402
-from ddpm.workflow_support import code_version  # noqa: E402
+# ddpm.workflow needs neither NumPy nor PyTorch: the workflow parses with Snakemake alone.
+from ddpm import ConfigError  # noqa: E402
+from ddpm.workflow.code import code_version  # noqa: E402
+from ddpm.workflow.config_check import check_config  # noqa: E402
+from ddpm.workflow.config_load import resolve_config  # noqa: E402
+from ddpm.workflow.figures import FIGURES, dataset_figures, study_figures  # noqa: E402
+from ddpm.workflow.layout import (  # noqa: E402
+    ANALYSIS_FILES,
+    BENCHMARK,
+    CELL,
+    DATASET_FILES,
+    FIGURE_FILE,
+    LABEL_PATTERN,
+    RUN_DIR,
+    STUDY_FIGURES,
+    provided_weights_state,
+)
 
 
-class ConfigError(WorkflowError):
+class StudyConfigError(WorkflowError):
     """A bad config, reported as its message alone.
 
     Snakemake prints the traceback of any exception raised while the Snakefile is read; for a
@@ -37,12 +47,12 @@ def _resolved_config():
             command_line=settings.config_args or [],
             replace=settings.replace_workflow_config,
         )
-    except ConfigFileError as error:
-        raise ConfigError(str(error)) from None
+    except ConfigError as error:
+        raise StudyConfigError(str(error)) from None
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     problems = check_config(resolved, schema)
     if problems:
-        raise ConfigError(
+        raise StudyConfigError(
             "The configuration is not valid:\n  - " + "\n  - ".join(problems)
         )
     return resolved
@@ -58,22 +68,14 @@ DATASETS = list(config["datasets"])
 SCHEDULES = config["grid"]["schedules"]
 STEPS = config["grid"]["T"]
 SEEDS = config["grid"]["seeds"]
-RUN = "results/{dataset}/runs/{schedule}-T{T}-seed{seed}"
-# A grid cell: one schedule and T, all seeds.
-CELL = "{schedule}-T{T}"
-
-
-def dataset_options(name):
-    """The options of a dataset, its image size defaulting to the native one."""
-    options = dict(config.get("dataset_options", {}).get(name, {}))
-    options.setdefault("image_size", DATASET_REGISTRY[name].native_size)
-    return options
+RUN = RUN_DIR
 
 
 def runs_of(dataset, name, T=None, seeds=None):
     """One path per run of ``dataset`` (optionally only some T or seeds): ``RUN/name``."""
     return expand(
-        f"results/{dataset}/runs/{{schedule}}-T{{T}}-seed{{seed}}/{name}",
+        f"{RUN}/{name}",
+        dataset=dataset,
         schedule=SCHEDULES,
         T=STEPS if T is None else T,
         seed=SEEDS if seeds is None else seeds,
@@ -89,6 +91,14 @@ def cell_runs(name):
     return expand(f"{RUN}/{name}", seed=SEEDS, allow_missing=True)
 
 
+def dataset_file(name, dataset="{dataset}"):
+    return DATASET_FILES[name].replace("{dataset}", dataset)
+
+
+def benchmark(step, job):
+    return BENCHMARK.replace("{step}", step).replace("{job}", job)
+
+
 def run_config(wildcards):
     """The config sections a training run reads (ddpm.spec.RunSpec.from_study_config).
 
@@ -97,23 +107,25 @@ def run_config(wildcards):
     return {
         "schedules": {wildcards.schedule: config["schedules"][wildcards.schedule]},
         "model": config["model"],
-        "diffusion": config.get("diffusion", {}),
+        "diffusion": config["diffusion"],
         "training": config["training"],
     }
 
 
-def code(script):
-    """A digest of what the library code that workflow/scripts/``script`` imports computes.
+def code(script, figure=None):
+    """A digest of what the library code that workflow/scripts/``script`` imports computes (and,
+    for a figure, its draw module).
 
     A rule takes it as a parameter (``library_code``): an edit of the library that can change
     a rule's numbers makes its outputs out of date; a comment, a docstring, a log message, a
-    version bump or a moved checkout does not (ddpm.workflow_support.code_version).
+    version bump or a moved checkout does not (ddpm.workflow.code.code_version).
     """
-    return code_version(REPO / "workflow" / "scripts" / script)
+    also = [figure.draw_module] if figure is not None else []
+    return code_version(REPO / "workflow" / "scripts" / script, also)
 
 
-# The device of every rule that can use a GPU (train, sample, reconstruct, the classifier,
-# the floor, score, and the precision decision): `auto` becomes `cuda` in a job that its
+# The device of every rule that can use a GPU (train, the precision decision, sample,
+# reconstruct, the classifier, the floor, score): `auto` becomes `cuda` in a job that its
 # profile gave a GPU (profiles/, docs/cluster.md); what a job asks of the machine (threads,
 # memory, runtime, GPUs, partition) is decided by the profile alone.
 DEVICE = config["training"]["device"]
@@ -134,70 +146,49 @@ def train_outputs():
     return outputs
 
 
+INCEPTION = config["scoring"]["inception"]
 INCEPTION_RESOURCES = "resources/inception"
 
 
 def inception_weights_provided(wildcards):
     # A function of the wildcards alone: Snakemake ignores changes of params derived from the
     # input or output, so this must not take `output`.
-    options = config.get("scoring", {}).get("inception", {})
-    if options.get("mode", "auto") == "off":
+    if INCEPTION["mode"] == "off":
         return "not looked for"
-    from ddpm.evaluation.weights_files import provided_weights_state
-
     return provided_weights_state(
-        options.get("weights_path"), options.get("url"), INCEPTION_RESOURCES
+        INCEPTION.get("weights_path"), INCEPTION.get("url"), INCEPTION_RESOURCES
     )
 
 
-def inception_enabled():
-    return config.get("scoring", {}).get("inception", {}).get("mode", "auto") != "off"
-
-
 # Figures: which exist, what they read and which runs they need is declared in
-# src/ddpm/figures.py; figures.smk makes them.
-from ddpm.figures import FIGURES, dataset_figures
-
+# src/ddpm/workflow/figures.py; figures.smk makes them.
 FIGURE_FLAGS = {
     "snapshots": bool(config["training"].get("snapshot_every")),
-    "inception": inception_enabled(),
+    "inception": INCEPTION["mode"] != "off",
 }
 DATASET_FIGURES = [figure.name for figure in dataset_figures(FIGURE_FLAGS)]
+STUDY_FIGURE_NAMES = [figure.name for figure in study_figures()]
 
 
 def figure_inputs(wildcards):
-    """The files a dataset figure reads, by the names its draw function takes."""
+    """The files a figure reads, by the names its draw function takes."""
     figure = FIGURES[wildcards.figure]
-    dataset = wildcards.dataset
-    files = {
-        "metrics": f"results/{dataset}/metrics.csv",
-        "floor": f"results/{dataset}/floor.json",
-        "data": f"results/{dataset}/data.npz",
-    }
+    if not figure.per_dataset:
+        return {table: ANALYSIS_FILES[table] for table in figure.reads}
+    files = {name: dataset_file(name, wildcards.group) for name in figure.reads if name != "runs"}
     if figure.run_file:
         steps = [max(STEPS)] if figure.largest_T_only else None
         seeds = SEEDS[:1] if figure.first_seed_only else None
-        files["runs"] = runs_of(dataset, figure.run_file, T=steps, seeds=seeds)
+        files["runs"] = runs_of(wildcards.group, figure.run_file, T=steps, seeds=seeds)
     return {name: files[name] for name in figure.reads}
 
 
 def figure_settings(wildcards):
-    """The draw function's settings from the config's `figures` section; a setting the config
-    leaves out takes the draw function's default."""
-    chosen = config.get("figures", {})
+    """The draw function's settings, from the config's `figures` section."""
     return {
-        keyword: chosen[key]
-        for keyword, key in FIGURES[wildcards.figure].settings
-        if key in chosen
+        keyword: config["figures"][key] for keyword, key in FIGURES[wildcards.figure].settings
     }
 
 
-def figure_files(dataset, ext="png"):
-    """Every figure of a dataset."""
-    return [f"results/figures/{dataset}/{name}.{ext}" for name in DATASET_FIGURES]
-
-
-def figures_of_rule(rule_name):
-    """The dataset figures one rule makes, as a wildcard pattern."""
-    names = [name for name in DATASET_FIGURES if FIGURES[name].rule == rule_name]
-    return "|".join(re.escape(name) for name in names) or "^$"
+def figure_files(group, names, ext="png"):
+    return [FIGURE_FILE.format(group=group, figure=name, ext=ext) for name in names]

@@ -1,15 +1,20 @@
 rule prepare_dataset:
     # A local rule: on a cluster it runs where the internet is (the login node).
     output:
-        "results/{dataset}/data.npz",
+        DATASET_FILES["data"],
     log:
         "logs/{dataset}/prepare_dataset.log",
     localrule: True
     conda:
         ENV
     params:
-        options=lambda wildcards: dataset_options(wildcards.dataset),
-        root="resources/datasets",
+        # A dataset's options (image_size, resize_mode, base_url, checksums); what they leave
+        # out takes ddpm.data.prepare.prepare_dataset's defaults (image_size: the native one;
+        # downloads go to resources/datasets).
+        options=lambda wildcards: (config.get("dataset_options") or {}).get(
+            wildcards.dataset
+        )
+        or {},
         library_code=code("prepare_dataset.py"),
     script:
         "../scripts/prepare_dataset.py"

@@ -1,47 +1,39 @@
-# Figures that need trained models: one PDF (thesis) and one PNG (report) each. Which figures
-# exist, what they read and which runs they need is declared in src/ddpm/figures.py.
+# Every figure: one PDF (thesis) and one PNG (report) each, per dataset or, for the figures
+# that need no training, once (group `thesis`). Which figures exist, what they read and which
+# runs they need is declared in src/ddpm/workflow/figures.py.
 
 
-rule run_figure:
+rule figure:
     input:
         unpack(figure_inputs),
     output:
-        pdf="results/figures/{dataset}/{figure}.pdf",
-        png="results/figures/{dataset}/{figure}.png",
+        pdf=report(
+            FIGURE_FILE.replace("{ext}", "pdf"),
+            caption="../report/figure.rst",
+            category="Figures",
+            subcategory="{group}",
+        ),
+        png=FIGURE_FILE.replace("{ext}", "png"),
     log:
-        "logs/figures/{dataset}/{figure}.log",
+        "logs/figures/{group}/{figure}.log",
     wildcard_constraints:
-        figure=figures_of_rule("run_figure"),
+        group="|".join([STUDY_FIGURES, *DATASETS]),
+        figure="|".join(re.escape(name) for name in FIGURES),
     conda:
         ENV
     params:
         settings=figure_settings,
-        library_code=code("run_figure.py"),
+        library_code=lambda wildcards: code("figure.py", FIGURES[wildcards.figure]),
     script:
-        "../scripts/run_figure.py"
-
-
-rule metric_figure:
-    input:
-        unpack(figure_inputs),
-    output:
-        pdf="results/figures/{dataset}/{figure}.pdf",
-        png="results/figures/{dataset}/{figure}.png",
-    log:
-        "logs/figures/{dataset}/{figure}.log",
-    wildcard_constraints:
-        figure=figures_of_rule("metric_figure"),
-    conda:
-        ENV
-    params:
-        settings=figure_settings,
-        library_code=code("metric_figure.py"),
-    script:
-        "../scripts/metric_figure.py"
+        "../scripts/figure.py"
 
 
 rule figures:
     # `snakemake figures`: every figure, without the report.
     input:
-        [figure_files(dataset, ext) for dataset in DATASETS for ext in ["pdf", "png"]],
+        [
+            figure_files(dataset, DATASET_FIGURES, ext)
+            for dataset in DATASETS
+            for ext in ["pdf", "png"]
+        ],
         rules.thesis_figures.input,

@@ -4,31 +4,29 @@ from snakemake import __version__ as snakemake_version
 rule report:
     # A single HTML file with everything embedded: opens offline, can be mailed.
     input:
-        metrics=expand("results/{dataset}/metrics.csv", dataset=DATASETS),
-        floors=expand("results/{dataset}/floor.json", dataset=DATASETS),
+        metrics=expand(DATASET_FILES["metrics"], dataset=DATASETS),
+        floors=expand(DATASET_FILES["floor"], dataset=DATASETS),
         classifiers=expand(
-            "results/{dataset}/classifier/classifier.json", dataset=DATASETS
+            DATASET_FILES["classifier_summary"], dataset=DATASETS
         ),
-        inception="resources/inception/status.json",
-        figures=[figure_files(dataset) for dataset in DATASETS],
-        thesis_figures=expand(
-            "results/figures/thesis/{figure}.png", figure=THESIS_FIGURES
-        ),
+        inception=f"{INCEPTION_RESOURCES}/status.json",
+        figures=[figure_files(dataset, DATASET_FIGURES) for dataset in DATASETS],
+        thesis_figures=figure_files(STUDY_FIGURES, STUDY_FIGURE_NAMES),
         records=[runs_of(dataset, "run.json") for dataset in DATASETS],
-        precision=expand("results/{dataset}/precision.json", dataset=DATASETS),
-        schedules="results/analysis/schedules.csv",
-        closest="results/analysis/closest_points.csv",
-        comparison="results/analysis/closest_points_vs_thesis.csv",
+        precision=expand(DATASET_FILES["precision"], dataset=DATASETS),
+        schedules=ANALYSIS_FILES["schedules"],
+        closest=ANALYSIS_FILES["closest_points"],
+        comparison=ANALYSIS_FILES["thesis_comparison"],
         benchmarks=[
             expand(
-                "results/{dataset}/benchmarks/train/{schedule}-T{T}-seed{seed}.tsv",
+                benchmark("train", RUN.rpartition("/")[2]),
                 dataset=DATASETS,
                 schedule=SCHEDULES,
                 T=STEPS,
                 seed=SEEDS,
             ),
             expand(
-                "results/{dataset}/benchmarks/{step}/{schedule}-T{T}.tsv",
+                BENCHMARK.replace("{job}", CELL),
                 dataset=DATASETS,
                 step=["sample", "score"],
                 schedule=SCHEDULES,
@@ -55,7 +53,7 @@ rule report:
             "seeds": SEEDS,
             "training_steps": config["training"]["steps"],
             "num_samples": config["sampling"]["num_samples"],
-            "sampler": config["sampling"].get("sampler", "ancestral"),
+            "sampler": config["sampling"]["sampler"],
         },
         configuration=config,
         snakemake_version=snakemake_version,

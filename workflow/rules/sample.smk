@@ -4,20 +4,20 @@ rule sample:
     # job killed by a time limit resumes where it stopped when Snakemake retries it.
     input:
         models=cell_runs("model.pt"),
-        precision="results/{dataset}/precision.json",
+        precision=DATASET_FILES["precision"],
     output:
         samples=cell_runs("samples.npz"),
         grids=cell_runs("samples.png"),
     log:
         f"logs/{{dataset}}/sample/{CELL}.log",
     benchmark:
-        f"results/{{dataset}}/benchmarks/sample/{CELL}.tsv"
+        benchmark("sample", CELL)
     conda:
         ENV
     params:
         sampling=config["sampling"],
         seeds=SEEDS,
-        grid_samples=config.get("figures", {}).get("grid_samples", 16),
+        grid_samples=config["figures"]["grid_samples"],
         device=DEVICE,
         library_code=code("sample.py"),
     script:
@@ -28,8 +28,8 @@ rule reconstruct:
     # Report 002, figure 4: real test images noised to x_t and denoised back.
     input:
         model=f"{RUN}/model.pt",
-        data="results/{dataset}/data.npz",
-        precision="results/{dataset}/precision.json",
+        data=DATASET_FILES["data"],
+        precision=DATASET_FILES["precision"],
     output:
         f"{RUN}/reconstruction.npz",
     log:
@@ -37,10 +37,8 @@ rule reconstruct:
     conda:
         ENV
     params:
-        fractions=config.get("figures", {}).get(
-            "reconstruction_fractions", [0.1, 0.25, 0.5, 0.75]
-        ),
-        num_images=config.get("figures", {}).get("reconstruction_images", 8),
+        fractions=config["figures"]["reconstruction_fractions"],
+        num_images=config["figures"]["reconstruction_images"],
         seed=lambda wildcards: int(wildcards.seed),
         device=DEVICE,
         library_code=code("reconstruct.py"),

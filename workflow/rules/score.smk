@@ -1,17 +1,16 @@
 rule train_classifier:
     # The domain classifier whose features give IS / FID / KID that mean something for digits.
     input:
-        data="results/{dataset}/data.npz",
+        data=DATASET_FILES["data"],
     output:
-        weights="results/{dataset}/classifier/classifier.pt",
-        summary="results/{dataset}/classifier/classifier.json",
+        weights=DATASET_FILES["classifier"],
+        summary=DATASET_FILES["classifier_summary"],
     log:
         "logs/{dataset}/train_classifier.log",
     conda:
         ENV
     params:
-        epochs=config.get("scoring", {}).get("classifier", {}).get("epochs", 100),
-        seed=0,
+        classifier=config["scoring"]["classifier"],
         device=DEVICE,
         library_code=code("train_classifier.py"),
     script:
@@ -32,7 +31,7 @@ rule inception_weights:
     conda:
         ENV
     params:
-        inception=config.get("scoring", {}).get("inception", {}),
+        inception=INCEPTION,
         resources_dir=lambda wildcards, output: os.path.dirname(output[0]),
         provided=inception_weights_provided,
         library_code=code("inception_weights.py"),
@@ -44,18 +43,18 @@ rule real_floor:
     # Metrics between two disjoint real sets of the generated set's size, and the reference
     # statistics of the test set, cached once for every run of the dataset.
     input:
-        data="results/{dataset}/data.npz",
-        classifier="results/{dataset}/classifier/classifier.pt",
-        inception="resources/inception/status.json",
+        data=DATASET_FILES["data"],
+        classifier=DATASET_FILES["classifier"],
+        inception=f"{INCEPTION_RESOURCES}/status.json",
     output:
-        floor="results/{dataset}/floor.json",
-        cache=directory("results/{dataset}/reference_cache"),
+        floor=DATASET_FILES["floor"],
+        cache=directory(DATASET_FILES["reference_cache"]),
     log:
         "logs/{dataset}/real_floor.log",
     conda:
         ENV
     params:
-        scoring=config.get("scoring", {}),
+        scoring=config["scoring"],
         num_samples=config["sampling"]["num_samples"],
         device=DEVICE,
         library_code=code("real_floor.py"),
@@ -67,21 +66,21 @@ rule score:
     # One job per cell, like sampling: the seeds share the scorer's start-up.
     input:
         samples=cell_runs("samples.npz"),
-        data="results/{dataset}/data.npz",
-        classifier="results/{dataset}/classifier/classifier.pt",
-        inception="resources/inception/status.json",
-        floor="results/{dataset}/floor.json",
-        cache="results/{dataset}/reference_cache",
+        data=DATASET_FILES["data"],
+        classifier=DATASET_FILES["classifier"],
+        inception=f"{INCEPTION_RESOURCES}/status.json",
+        floor=DATASET_FILES["floor"],
+        cache=DATASET_FILES["reference_cache"],
     output:
         metrics=cell_runs("metrics.json"),
     log:
         f"logs/{{dataset}}/score/{CELL}.log",
     benchmark:
-        f"results/{{dataset}}/benchmarks/score/{CELL}.tsv"
+        benchmark("score", CELL)
     conda:
         ENV
     params:
-        scoring=config.get("scoring", {}),
+        scoring=config["scoring"],
         device=DEVICE,
         library_code=code("score.py"),
     script:
@@ -95,7 +94,7 @@ rule collect_metrics:
         records=lambda wildcards: runs_of(wildcards.dataset, "run.json"),
         train_logs=lambda wildcards: runs_of(wildcards.dataset, "train_log.csv"),
     output:
-        "results/{dataset}/metrics.csv",
+        DATASET_FILES["metrics"],
     log:
         "logs/{dataset}/collect_metrics.log",
     conda:

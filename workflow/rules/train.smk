@@ -3,9 +3,9 @@ rule decide_precision:
     # read by every training and sampling job (ddpm.study_precision): the cells of a study
     # never differ in precision. It asks for what training asks for (profiles/).
     input:
-        data="results/{dataset}/data.npz",
+        data=DATASET_FILES["data"],
     output:
-        "results/{dataset}/precision.json",
+        DATASET_FILES["precision"],
     log:
         "logs/{dataset}/decide_precision.log",
     conda:
@@ -25,14 +25,14 @@ rule train:
     # Rolling checkpoints live in {run}/checkpoints/ and are not outputs: a job killed by a
     # time limit or a preemption resumes from them when Snakemake retries it.
     input:
-        data="results/{dataset}/data.npz",
-        precision="results/{dataset}/precision.json",
+        data=DATASET_FILES["data"],
+        precision=DATASET_FILES["precision"],
     output:
         **train_outputs(),
     log:
         "logs/{dataset}/train/{schedule}-T{T}-seed{seed}.log",
     benchmark:
-        "results/{dataset}/benchmarks/train/{schedule}-T{T}-seed{seed}.tsv"
+        benchmark("train", RUN.rpartition("/")[2])
     conda:
         ENV
     params:

@@ -2,12 +2,9 @@ import script_setup
 
 log = script_setup.start(snakemake)
 
-from ddpm.analysis import (  # noqa: E402
-    closeness_table,
-    closest_points,
-    compare_with_thesis,
-    specs_from_config,
-)
+from ddpm.analysis.closeness import closeness_table  # noqa: E402
+from ddpm.analysis.specs import specs_from_config  # noqa: E402
+from ddpm.analysis.thesis import closest_points, compare_with_thesis  # noqa: E402
 
 options = snakemake.params.closeness
 table = closeness_table(

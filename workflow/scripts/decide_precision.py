@@ -2,9 +2,9 @@ import script_setup
 
 log = script_setup.start(snakemake)
 
-from ddpm.data import load_split  # noqa: E402
-from ddpm.spec import unet_config_for  # noqa: E402
+from ddpm.data.store import load_split  # noqa: E402
 from ddpm.study_precision import decide_study_precision, write_decision  # noqa: E402
+from ddpm.unet_config import unet_config_for  # noqa: E402
 
 images, _ = load_split(snakemake.input.data, "train")
 params = snakemake.params

@@ -2,9 +2,9 @@ import script_setup
 
 log = script_setup.start(snakemake)
 
-from ddpm.analysis import forward_samples, save_images_by_t  # noqa: E402
-from ddpm.data import load_split  # noqa: E402
-from ddpm.spec import ScheduleSpec  # noqa: E402
+from ddpm.analysis.forward import forward_samples, save_images_by_t  # noqa: E402
+from ddpm.data.store import load_split  # noqa: E402
+from ddpm.schedules import ScheduleSpec  # noqa: E402
 
 images, _ = load_split(snakemake.input.data, "test")
 params = snakemake.params

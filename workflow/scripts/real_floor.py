@@ -2,8 +2,8 @@ import script_setup
 
 log = script_setup.start(snakemake)
 
-from ddpm.data import load_split  # noqa: E402
-from ddpm.evaluation import write_metrics  # noqa: E402
+from ddpm.data.store import load_split  # noqa: E402
+from ddpm.evaluation.scoring import write_metrics  # noqa: E402
 from ddpm.evaluation.study import read_inception_status, score_real_floor  # noqa: E402
 
 device = script_setup.device(snakemake)

@@ -2,7 +2,7 @@ import script_setup
 
 log = script_setup.start(snakemake)
 
-from ddpm.data import load_split  # noqa: E402
+from ddpm.data.store import load_split  # noqa: E402
 from ddpm.sampling import reconstruction_series, save_reconstruction  # noqa: E402
 from ddpm.study_precision import read_decision, recorded_choice  # noqa: E402
 

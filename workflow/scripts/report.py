@@ -2,18 +2,13 @@ import script_setup
 
 script_setup.start(snakemake)
 
-import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
+from ddpm.evaluation.study import read_inception_status  # noqa: E402
 from ddpm.provenance import provenance  # noqa: E402
-from ddpm.report import (  # noqa: E402
-    StudyGrid,
-    build_report,
-    read_dataset_results,
-    read_run_provenance,
-)
+from ddpm.report.build import StudyGrid, build_report, read_dataset_results, read_run_provenance  # noqa: E402
 from ddpm.results import read_benchmarks  # noqa: E402
 from ddpm.study_precision import read_decision  # noqa: E402
 
@@ -34,7 +29,7 @@ build_report(
     closest_points=pd.read_csv(inputs.closest),
     thesis_comparison=pd.read_csv(inputs.comparison),
     forward_figures={Path(p).stem: p for p in inputs.thesis_figures},
-    inception_note=json.loads(Path(inputs.inception).read_text()).get("reason"),
+    inception_note=read_inception_status(inputs.inception).get("reason"),
     run_times=read_benchmarks(inputs.benchmarks) if inputs.benchmarks else None,
     configuration=params.configuration,
     provenance={

@@ -47,7 +47,6 @@ def device(snakemake) -> str:
     """The job's device: the study's ``device`` param, ``cuda`` where the profile gave the job
     a GPU and the study leaves the device to ``auto`` (an error naming the cause where CUDA is
     not usable)."""
-    from ddpm.runtime import resolve_job_device
-    from ddpm.workflow_support import gpu_request
+    from ddpm.runtime import gpu_request, resolve_job_device
 
     return str(resolve_job_device(snakemake.params.device, gpu_request(snakemake.resources)))

@@ -4,9 +4,10 @@ log = script_setup.start(snakemake)
 
 from pathlib import Path  # noqa: E402
 
-from ddpm.data import load_split  # noqa: E402
+from ddpm.data.store import load_split  # noqa: E402
 from ddpm.spec import RunSpec  # noqa: E402
 from ddpm.study_precision import read_decision, recorded_choice  # noqa: E402
+from ddpm.training.loop import train  # noqa: E402
 
 device = script_setup.device(snakemake)
 images, _ = load_split(snakemake.input.data, "train")
@@ -22,8 +23,9 @@ spec = RunSpec.from_study_config(
     device=device,
 )
 decision = read_decision(snakemake.input.precision)
-spec.train(
+train(
     images,
+    spec,
     Path(snakemake.output.model).parent,
     precision_choice=recorded_choice(decision, "train", device, snakemake.input.precision),
 )

@@ -4,8 +4,8 @@ log = script_setup.start(snakemake)
 
 import json  # noqa: E402
 
-from ddpm.data import load_split  # noqa: E402
-from ddpm.evaluation import train_classifier  # noqa: E402
+from ddpm.data.store import load_split  # noqa: E402
+from ddpm.evaluation.classifier import train_classifier  # noqa: E402
 from ddpm.files import atomic_write_text  # noqa: E402
 
 device = script_setup.device(snakemake)
@@ -17,9 +17,8 @@ summary = train_classifier(
     test_images,
     test_labels,
     snakemake.output.weights,
-    epochs=snakemake.params.epochs,
-    seed=snakemake.params.seed,
     device=device,
+    **snakemake.params.classifier,
 )
 log.info("classifier: %s", summary)
 atomic_write_text(snakemake.output.summary, json.dumps(summary, indent=2))

@@ -45,8 +45,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..data import load_photo
-from ..spec import ScheduleSpec
+from ..data.photos import load_photo
+from ..schedules import ScheduleSpec
 from .specs import unique_specs
 
 __all__ = [

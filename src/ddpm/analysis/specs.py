@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from ..spec import ScheduleSpec, SpecError
+from .. import ConfigError
+from ..schedules import ScheduleSpec
 
 __all__ = ["schedule_table", "specs_from_config", "unique_specs"]
 
@@ -34,7 +35,7 @@ def unique_specs(specs: Sequence[ScheduleSpec]) -> list[ScheduleSpec]:
     seen = set()
     for spec in specs:
         if not isinstance(spec, ScheduleSpec):
-            raise SpecError(
+            raise ConfigError(
                 "each schedule spec must be a ddpm.spec.ScheduleSpec(label, beta_schedule, T, "
                 f"params), got {spec!r}"
             )

@@ -1,62 +1,18 @@
 """Datasets: a registry, verified downloads, and one on-disk format.
 
-Every dataset is converted once (:func:`prepare_dataset`) into a single ``.npz`` file, which
-training, sampling and evaluation read back with :func:`load_split` and :func:`load_meta`.
+Every dataset is converted once (:func:`ddpm.data.prepare.prepare_dataset`) into a single
+``.npz`` file, which training, sampling and evaluation read back with
+:func:`ddpm.data.store.load_split` and :func:`ddpm.data.store.load_meta`.
 
-- :mod:`ddpm.dataset_registry`: what each dataset is (re-exported here; importable without PyTorch).
+- :mod:`ddpm.workflow.datasets`: what each dataset is (importable without PyTorch).
 - :mod:`.store`: the file format, its writer and readers; the format version is checked on read.
-- :mod:`.prepare`: :func:`prepare_dataset`, from a source to the file.
+- :mod:`.prepare`: from a source to the file; the embedded sources and photos.
 - :mod:`.embedded`: ``mnist5k`` and ``digits``, shipped with installed packages, split by content.
 - :mod:`.torchvision_sources`: MNIST, Fashion-MNIST, CIFAR-10, FGVC-Aircraft, fetched once.
-- :mod:`.download`: the verified atomic downloader (also used for the Inception weights).
-- :mod:`.archives`, :mod:`.resize`, :mod:`.photos`, :mod:`.raw`, :mod:`.errors`: the helpers.
+- :mod:`.download`: the verified atomic downloader (also used for the Inception weights), and
+  its errors.
+- :mod:`.archives`, :mod:`.resize`: the helpers.
 
-The names below are imported on first use (PEP 562), so that a module using one part (the
-Inception weights use :mod:`.download` only) neither loads nor depends on the others.
+Like every package of the library, this one imports nothing itself: names are imported from
+their modules, so a rule's code version follows the modules it really uses.
 """
-
-from __future__ import annotations
-
-from ..dataset_registry import DATASETS, DatasetError, DatasetSpec, dataset_spec
-from ..lazy import lazy_exports
-
-# Public name -> the submodule that defines it.
-_EXPORTS = {
-    "DEFAULT_ROOT": "prepare",
-    "FORMAT_VERSION": "store",
-    "PHOTOS": "photos",
-    "RESIZE_MODES": "resize",
-    "SPLITS": "store",
-    "DatasetChecksumError": "errors",
-    "DatasetNotPrepared": "errors",
-    "DatasetUnavailable": "errors",
-    "download_verified": "download",
-    "load_meta": "store",
-    "load_photo": "photos",
-    "load_split": "store",
-    "prepare_dataset": "prepare",
-    "resize_images": "resize",
-}
-
-__all__ = [
-    "DATASETS",
-    "DEFAULT_ROOT",
-    "DatasetChecksumError",
-    "DatasetError",
-    "DatasetNotPrepared",
-    "DatasetSpec",
-    "DatasetUnavailable",
-    "FORMAT_VERSION",
-    "PHOTOS",
-    "RESIZE_MODES",
-    "SPLITS",
-    "dataset_spec",
-    "download_verified",
-    "load_meta",
-    "load_photo",
-    "load_split",
-    "prepare_dataset",
-    "resize_images",
-]
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -11,7 +11,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from .errors import DatasetError
+from .. import DataError
 
 __all__ = ["decompress_gzip_atomically", "extract_folder_atomically"]
 
@@ -26,7 +26,7 @@ def decompress_gzip_atomically(archive: Path, destination: Path) -> None:
             shutil.copyfileobj(source, target, length=1 << 20)
         os.replace(temporary, destination)
     except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
-        raise DatasetError(
+        raise DataError(
             f"{archive} is not a readable gzip file ({error}); delete it and prepare again"
         ) from error
     finally:
@@ -48,12 +48,12 @@ def extract_folder_atomically(archive: Path, root: Path, folder: str) -> Path:
             with tarfile.open(archive, "r:*") as tar:
                 tar.extractall(staging, filter="data")
         except (tarfile.TarError, OSError, EOFError) as error:
-            raise DatasetError(
+            raise DataError(
                 f"{archive} is not a readable tar archive ({error}); delete it and prepare again"
             ) from error
         extracted = staging / folder
         if not extracted.is_dir():
-            raise DatasetError(
+            raise DataError(
                 f"{archive} does not contain the directory {folder}/ that torchvision expects; "
                 "delete it and fetch the original archive"
             )

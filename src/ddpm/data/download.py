@@ -25,11 +25,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .. import DataError, DDPMError
 from ..files import atomic_write
-from .errors import DatasetChecksumError, DatasetUnavailable
 
 __all__ = [
     "DOWNLOAD_TIMEOUT_S",
+    "DatasetChecksumError",
+    "DatasetUnavailable",
     "DownloadFailed",
     "RemoteFile",
     "download_verified",
@@ -49,7 +51,15 @@ _USER_AGENT = "pytorch/vision"
 _TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 
 
-class DownloadFailed(DatasetUnavailable):
+class DatasetUnavailable(DataError):
+    """A file of a dataset could not be fetched (no network, server down, download disabled)."""
+
+
+class DatasetChecksumError(DataError):
+    """A downloaded or local file does not match its expected checksum."""
+
+
+class DownloadFailed(DDPMError):
     """A URL could not be read, after retrying where retrying could help.
 
     ``url`` is the URL and ``reason`` what went wrong, for callers that list several attempts.

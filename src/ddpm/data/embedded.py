@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import DatasetError
+from .. import DataError
 from .raw import RawDataset
 from .store import sha256_of_array
 
@@ -62,7 +62,7 @@ def _as_uint8(values: np.ndarray, origin: str) -> np.ndarray:
         and values.max() <= 255
         and np.all(values == np.rint(values))
     ):
-        raise DatasetError(
+        raise DataError(
             f"{origin} no longer returns whole-number pixel values in 0..255 "
             f"(got {values.dtype} in [{values.min()}, {values.max()}]); the installed "
             "version changed its format"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataset_registry import DatasetSpec, dataset_spec
+from .. import ConfigError, DataError
+from ..workflow.datasets import DatasetSpec, dataset_spec
 from .embedded import EMBEDDED_LOADERS
-from .errors import DatasetError
 from .raw import RawDataset
 from .resize import RESIZE_MODES, check_image_size, resize_images
 from .store import SPLITS, sha256_of_array, write_dataset_file
@@ -28,7 +28,7 @@ DEFAULT_ROOT = "resources/datasets"
 def prepare_dataset(
     name: str,
     out_path: str | os.PathLike,
-    image_size: int,
+    image_size: int | None = None,
     root: str | os.PathLike = DEFAULT_ROOT,
     *,
     base_url: str | None = None,
@@ -41,7 +41,8 @@ def prepare_dataset(
     Args:
         name: a key of :data:`DATASETS`.
         out_path: the ``.npz`` file to write (atomically; an existing file is replaced).
-        image_size: side of the stored images.
+        image_size: side of the stored images; ``None``: the dataset's native size (a
+            dataset whose images vary in size needs one).
         root: directory for downloaded files, laid out as torchvision expects
             (e.g. ``root/MNIST/raw/``); unused by embedded datasets.
         base_url: where to fetch torchvision datasets from instead of their usual servers:
@@ -58,6 +59,13 @@ def prepare_dataset(
         The ``meta`` record stored in the file, as a dict.
     """
     spec = dataset_spec(name)
+    if image_size is None:
+        if spec.native_size is None:
+            raise ConfigError(
+                f"{name} images vary in size: give image_size (dataset_options.{name}.image_size "
+                "in a study config, --image-size for ddpm prepare-data), e.g. 32 or 64"
+            )
+        image_size = spec.native_size
     _check_options(spec, image_size, resize_mode, base_url, checksums)
     out_path = Path(out_path)
     logger.info(
@@ -86,20 +94,20 @@ def _check_options(spec: DatasetSpec, image_size, resize_mode, base_url, checksu
     """Reject settings that cannot work for ``spec``, before anything is read or fetched."""
     check_image_size(image_size)
     if resize_mode not in RESIZE_MODES:
-        raise DatasetError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
+        raise DataError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
     if resize_mode == "pad":
         if spec.native_size is None:
-            raise DatasetError(
+            raise DataError(
                 f"resize_mode 'pad' needs images of one fixed size, but {spec.name} images vary "
                 "in size; use resize_mode 'resize'"
             )
         if image_size < spec.native_size:
-            raise DatasetError(
+            raise DataError(
                 f"resize_mode 'pad' needs image_size >= {spec.native_size} for {spec.name}, got "
                 f"{image_size}; use resize_mode 'resize' to shrink the images"
             )
     if spec.source == "embedded" and (base_url is not None or checksums):
-        raise DatasetError(
+        raise DataError(
             f"{spec.name} ships with an installed package and is never downloaded; remove "
             "base_url / checksums from its settings"
         )
@@ -117,7 +125,7 @@ def _stored_arrays(
     for split in SPLITS:
         images = arrays[f"{split}_images"]
         if images.shape[1:] != (spec.channels, image_size, image_size):
-            raise DatasetError(
+            raise DataError(
                 f"internal error: {spec.name} {split} images have shape {images.shape[1:]}, "
                 f"expected {(spec.channels, image_size, image_size)}"
             )

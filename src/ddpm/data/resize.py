@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import DatasetError
+from .. import DataError
 
 __all__ = ["RESIZE_MODES", "check_image_size", "resize_images"]
 
@@ -34,12 +34,12 @@ def resize_images(
             allocates.
     """
     if mode not in RESIZE_MODES:
-        raise DatasetError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
+        raise DataError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
     check_image_size(image_size)
     is_numpy = isinstance(images_uint8, np.ndarray)
     images = torch.from_numpy(images_uint8) if is_numpy else images_uint8
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
-        raise DatasetError(
+        raise DataError(
             "resize_images expects uint8 images of shape (N, C, H, W), got "
             f"{type(images_uint8).__name__} {getattr(images_uint8, 'dtype', '?')} "
             f"of shape {tuple(getattr(images_uint8, 'shape', ()))}"
@@ -51,7 +51,7 @@ def resize_images(
 def _pad(images: torch.Tensor, image_size: int) -> torch.Tensor:
     height, width = images.shape[-2:]
     if image_size < height or image_size < width:
-        raise DatasetError(
+        raise DataError(
             f"resize mode 'pad' needs image_size >= the input size, got image_size="
             f"{image_size} for {height}x{width} images; use mode 'resize' to shrink them"
         )
@@ -64,7 +64,7 @@ def _pad(images: torch.Tensor, image_size: int) -> torch.Tensor:
 def _resample(images: torch.Tensor, image_size: int, chunk_size: int) -> torch.Tensor:
     height, width = images.shape[-2:]
     if height != width:
-        raise DatasetError(
+        raise DataError(
             f"resize mode 'resize' expects square images, got {height}x{width}; "
             "centre-crop them to a square first so that the aspect ratio is kept"
         )
@@ -81,8 +81,8 @@ def _resample(images: torch.Tensor, image_size: int, chunk_size: int) -> torch.T
 
 
 def check_image_size(image_size) -> None:
-    """Raise :class:`DatasetError` unless ``image_size`` is a positive integer."""
+    """Raise :class:`DataError` unless ``image_size`` is a positive integer."""
     if isinstance(image_size, bool) or not isinstance(image_size, int | np.integer):
-        raise DatasetError(f"image_size must be a positive integer, got {image_size!r}")
+        raise DataError(f"image_size must be a positive integer, got {image_size!r}")
     if image_size < 1:
-        raise DatasetError(f"image_size must be a positive integer, got {image_size}")
+        raise DataError(f"image_size must be a positive integer, got {image_size}")

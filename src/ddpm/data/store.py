@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import DataError
 from ..files import atomic_save_npz
-from .errors import DatasetError, DatasetNotPrepared
 
 __all__ = [
     "FORMAT_VERSION",
@@ -52,22 +52,22 @@ def _read_npz(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, np.ndar
     """Read ``keys`` from a prepared file, turning every failure into a readable error."""
     path = Path(path)
     if not path.is_file():
-        raise DatasetNotPrepared(f"Dataset file {path} does not exist. {_prepare_hint(path)}")
+        raise DataError(f"Dataset file {path} does not exist. {_prepare_hint(path)}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in keys if key not in npz.files]
             if missing:
-                raise DatasetError(
+                raise DataError(
                     f"Dataset file {path} lacks {missing} (it holds {sorted(npz.files)}); it "
                     f"was not written by ddpm.data.prepare_dataset. Delete it. "
                     f"{_prepare_hint(path)}"
                 )
             # Reading inside the context: NpzFile is lazy, and a damaged member only fails here.
             return {key: npz[key] for key in keys}
-    except DatasetError:
+    except DataError:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as error:
-        raise DatasetError(
+        raise DataError(
             f"Dataset file {path} is corrupt or incomplete ({type(error).__name__}: {error}). "
             f"Delete it and prepare it again. {_prepare_hint(path)}"
         ) from error
@@ -78,13 +78,13 @@ def _parse_meta(path: Path, raw: np.ndarray) -> dict:
     try:
         meta = json.loads(str(raw))
     except json.JSONDecodeError as error:
-        raise DatasetError(
+        raise DataError(
             f"Dataset file {path} has an unreadable meta record ({error}). Delete it and "
             f"prepare it again. {_prepare_hint(path)}"
         ) from error
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if version != FORMAT_VERSION:
-        raise DatasetError(
+        raise DataError(
             f"Dataset file {path} is in format version {version}, but this version of ddpm "
             f"reads format version {FORMAT_VERSION}. Re-run the prepare step: delete the file "
             f"and prepare it again. {_prepare_hint(path)}"
@@ -105,18 +105,18 @@ def load_split(path: str | os.PathLike, split: str = "train") -> tuple[torch.Ten
         Use ``ddpm.diffusion.to_model_range`` to bring the images to [-1, 1].
     """
     if split not in SPLITS:
-        raise DatasetError(f"split must be one of {SPLITS}, got {split!r}")
+        raise DataError(f"split must be one of {SPLITS}, got {split!r}")
     arrays = _read_npz(path, ["meta", f"{split}_images", f"{split}_labels"])
     _parse_meta(Path(path), arrays["meta"])
     images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
     if images.dtype != np.uint8 or images.ndim != 4 or labels.dtype != np.int64:
-        raise DatasetError(
+        raise DataError(
             f"Dataset file {path}: {split} images must be uint8 (N, C, H, W) and labels int64, "
             f"got {images.dtype} {images.shape} and {labels.dtype}. Delete it. "
             f"{_prepare_hint(Path(path))}"
         )
     if labels.shape != (images.shape[0],):
-        raise DatasetError(
+        raise DataError(
             f"Dataset file {path}: {images.shape[0]} {split} images but labels of shape "
             f"{labels.shape}. Delete it. {_prepare_hint(Path(path))}"
         )

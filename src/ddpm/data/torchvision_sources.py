@@ -16,9 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import DataError
 from .archives import decompress_gzip_atomically, extract_folder_atomically
-from .download import RemoteFile, ensure_local_copy, join_url, progress_bar
-from .errors import DatasetChecksumError, DatasetError
+from .download import (
+    DatasetChecksumError,
+    RemoteFile,
+    ensure_local_copy,
+    join_url,
+    progress_bar,
+)
 from .raw import RawDataset
 
 __all__ = ["TORCHVISION_DATASETS", "load_torchvision_dataset"]
@@ -59,13 +65,13 @@ def load_torchvision_dataset(
         return _load_cifar10(root, **fetch)
     if name == "fgvc_aircraft":
         return _load_fgvc_aircraft(root, image_size, **fetch)
-    raise DatasetError(f"{name!r} is not a torchvision dataset; those are {TORCHVISION_DATASETS}")
+    raise DataError(f"{name!r} is not a torchvision dataset; those are {TORCHVISION_DATASETS}")
 
 
 def _check_checksum_keys(dataset: str, checksums: Mapping[str, str], known: Sequence[str]):
     unknown = sorted(set(checksums) - set(known))
     if unknown:
-        raise DatasetError(
+        raise DataError(
             f"checksums for {dataset} name unknown files {unknown}; its files are {list(known)}"
         )
 
@@ -118,7 +124,7 @@ def _load_mnist_like(
         try:
             dataset = tv_class(root=str(root), train=train, download=False)
         except (RuntimeError, TypeError, ValueError, AssertionError) as error:
-            raise DatasetError(
+            raise DataError(
                 f"torchvision could not read {name} from {raw_folder} ({error}); delete the "
                 "files there and prepare again"
             ) from error

@@ -21,9 +21,10 @@ from torch import nn
 from torch_fidelity import FeatureExtractorBase, register_feature_extractor
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from .. import ConfigError
 from ..diffusion import to_model_range
 from ..files import atomic_write
-from .common import MetricsError, as_uint8_images, resolve_device
+from .common import as_uint8_images, resolve_device
 
 __all__ = [
     "CLASSIFIER_EXTRACTOR_NAME",
@@ -71,9 +72,7 @@ class DomainClassifier(nn.Module):
     ):
         super().__init__()
         if image_size < 4:
-            raise MetricsError(
-                f"image_size must be at least 4 (two 2x2 poolings), got {image_size}"
-            )
+            raise ConfigError(f"image_size must be at least 4 (two 2x2 poolings), got {image_size}")
         self.config = {
             "in_channels": int(in_channels),
             "image_size": int(image_size),
@@ -114,14 +113,14 @@ def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
 def _as_labels(labels, n_images: int, name: str) -> torch.Tensor:
     labels = torch.as_tensor(np.asarray(labels))
     if labels.dim() != 1 or len(labels) != n_images:
-        raise MetricsError(
+        raise ConfigError(
             f"{name} labels must be 1-D with one label per image ({n_images}), got shape {tuple(labels.shape)}"
         )
     if labels.is_floating_point() and not torch.equal(labels, labels.round()):
-        raise MetricsError(f"{name} labels must be integer class indices")
+        raise ConfigError(f"{name} labels must be integer class indices")
     labels = labels.long()
     if len(labels) and labels.min() < 0:
-        raise MetricsError(f"{name} labels must be class indices >= 0, got {int(labels.min())}")
+        raise ConfigError(f"{name} labels must be class indices >= 0, got {int(labels.min())}")
     return labels
 
 
@@ -144,7 +143,7 @@ def train_classifier(
     test_labels,
     out_path: str | Path,
     *,
-    epochs: int = 5,
+    epochs: int = 100,
     batch_size: int = 128,
     learning_rate: float = 1e-3,
     width: int = 16,
@@ -171,7 +170,7 @@ def train_classifier(
         train_images, train_labels, test_images, test_labels
     )
     if epochs < 1 or batch_size < 1:
-        raise MetricsError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+        raise ConfigError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
     channels, height, _ = train_images.shape[1:]
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     device = resolve_device(device)
@@ -213,17 +212,17 @@ def _checked_training_data(train_images, train_labels, test_images, test_labels)
     train_labels = _as_labels(train_labels, len(train_images), "training")
     test_labels = _as_labels(test_labels, len(test_images), "test")
     if len(train_images) == 0 or len(test_images) == 0:
-        raise MetricsError(
+        raise ConfigError(
             f"need training and test images, got {len(train_images)} and {len(test_images)}"
         )
     if train_images.shape[1:] != test_images.shape[1:]:
-        raise MetricsError(
+        raise ConfigError(
             f"training images are {tuple(train_images.shape[1:])} (C, H, W) but test images are "
             f"{tuple(test_images.shape[1:])}; use one dataset at one resolution"
         )
     _, height, width_px = train_images.shape[1:]
     if height != width_px:
-        raise MetricsError(f"the classifier expects square images, got {height}x{width_px}")
+        raise ConfigError(f"the classifier expects square images, got {height}x{width_px}")
     return train_images, train_labels, test_images, test_labels
 
 
@@ -301,19 +300,19 @@ def _save_classifier(out_path: str | Path, model: DomainClassifier, training: di
 def _load_state(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise MetricsError(
+        raise ConfigError(
             f"classifier weights {path} do not exist; train them with ddpm.evaluation.train_classifier"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise MetricsError(f"cannot read classifier weights {path}: {error}") from error
+        raise ConfigError(f"cannot read classifier weights {path}: {error}") from error
     if not isinstance(state, dict) or state.get("format") != _FILE_FORMAT:
-        raise MetricsError(
+        raise ConfigError(
             f"{path} is not a classifier file written by ddpm.evaluation.train_classifier"
         )
     if state.get("version") != _FILE_VERSION:
-        raise MetricsError(
+        raise ConfigError(
             f"{path} has classifier file version {state.get('version')}, this code reads "
             f"version {_FILE_VERSION}; retrain the classifier"
         )
@@ -355,7 +354,7 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)
         if feature_extractor_weights_path is None:
-            raise MetricsError(
+            raise ConfigError(
                 "the classifier feature extractor needs feature_extractor_weights_path "
                 "(a file written by ddpm.evaluation.train_classifier)"
             )
@@ -367,7 +366,7 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
         config = self.classifier.config
         expected = (config["in_channels"], config["image_size"], config["image_size"])
         if x.dtype != torch.uint8 or x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise MetricsError(
+            raise ConfigError(
                 f"the classifier expects uint8 images N x {expected[0]} x {expected[1]} x "
                 f"{expected[2]}, got {x.dtype} {tuple(x.shape)}"
             )

@@ -5,11 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import runtime
-
-
-class MetricsError(ValueError):
-    """Bad input or a missing resource for sample-quality metrics; the message says how to fix it."""
+from .. import ConfigError, runtime
 
 
 def as_uint8_images(images, name: str) -> torch.Tensor:
@@ -18,16 +14,16 @@ def as_uint8_images(images, name: str) -> torch.Tensor:
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     if not isinstance(images, torch.Tensor):
-        raise MetricsError(
+        raise ConfigError(
             f"{name} images must be a torch.Tensor or numpy array, got {type(images).__name__}"
         )
     if images.dtype != torch.uint8:
-        raise MetricsError(
+        raise ConfigError(
             f"{name} images must have dtype uint8 (values 0..255), got {images.dtype}; convert "
             "model outputs in [-1, 1] with ddpm.diffusion.from_model_range"
         )
     if images.dim() != 4:
-        raise MetricsError(
+        raise ConfigError(
             f"{name} images must be 4-D (N x C x H x W), got shape {tuple(images.shape)}; "
             "give grayscale images a channel axis of size 1"
         )
@@ -35,8 +31,8 @@ def as_uint8_images(images, name: str) -> torch.Tensor:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """:func:`ddpm.runtime.resolve_device`, raising :class:`MetricsError` for scoring's callers."""
+    """:func:`ddpm.runtime.resolve_device`, raising :class:`ConfigError` for scoring's callers."""
     try:
         return runtime.resolve_device(device)
     except runtime.DeviceError as err:
-        raise MetricsError(str(err)) from err
+        raise ConfigError(str(err)) from err

@@ -12,7 +12,8 @@ import logging
 import numpy as np
 import torch
 
-from .common import MetricsError, as_uint8_images
+from .. import ConfigError
+from .common import as_uint8_images
 from .scoring import compute_metrics
 
 __all__ = ["draw_real_set", "real_floor"]
@@ -26,7 +27,7 @@ def draw_real_set(real_pool, reference, n: int, *, seed: int = 0) -> torch.Tenso
     real_pool = as_uint8_images(real_pool, "real pool")
     reference = as_uint8_images(reference, "reference")
     if real_pool.shape[1:] != reference.shape[1:]:
-        raise MetricsError(
+        raise ConfigError(
             f"real pool images are {tuple(real_pool.shape[1:])} (C, H, W) but reference images are "
             f"{tuple(reference.shape[1:])}; draw both from the same dataset and resolution"
         )
@@ -45,7 +46,7 @@ def draw_real_set(real_pool, reference, n: int, *, seed: int = 0) -> torch.Tenso
             len(real_pool) - len(candidates),
         )
     if n > len(candidates):
-        raise MetricsError(
+        raise ConfigError(
             f"the real pool has {len(candidates)} images not in the reference set, fewer than the "
             f"{n} requested; lower n or pass a larger pool (e.g. the training set)"
         )

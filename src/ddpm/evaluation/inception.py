@@ -30,17 +30,17 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 )
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
+from .. import ConfigError, DDPMError
 from ..data.download import DownloadFailed, download_verified, file_digest
-from .common import MetricsError
-from .weights_files import (
+from ..workflow.layout import (
     DOWNLOAD_SUBDIR,
     INCEPTION_WEIGHTS_FILENAME,
     provided_weights_state,
 )
-from .weights_files import (
+from ..workflow.layout import (
     provided_candidates as _provided_candidates,
 )
-from .weights_files import (
+from ..workflow.layout import (
     weights_filename as _weights_filename,
 )
 
@@ -92,7 +92,7 @@ def load_inception_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an Inception-v3 state dict without running any code the file may carry.
 
     Raises:
-        MetricsError: the file is not a plain state dict of tensors (e.g. a pickle of other Python
+        ConfigError: the file is not a plain state dict of tensors (e.g. a pickle of other Python
             objects, whose loading could execute code: it is refused before any of it runs), or
             has no Inception classifier layer. The message says what to use instead.
     """
@@ -100,7 +100,7 @@ def load_inception_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise MetricsError(
+        raise ConfigError(
             f"Inception weights {path} are not a plain PyTorch state dict of tensors, so they are "
             f"not loaded: unpickling the file could run code it carries, and nothing of it was run "
             f"(torch.load(weights_only=True) said: {str(error).splitlines()[0]}). "
@@ -110,7 +110,7 @@ def load_inception_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
     )
     if not plain or "fc.weight" not in state:
-        raise MetricsError(
+        raise ConfigError(
             f"Inception weights {path} are not an Inception-v3 state dict (expected a dict of "
             f"tensors with 'fc.weight'); {_how_to_get_weights()}"
         )
@@ -128,7 +128,7 @@ class VerifiedInceptionV3(FeatureExtractorInceptionV3):
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         if feature_extractor_weights_path is None:
-            raise MetricsError(
+            raise ConfigError(
                 "the Inception extractor needs feature_extractor_weights_path (no download here); "
                 "get the file with resolve_inception_weights"
             )
@@ -171,11 +171,11 @@ def _describe_found(path: Path, how: str) -> str:
 
 
 def resolve_inception_weights(
-    mode: str,
-    weights_path: str | Path | None,
-    url: str | None,
     resources_dir: str | Path,
     *,
+    mode: str = "auto",
+    weights_path: str | Path | None = None,
+    url: str | None = INCEPTION_WEIGHTS_URL,
     timeout_s: float = 60.0,
 ) -> tuple[Path | None, str]:
     """Find (or fetch) the Inception-v3 weights for ``compute_metrics(extractor="inception")``.
@@ -184,7 +184,7 @@ def resolve_inception_weights(
         mode: ``"auto"``: use the weights if present, else download ``url`` (a timeout or a
             dropped connection is retried, a refused one is not); if neither works, return
             ``None`` and the reason (Inception metrics are then skipped).
-            ``"required"``: the same, but raise :class:`MetricsError` instead of returning ``None``.
+            ``"required"``: the same, but raise :class:`ConfigError` instead of returning ``None``.
             ``"off"``: do not look; return ``(None, "disabled in config")``.
         weights_path: a file the user provides; used when it exists.
         url: where to download the weights from (``INCEPTION_WEIGHTS_URL``); ``None`` never
@@ -198,11 +198,11 @@ def resolve_inception_weights(
         or why there is none.
 
     Raises:
-        MetricsError: a weights file is present but unusable (:func:`load_inception_state_dict`),
+        ConfigError: a weights file is present but unusable (:func:`load_inception_state_dict`),
             in every mode but ``"off"``: a file the user put there is never skipped silently.
     """
     if mode not in INCEPTION_MODES:
-        raise MetricsError(f"Inception mode must be one of {INCEPTION_MODES}, got {mode!r}")
+        raise ConfigError(f"Inception mode must be one of {INCEPTION_MODES}, got {mode!r}")
     if mode == "off":
         return None, "disabled in config"
 
@@ -223,7 +223,7 @@ def resolve_inception_weights(
         f"scoring.inception.weights_path ({failure}{missing})"
     )
     if mode == "required":
-        raise MetricsError(reason)
+        raise ConfigError(reason)
     logger.warning(reason)
     return None, reason
 
@@ -232,8 +232,10 @@ def _download_weights(url: str, destination: Path, timeout_s: float) -> str | No
     """Fetch the weights, keeping them only if they are a plain Inception state dict and match
     the SHA-256 prefix of the URL's file name (torch.hub's convention), when it carries one.
 
-    Returns ``None`` on success, else why it failed: every failure (network, HTTP, disk,
-    content) means "not available", which the caller reports with the way to proceed offline.
+    Returns ``None`` on success, else why it failed: every failure the user can do something
+    about (network, HTTP, disk, content: a :class:`~ddpm.DDPMError`) means "not available",
+    which the caller reports with the way to proceed offline; anything else is a bug and
+    propagates.
     """
     logger.info("Inception weights not found; downloading %s to %s", url, destination)
     try:
@@ -246,6 +248,6 @@ def _download_weights(url: str, destination: Path, timeout_s: float) -> str | No
         )
     except DownloadFailed as error:
         return f"download from {url} failed: {error.reason}"
-    except Exception as error:
+    except DDPMError as error:
         return f"download from {url} failed: {error}"
     return None

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import MetricsError
+from .. import ConfigError
 
 __all__ = ["check_cache_key", "check_reference_cache", "file_sha256", "reference_cache_name"]
 
@@ -34,14 +34,14 @@ def _numpy_globals() -> list:
 
 
 def check_reference_cache(cache_dir: str | Path, cache_name: str) -> list[Path]:
-    """Load every cache file of ``cache_name`` weights-only; return them, or raise MetricsError."""
+    """Load every cache file of ``cache_name`` weights-only; return them, or raise ConfigError."""
     files = sorted(Path(cache_dir).glob(f"{cache_name}*.pt"))
     for path in files:
         try:
             with torch.serialization.safe_globals(_numpy_globals()):
                 torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # an unpickling error names the global it refused
-            raise MetricsError(
+            raise ConfigError(
                 f"the reference cache file {path} holds more than tensors and arrays "
                 f"({type(err).__name__}: {str(err).splitlines()[0]}); torch-fidelity would run "
                 f"it when reading the cache. Nothing of it was run: delete {Path(cache_dir)} "
@@ -63,9 +63,9 @@ def reference_cache_name(dataset: str, split: str, image_size: int, extractor: s
 
 
 def check_cache_key(key: str) -> None:
-    """Raise :class:`MetricsError` unless ``key`` can name files in the cache folder."""
+    """Raise :class:`ConfigError` unless ``key`` can name files in the cache folder."""
     if not key or key.strip() != key or any(sep in key for sep in ("/", "\\", os.sep)):
-        raise MetricsError(
+        raise ConfigError(
             f"reference cache key {key!r} must be a non-empty file name without slashes or "
             "surrounding spaces; build it with reference_cache_name"
         )

@@ -20,9 +20,10 @@ import torch
 import torch_fidelity
 from torch.utils.data import Dataset
 
+from .. import ConfigError
 from ..files import atomic_write
 from .classifier import read_classifier_config, register_classifier_extractor
-from .common import MetricsError, as_uint8_images, resolve_device
+from .common import as_uint8_images, resolve_device
 from .inception import INCEPTION_EXTRACTOR_NAME
 from .reference_cache import check_cache_key, check_reference_cache, file_sha256
 
@@ -103,25 +104,25 @@ def _check_images(
     """The two sets must match each other and what the extractor was trained on."""
     channels = generated.shape[1]
     if channels != reference.shape[1]:
-        raise MetricsError(
+        raise ConfigError(
             f"generated images have {channels} channel(s) but reference images have "
             f"{reference.shape[1]}; score against the same dataset in the same colour mode"
         )
     if generated.shape[2:] != reference.shape[2:]:
-        raise MetricsError(
+        raise ConfigError(
             f"generated images are {generated.shape[2]}x{generated.shape[3]} but reference images "
             f"are {reference.shape[2]}x{reference.shape[3]}; use the reference set at the "
             "resolution the model was trained on"
         )
     if extractor == "inception" and channels not in (1, 3):
-        raise MetricsError(
+        raise ConfigError(
             f"Inception-v3 takes grayscale (1 channel) or RGB (3 channels) images, got {channels}"
         )
     if extractor == "classifier":
         config = read_classifier_config(weights_path)
         size = generated.shape[2:]
         if (config["in_channels"], config["image_size"], config["image_size"]) != (channels, *size):
-            raise MetricsError(
+            raise ConfigError(
                 f"the classifier {weights_path} was trained on {config['in_channels']}-channel "
                 f"{config['image_size']}x{config['image_size']} images, but these are "
                 f"{channels}-channel {size[0]}x{size[1]}; pass the classifier trained on this dataset"
@@ -140,7 +141,7 @@ def _check_metric_options(
     """Each metric's option must fit the sizes of the two sets."""
     for name, n in (("generated", n_gen), ("reference", n_ref)):
         if n < 2:
-            raise MetricsError(
+            raise ConfigError(
                 f"the {name} set has {n} image(s); FID needs at least 2 per set (a covariance)"
             )
     for name, value in (
@@ -150,22 +151,22 @@ def _check_metric_options(
         ("prc_neighborhood", prc_neighborhood),
     ):
         if int(value) != value or value < 1:
-            raise MetricsError(f"{name} must be a positive integer, got {value!r}")
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     sets = (("generated", n_gen), ("reference", n_ref))
     smaller = [f"{name} set ({n} images)" for name, n in sets if n < kid_subset_size]
     if smaller:
-        raise MetricsError(
+        raise ConfigError(
             f"kid_subset_size={kid_subset_size} is larger than the {' and the '.join(smaller)}; "
             f"lower kid_subset_size to at most {min(n_gen, n_ref)} or use more samples"
         )
     if isc_splits > n_gen:
-        raise MetricsError(
+        raise ConfigError(
             f"isc_splits={isc_splits} is more than the {n_gen} generated images; lower isc_splits "
             "(each split needs several images)"
         )
     smaller = [f"{name} set ({n} images)" for name, n in sets if n <= prc_neighborhood]
     if smaller:
-        raise MetricsError(
+        raise ConfigError(
             f"prc_neighborhood={prc_neighborhood} needs more images than that in each set, but the "
             f"{' and the '.join(smaller)} is not; lower prc_neighborhood to at most "
             f"{min(n_gen, n_ref) - 1}"
@@ -174,17 +175,17 @@ def _check_metric_options(
 
 def _checked_weights_path(extractor: str, weights_path: str | Path | None) -> Path:
     if extractor not in EXTRACTORS:
-        raise MetricsError(f"extractor must be one of {EXTRACTORS}, got {extractor!r}")
+        raise ConfigError(f"extractor must be one of {EXTRACTORS}, got {extractor!r}")
     if weights_path is None:
         how = (
             "train it with train_classifier"
             if extractor == "classifier"
             else "get it with resolve_inception_weights"
         )
-        raise MetricsError(f"extractor {extractor!r} needs weights_path; {how}")
+        raise ConfigError(f"extractor {extractor!r} needs weights_path; {how}")
     weights_path = Path(weights_path)
     if not weights_path.is_file():
-        raise MetricsError(f"{extractor} weights file {weights_path} does not exist")
+        raise ConfigError(f"{extractor} weights file {weights_path} does not exist")
     return weights_path
 
 
@@ -192,14 +193,14 @@ def _check_cache_arguments(reference_cache_key: str | None, cache_dir) -> None:
     if reference_cache_key is not None:
         check_cache_key(reference_cache_key)
         if cache_dir is None:
-            raise MetricsError("reference_cache_key needs cache_dir, the folder of the cache")
+            raise ConfigError("reference_cache_key needs cache_dir, the folder of the cache")
 
 
 def _fidelity_device(device: str) -> torch.device:
     """The device as torch-fidelity takes it: a CUDA device becomes the current one."""
     torch_device = resolve_device(device)
     if torch_device.type not in ("cpu", "cuda"):
-        raise MetricsError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if torch_device.type == "cuda":
         torch.cuda.set_device(torch_device)  # torch-fidelity runs on the current CUDA device
     return torch_device
@@ -360,7 +361,7 @@ def write_metrics(path: str | Path, metrics: Mapping, **metadata) -> Path:
     any metadata (e.g. ``classifier_weights_sha256="..."``, ``inception_status="..."``)."""
     clash = set(metrics) & set(metadata)
     if clash:
-        raise MetricsError(f"metadata keys {sorted(clash)} are also metric keys; rename them")
+        raise ConfigError(f"metadata keys {sorted(clash)} are also metric keys; rename them")
     payload = {key: _json_value(value) for key, value in {**metrics, **metadata}.items()}
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
     return atomic_write(path, lambda tmp: tmp.write_text(text))
@@ -370,5 +371,5 @@ def read_metrics(path: str | Path) -> dict:
     """Read a ``metrics.json`` written by :func:`write_metrics`; nulls come back as NaN."""
     payload = json.loads(Path(path).read_text())
     if not isinstance(payload, dict):
-        raise MetricsError(f"{path} does not hold a JSON object of metrics")
+        raise ConfigError(f"{path} does not hold a JSON object of metrics")
     return {key: math.nan if value is None else value for key, value in payload.items()}

@@ -15,10 +15,11 @@ import torch
 import torch_fidelity
 import torch_fidelity.utils
 
+from .. import ConfigError
 from ..files import atomic_write
 from ..stats import bootstrap_sample_metrics
 from .classifier import register_classifier_extractor
-from .common import MetricsError, as_uint8_images, resolve_device
+from .common import as_uint8_images, resolve_device
 from .inception import INCEPTION_EXTRACTOR_NAME
 from .reference_cache import file_sha256
 from .scoring import EXTRACTORS, _ImageBatch
@@ -32,7 +33,7 @@ def extract_metric_features(
     """The features torch-fidelity computes each metric from: ``{"fid", "kid", "isc"}`` -> N x D
     (the extractor's default layer for that metric), extracted in one pass over ``images``."""
     if extractor not in EXTRACTORS:
-        raise MetricsError(f"extractor must be one of {EXTRACTORS}, got {extractor!r}")
+        raise ConfigError(f"extractor must be one of {EXTRACTORS}, got {extractor!r}")
     images = as_uint8_images(images, "images")
     name = (
         register_classifier_extractor() if extractor == "classifier" else INCEPTION_EXTRACTOR_NAME

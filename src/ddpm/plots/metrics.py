@@ -352,7 +352,7 @@ def plot_metric_vs_T_with_floor(
 
 def draw_metric_vs_T(metrics: str, floor: str, metric: str) -> plt.Figure:
     """:func:`plot_metric_vs_T_with_floor` from a dataset's ``metrics.csv`` and ``floor.json``."""
-    from ..evaluation import read_metrics
+    from ..evaluation.scoring import read_metrics
 
     use_style()
     return plot_metric_vs_T_with_floor(pd.read_csv(metrics), read_metrics(floor), metric)

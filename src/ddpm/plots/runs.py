@@ -3,7 +3,7 @@ the best cell.
 
 The ``plot_*`` functions take plain tables or arrays and return a matplotlib Figure; the
 ``draw_*`` functions read the run files the workflow hands over and call them (they are the
-draw functions of :data:`ddpm.figures.FIGURES`).
+draw functions of :data:`ddpm.workflow.figures.FIGURES`).
 """
 
 from __future__ import annotations
@@ -180,9 +180,9 @@ def draw_best_cell(
     ``metrics`` and ``floor`` are the dataset's metrics table and real-data floor, ``runs`` the
     ``samples.npz`` of every run, ``data`` the prepared dataset (its test split is shown).
     """
-    from ..data import load_split
-    from ..evaluation import read_metrics
-    from ..results import parse_run_dir
+    from ..data.store import load_split
+    from ..evaluation.scoring import read_metrics
+    from ..results import run_of
     from ..sampling import load_samples
     from ..summary import best_cell
 
@@ -190,7 +190,7 @@ def draw_best_cell(
     best = best_cell(pd.read_csv(metrics), read_metrics(floor))
     seed = best["median_seed"]
     wanted = (best["schedule"], best["T"], seed)
-    (path,) = [p for p in runs if _cell_of(parse_run_dir(p)) == wanted]
+    (path,) = [p for p in runs if _cell_of(run_of(p)) == wanted]
     real, _ = load_split(data, "test")
     title = f"{best['schedule']}, T = {best['T']}, seed {seed}"
     return plot_best_cell(np.asarray(load_samples(path)), np.asarray(real), title, count)
@@ -202,11 +202,11 @@ def _cell_of(run: Mapping) -> tuple:
 
 def _largest_T_per_schedule(paths) -> dict[str, str]:
     """For each schedule, the file of its run with the largest T (first seed)."""
-    from ..results import parse_run_dir
+    from ..results import run_of
 
     best: dict[str, tuple] = {}
     for path in paths:
-        run = parse_run_dir(path)
+        run = run_of(path)
         key = (run["T"], -run["seed"])
         if run["schedule"] not in best or key > best[run["schedule"]][0]:
             best[run["schedule"]] = (key, path)
@@ -215,20 +215,20 @@ def _largest_T_per_schedule(paths) -> dict[str, str]:
 
 def draw_loss_curves(runs: Sequence[str]) -> plt.Figure:
     """:func:`plot_loss_curves` of every run's ``train_log.csv``."""
-    from ..results import parse_run_dir
+    from ..results import run_of
 
-    frames = [pd.read_csv(p).assign(**parse_run_dir(p)) for p in runs]
+    frames = [pd.read_csv(p).assign(**run_of(p)) for p in runs]
     return plot_loss_curves(pd.concat(frames, ignore_index=True))
 
 
 def draw_sample_grids(runs: Sequence[str], count: int = 16) -> plt.Figure:
     """:func:`plot_sample_grids` of every run's ``samples.npz`` (the first seed of each cell)."""
-    from ..results import parse_run_dir
+    from ..results import run_of
     from ..sampling import load_samples
 
     samples = {}
     for path in runs:
-        run = parse_run_dir(path)
+        run = run_of(path)
         samples.setdefault((run["schedule"], run["T"]), load_samples(path))
     return plot_sample_grids(samples, count)
 

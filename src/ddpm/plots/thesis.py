@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..analysis import closest_points
+from ..analysis.thesis import closest_points
 from .style import SCHEDULE_PALETTE, use_style
 
 __all__ = [
@@ -263,7 +263,7 @@ def fig_forward_samples_with_histograms(
 
 def draw_iterative_destruction(destruction: str) -> plt.Figure:
     """:func:`fig_iterative_destruction` of the destruction file the analysis wrote."""
-    from ..analysis import load_images_by_t
+    from ..analysis.forward import load_images_by_t
 
     return fig_iterative_destruction(load_images_by_t(destruction))
 
@@ -271,7 +271,7 @@ def draw_iterative_destruction(destruction: str) -> plt.Figure:
 def draw_forward_samples_with_histograms(forward_samples: str) -> plt.Figure:
     """:func:`fig_forward_samples_with_histograms` of a forward-samples file, at the T it
     records."""
-    from ..analysis import load_images_by_t, load_T
+    from ..analysis.forward import load_images_by_t, load_T
 
     T = load_T(forward_samples)
     if T is None:

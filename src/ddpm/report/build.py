@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..figures import FIGURES, SECTIONS
+from ..evaluation.scoring import read_metrics
+from ..workflow.figures import FIGURES, SECTIONS
 from .answers import answers_section
 from .page import figures_html, write_page
 from .sections import (
@@ -62,7 +63,7 @@ class DatasetResults:
 def _section_of(name: str) -> str:
     if name not in FIGURES:
         raise ValueError(
-            f"figure {name!r} is not in ddpm.figures.FIGURES; declare it there with its "
+            f"figure {name!r} is not in ddpm.workflow.figures.FIGURES; declare it there with its "
             "caption and report section"
         )
     return FIGURES[name].section
@@ -71,16 +72,17 @@ def _section_of(name: str) -> str:
 def read_dataset_results(
     metrics: str | Path, floor: str | Path, classifier: str | Path, figures: Sequence[str | Path]
 ) -> DatasetResults:
-    """The results of the dataset whose ``metrics.csv`` is ``metrics`` (its directory names
-    it); of ``figures``, the PNGs in a directory of that name are its own."""
-    name = Path(metrics).parent.name
-    # floor.json writes NaN (a metric not computed) as null
-    floor_record = {
-        k: math.nan if v is None else v for k, v in json.loads(Path(floor).read_text()).items()
-    }
+    """The results of the dataset whose ``metrics.csv`` is ``metrics`` (its ``dataset`` column
+    names it); of ``figures``, the PNGs in a directory of that name are its own."""
+    runs = pd.read_csv(metrics)
+    names = runs["dataset"].unique() if "dataset" in runs else []
+    if len(names) != 1:
+        raise ValueError(f"{metrics} should hold the runs of one dataset, it names {list(names)}")
+    name = str(names[0])
+    floor_record = read_metrics(floor)
     accuracy = json.loads(Path(classifier).read_text()).get("test_accuracy", math.nan)
     own = {Path(p).stem: Path(p) for p in figures if Path(p).parent.name == name}
-    return DatasetResults(name, pd.read_csv(metrics), floor_record, accuracy, own)
+    return DatasetResults(name, runs, floor_record, accuracy, own)
 
 
 def read_run_provenance(record_paths: Sequence[str | Path]) -> pd.DataFrame:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..figures import figure_caption
 from ..files import atomic_write_text
+from ..workflow.figures import figure_caption
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -26,7 +26,7 @@ pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.8em; }
 
 
 def figure_html(name: str, png: str | Path) -> str:
-    """Figure ``name`` embedded from its PNG, captioned from :data:`ddpm.figures.FIGURES`."""
+    """Figure ``name`` embedded from its PNG, captioned from :data:`ddpm.workflow.figures.FIGURES`."""
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
     return (
         f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(name)}">'

@@ -43,7 +43,7 @@ def forward_section(figures: Sequence[tuple[str, Path]], closest_points: pd.Data
 
 def closeness_answer(thesis_comparison: pd.DataFrame) -> str:
     """Our closeness readings next to the thesis's statements, and what the readings mean."""
-    from ..analysis import explain_closeness_readings
+    from ..analysis.thesis import explain_closeness_readings
 
     return (
         "<h3>Forward process: closeness to noise, next to the thesis</h3>"

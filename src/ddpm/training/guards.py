@@ -22,9 +22,10 @@ import socket
 import threading
 from pathlib import Path
 
+from .. import TrainingError
+
 __all__ = [
     "EXIT_CODES",
-    "RunDirectoryBusyError",
     "RunDirectoryLock",
     "StopSignals",
     "TrainingInterrupted",
@@ -38,10 +39,6 @@ EXIT_CODES = {sig: 128 + sig for sig in (signal.SIGINT, signal.SIGTERM, signal.S
 #: The signals on which the run writes a checkpoint before it stops. Ctrl-C (SIGINT) stops
 #: at once and resumes from the last regular checkpoint.
 CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-
-class RunDirectoryBusyError(RuntimeError):
-    """Another live process is training in this run directory."""
 
 
 class TrainingInterrupted(SystemExit):
@@ -80,7 +77,7 @@ class RunDirectoryLock:
             handle.close()
             if err.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
-            raise RunDirectoryBusyError(
+            raise TrainingError(
                 f"{self.path.parent} is being trained by {holder} (it holds {self.path}); "
                 f"wait for that run to end or stop it, or train into another directory"
             ) from err

@@ -20,13 +20,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .. import ConfigError
 from ..checkpoints import (
     CHECKPOINT_NAME_PATTERN,
     find_resumable_checkpoint,
     list_checkpoints,
     save_checkpoint,
 )
-from ..diffusion import GaussianDiffusion, to_model_range
+from ..diffusion import to_model_range
 from ..files import StorageError, check_writable, remove_stale_temporaries
 from ..runtime import (
     PrecisionChoice,
@@ -36,10 +37,10 @@ from ..runtime import (
     torch_threads,
     use_channels_last,
 )
-from ..unet import UNetConfig, count_parameters
+from ..spec import RunSpec
+from ..unet import count_parameters
 from . import outputs
-from .config import TrainingConfig, TrainingConfigError
-from .fingerprint import code_fingerprint
+from .config import TrainingConfig
 from .guards import RunDirectoryLock, StopSignals, TrainingInterrupted
 from .state import TrainState, ema_decay, learning_rate, update_ema
 
@@ -64,8 +65,10 @@ def _last_checkpoint(checkpoint_dir: Path, before: int | None = None) -> tuple[i
 class _Run:
     """One session of a training run: its settings, its state and the steps of its loop."""
 
-    def __init__(self, images, diffusion, unet_config, config, run_dir, device, decided):
-        self.diffusion, self.unet_config, self.config = diffusion, unet_config, config
+    def __init__(self, images, spec: RunSpec, run_dir, device, decided):
+        self.spec = spec
+        self.diffusion, self.unet_config, config = spec.build()
+        self.config = config
         self.run_dir, self.checkpoint_dir = run_dir, run_dir / "checkpoints"
         self.device = device
         # A precision decided beforehand (for a whole study) fixes the layout too; "auto"
@@ -74,11 +77,11 @@ class _Run:
             device, decided.precision if decided else config.precision
         )
         self.identity = outputs.identity(
-            config, unet_config, diffusion, outputs.data_fingerprint(images), code_fingerprint()
+            spec, outputs.data_fingerprint(images), outputs.code_fingerprint()
         )
         self.images = images.to(device)
         self.state = TrainState.create(
-            unet_config, config, images.shape[0], device, self.channels_last
+            self.unet_config, config, images.shape[0], device, self.channels_last
         )
         self.parameter_count = count_parameters(self.state.model)
         self.precision, self.precision_reason = decided or self._choose_precision()
@@ -281,12 +284,11 @@ class _Run:
                 f"final step and only writes the outputs",
                 err.filename,
             ) from err
-        final_loss = record["final_loss"]
         logger.info(
-            "wrote %s (%d steps, final loss %s, %s)",
+            "wrote %s (%d steps, last logged loss %s, %s)",
             path,
             self.state.step,
-            final_loss,
+            record["last_interval_loss"],
             _format_duration(wall_seconds),
         )
         return path
@@ -307,14 +309,14 @@ def _device(config: TrainingConfig) -> torch.device:
     return device
 
 
-def _validate(images, unet_config: UNetConfig, config: TrainingConfig, record) -> dict:
-    unet_config.validate()
-    config.validate()
-    outputs.check_images(images, unet_config)
+def _validate(images, spec: RunSpec, record) -> dict:
+    spec.unet.validate()
+    spec.training.validate()
+    outputs.check_images(images, spec.unet)
     record = dict(record or {})
     clashes = sorted(set(record) & outputs.RECORD_KEYS)
     if clashes:
-        raise TrainingConfigError(
+        raise ConfigError(
             f"record keys {clashes} are reserved for the training record; rename them"
         )
     return record
@@ -337,40 +339,38 @@ def _own_run_directory(run_dir: Path):
 
 def train(
     images: torch.Tensor,
-    diffusion: GaussianDiffusion,
-    unet_config: UNetConfig,
-    config: TrainingConfig,
+    spec: RunSpec,
     run_dir: str | os.PathLike,
     *,
     record: Mapping | None = None,
     precision_choice: PrecisionChoice | None = None,
 ) -> Path:
-    """Train a U-Net to predict the noise of ``diffusion`` on ``images``; return ``run_dir/model.pt``.
+    """Train the run ``spec`` on ``images``: a U-Net that predicts the noise of its diffusion;
+    return ``run_dir/model.pt``.
 
     Args:
-        images: uint8 tensor (N, C, H, W) with values 0..255.
-        diffusion: the forward process (schedule, loss) to train against.
-        unet_config: the architecture; C, H, W must match ``images``.
-        config: optimisation, checkpointing and logging settings.
+        images: uint8 tensor (N, C, H, W) with values 0..255; C, H, W those of ``spec.unet``.
+        spec: the run (schedule, diffusion, U-Net, training settings, dataset name); written
+            into the record of ``model.pt`` and ``run.json``.
         run_dir: directory for the outputs and ``checkpoints/``; created if missing. If it
             holds checkpoints of the same run (same settings, data and code), training
             resumes from the newest intact one.
-        record: extra JSON-serialisable fields (e.g. dataset name) stored at the top level
-            of the record in ``model.pt`` and ``run.json``.
+        record: extra JSON-serialisable fields (e.g. where the data came from) stored at the
+            top level of the record.
         precision_choice: the precision, decided beforehand, for ``config.precision ==
             "auto"`` (a study decides once for all its runs: :mod:`ddpm.study_precision`);
             None times the precisions here.
 
     Raises:
-        UNetConfigError, TrainingConfigError: invalid settings, before any work.
+        ConfigError: invalid settings, before any work.
         StorageError: ``run_dir`` cannot be written, or the disk filled up during the run.
-        RunDirectoryBusyError: another live process trains in ``run_dir``.
-        NonFiniteLossError, DivergenceError: the loss became NaN/inf or diverged; the
-            checkpoints written before stay.
+        TrainingError: another live process trains in ``run_dir``; or the loss became
+            NaN/inf or diverged (the checkpoints written before stay).
         TrainingInterrupted: SIGINT, SIGTERM or SIGUSR1 arrived (a SystemExit with the exit
             status of that signal; see :mod:`ddpm.training.guards`).
     """
-    record = _validate(images, unet_config, config, record)
+    record = _validate(images, spec, record)
+    config = spec.training
     run_dir = Path(run_dir)
     device = _device(config)
     with (
@@ -383,7 +383,7 @@ def train(
     ):
         torch.manual_seed(config.seed)
         decided = precision_choice if config.precision == "auto" else None
-        run = _Run(images, diffusion, unet_config, config, run_dir, device, decided)
+        run = _Run(images, spec, run_dir, device, decided)
         logger.info(
             "U-Net with %s parameters; %d steps of batch %d on %s (%s: %s)",
             f"{run.parameter_count:,}",

@@ -25,17 +25,10 @@ from collections.abc import Callable
 
 import torch
 
+from .. import TrainingError
 from .config import TrainingConfig
 
-__all__ = ["DivergenceError", "LossMonitor", "NonFiniteLossError"]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the message says at which step."""
-
-
-class DivergenceError(FloatingPointError):
-    """The training loss stayed far above its early level; the message says from which step."""
+__all__ = ["TrainingError", "LossMonitor", "TrainingError"]
 
 
 class LossMonitor:
@@ -67,7 +60,7 @@ class LossMonitor:
         pending, self._pending = self._pending, []
         for (step, lr, _), value in zip(pending, values, strict=True):
             if not math.isfinite(value):
-                raise NonFiniteLossError(
+                raise TrainingError(
                     f"the training loss is {value} at step {step} (lr {lr:.3g}); "
                     f"{last_checkpoint(step)}. "
                     f"Lower learning_rate, enable grad_clip or use precision='fp32'"
@@ -87,7 +80,7 @@ class LossMonitor:
         mean = sum(self.window) / len(self.window)
         if mean > self.factor * self.reference:
             first = step - len(self.window) + 1  # checkpoints from here on hold diverged weights
-            raise DivergenceError(
+            raise TrainingError(
                 f"the training diverged: the mean loss over the {len(self.window)} steps up to "
                 f"step {step} is {mean:.3g}, more than {self.factor:g} x its early level "
                 f"{self.reference:.3g} (lr {lr:.3g}); {last_checkpoint(first)}. Lower learning_rate or "

@@ -9,12 +9,14 @@ checkpoint continues exactly, bit for bit on the CPU, where the saved run stood.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 
 import torch
 
-from ..unet import UNet, UNetConfig
+from ..unet import UNet
+from ..unet_config import UNetConfig
 from .config import TrainingConfig
 from .monitor import LossMonitor
 
@@ -62,9 +64,13 @@ class _BatchSampler:
 
 
 def learning_rate(config: TrainingConfig, step: int) -> float:
-    """Learning rate for optimizer step ``step`` (1-based): linear warm-up, then constant."""
+    """Learning rate for optimizer step ``step`` (1-based): linear warm-up, then constant or,
+    with ``lr_decay="cosine"``, a half cosine from the learning rate to 0 at the last step."""
     if config.warmup_steps and step < config.warmup_steps:
         return config.learning_rate * step / config.warmup_steps
+    if config.lr_decay == "cosine":
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return config.learning_rate
 
 

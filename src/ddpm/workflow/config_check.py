@@ -16,11 +16,11 @@ from pathlib import Path
 
 import jsonschema
 
-from .beta_formulas import FORMULAS, ScheduleError, schedule_betas
-from .dataset_registry import DATASETS
-from .spec import unet_config_for
-from .unet_config import UNetConfig, UNetConfigError
-from .workflow_support import literal_defaults
+from .. import ConfigError
+from ..beta_formulas import FORMULAS, schedule_betas
+from ..unet_config import unet_config_for
+from .code import literal_defaults
+from .datasets import DATASETS
 
 __all__ = ["check_config", "check_study_config", "schema_problems"]
 
@@ -58,8 +58,8 @@ def _describe_schema_error(error) -> str:
             f"allowed keys: {', '.join(allowed)}"
         )
     if kind == "required":
-        missing = [k for k in rule if k not in value]
-        return f"{where}: missing key `{missing[0]}` (required: {', '.join(rule)})"
+        missing = ", ".join(f"`{k}`" for k in rule if k not in value)
+        return f"{where}: missing {missing} (required: {', '.join(rule)})"
     description = error.schema.get("description")
     allowed = {
         "type": lambda: f"must be of type {' or '.join(rule) if isinstance(rule, list) else rule}",
@@ -81,7 +81,8 @@ def schema_problems(config: Mapping, schema: Mapping) -> list[str]:
     """One line per place where ``config`` breaks ``schema``, in the order of the keys."""
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.path])
-    return [_describe_schema_error(error) for error in errors]
+    # One line per problem: the missing keys of one mapping are one problem.
+    return list(dict.fromkeys(_describe_schema_error(error) for error in errors))
 
 
 #: Top-level keys that left the study config, and where they went.
@@ -108,13 +109,7 @@ def check_config(config: Mapping, schema: Mapping) -> list[str]:
 
 
 def _problems(config: Mapping, schema: Mapping) -> list[str]:
-    renamed = _renamed_model_keys(config)
-    if renamed:
-        # The renamed key gets its own message; the rest of the config is still checked.
-        model = {k: v for k, v in config["model"].items() if k != "attention_resolutions"}
-        problems = renamed + schema_problems({**config, "model": model}, schema)
-    else:
-        problems = schema_problems(config, schema)
+    problems = schema_problems(config, schema)
     if not problems:
         problems = check_study_config(config)
     return problems
@@ -141,7 +136,7 @@ def _check_schedule(key: str, definition: Mapping, all_T) -> list[str]:
     for T in sorted(set(all_T)):
         try:
             schedule_betas(name, T, **params)
-        except ScheduleError as error:
+        except ConfigError as error:
             return [f"{key} at T={T}: {error}"]
     return []
 
@@ -197,34 +192,6 @@ def _check_forward_samples(config: Mapping, already_wrong: list[str]) -> list[st
     return problems
 
 
-def _renamed_model_keys(config: Mapping) -> list[str]:
-    """The U-Net's own message for a ``model`` block that still names ``attention_resolutions``.
-
-    Feature-map sizes depend on the image size, so the equivalent ``attention_levels`` is given
-    for each dataset of the study (once for datasets of the same size).
-    """
-    model = config.get("model")
-    if not isinstance(model, Mapping) or "attention_resolutions" not in model:
-        return []
-    sizes = {}
-    for name in config.get("datasets") or []:
-        image_size = _dataset_image_size(config, name) if name in DATASETS else None
-        if image_size is not None:
-            sizes.setdefault(image_size, name)
-    problems = []
-    for image_size, name in sizes.items():
-        try:
-            unet_config_for(model, DATASETS[name].channels, image_size)
-        except (UNetConfigError, TypeError) as error:
-            problems.append(f"model (for {name} at image_size {image_size}): {error}")
-    if not problems:  # no known dataset: the message without a size
-        try:
-            unet_config_for(model, 1, UNetConfig.image_size)
-        except (UNetConfigError, TypeError) as error:
-            problems.append(f"model: {error}")
-    return problems
-
-
 def _dataset_image_size(config: Mapping, name: str) -> int | None:
     """The image size the study uses for dataset ``name`` (None: the config must choose one)."""
     options = config.get("dataset_options") or {}
@@ -254,7 +221,7 @@ def _check_datasets(config: Mapping) -> list[str]:
             continue
         try:
             unet_config_for(config["model"], spec.channels, image_size).validate()
-        except (UNetConfigError, TypeError) as error:
+        except (ConfigError, TypeError) as error:
             problems.append(f"model (for {name} at image_size {image_size}): {error}")
     return problems
 
@@ -322,13 +289,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from .config_load import ConfigFileError, resolve_config
+    from .. import ConfigError
+    from .config_load import resolve_config
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     overlays = sys.argv[1:] if argv is None else argv
     try:
         config = resolve_config(repo / "config" / "config.yaml", overlays)
-    except ConfigFileError as error:
+    except ConfigError as error:
         print(error, file=sys.stderr)
         return 1
     schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())

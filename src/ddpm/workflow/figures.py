@@ -1,10 +1,10 @@
 """Every figure of the study, declared once: what it reads, how it is drawn, its caption and
 the report section it belongs to.
 
-The workflow reads this registry when it parses (so this module imports the standard library
-only, and draw functions are named by a dotted path that is imported when the figure is drawn):
-its rules make one PDF and one PNG per figure, the scripts draw through :func:`draw_figure`,
-and the report takes each figure's caption and section from here.
+The workflow reads this registry when it parses (so draw functions are named by a dotted path,
+imported only when the figure is drawn): its rule ``figure`` makes one PDF and one PNG per
+figure through :func:`draw_figure`, and the report takes each figure's caption and section
+from here.
 
 Adding a figure is one :class:`Figure` in :data:`FIGURES` and one draw function. The draw
 function takes one keyword argument per name in ``reads`` (a file path; ``runs`` is the list of
@@ -17,6 +17,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+from .layout import ANALYSIS_FILES
 
 __all__ = [
     "ANALYSIS_TABLES",
@@ -33,16 +35,10 @@ __all__ = [
 
 #: What a dataset figure may read: every run's ``run_file``, the metrics table, the real-data
 #: floor, the prepared dataset.
-DATASET_INPUTS = ("runs", "metrics", "floor", "data")
+DATASET_INPUTS = ("runs", "data", "metrics", "floor")
 
 #: What a figure of the forward process may read: one table of ``results/analysis/``.
-ANALYSIS_TABLES = (
-    "destruction",
-    "closeness_schedules",
-    "closeness",
-    "schedules",
-    "forward_samples",
-)
+ANALYSIS_TABLES = tuple(ANALYSIS_FILES)
 
 #: Study settings a figure can depend on: it is made only where all its ``needs`` are on.
 FLAGS = ("snapshots", "inception")
@@ -94,15 +90,13 @@ class Figure:
         """Drawn once per dataset (from its runs), not once for the study."""
         return self.section != "forward"
 
-    @property
-    def rule(self) -> str:
-        """The workflow rule that makes it (each rule's script imports its draw modules)."""
-        if not self.per_dataset:
-            return "thesis_figure"
-        return "metric_figure" if "metrics" in self.reads else "run_figure"
-
     def enabled(self, flags: Mapping[str, bool]) -> bool:
         return all(flags.get(flag, False) for flag in self.needs)
+
+    @property
+    def draw_module(self) -> str:
+        """The module of the draw function (its code decides the figure)."""
+        return self.draw.partition(":")[0]
 
     def draw_function(self) -> Callable:
         module, _, function = self.draw.partition(":")

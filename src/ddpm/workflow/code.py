@@ -1,14 +1,16 @@
 """Which ``ddpm`` modules a file imports, and a digest of what their code computes.
 
-Both the workflow (a rule's code version: editing any module a rule's script uses, even
-indirectly, makes its outputs out of date) and the training (the fingerprint of the code
-its weights depend on) follow imports this way, so neither keeps a hand-written list.
-Imports under ``if TYPE_CHECKING:`` are left out: they serve annotations and never run.
+Both the workflow (a rule's :func:`code_version`: editing a module a rule's script uses,
+even indirectly, makes its outputs out of date) and the training (the fingerprint of the
+code its weights depend on) follow imports this way, so neither keeps a hand-written list.
+Imports inside functions count (they run when the function is called); imports under
+``if TYPE_CHECKING:`` do not (they serve annotations and never run).
 
 :func:`code_digest` hashes the modules' syntax trees, not their text, with the parts that
 only a person reads taken out (see :func:`computing_source`): a comment, a docstring, a log
 line, an error message or the version number can change without anything being recomputed.
-Needs neither NumPy nor PyTorch: the workflow calls it while Snakemake parses.
+:func:`literal_defaults` reads a library function's keyword defaults the same way, so the
+config check knows them without importing the library.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ __all__ = [
     "PACKAGE",
     "PACKAGE_DIR",
     "code_digest",
+    "code_version",
     "computing_source",
     "imported_modules",
+    "library_inputs",
+    "literal_defaults",
     "module_closure",
     "module_path",
 ]
 
 PACKAGE = "ddpm"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def module_path(module: str, package_dir: Path) -> Path | None:
@@ -85,14 +90,10 @@ class _ImportCollector(ast.NodeVisitor):
         else:
             base = node.module or ""
         self._add(base)
-        lazy = _lazy_exports(module_path(base, self.package_dir))
         for alias in node.names:
-            # `from package import name`: name may be a submodule, or a name that the
-            # package imports from a submodule on first use (PEP 562, see _lazy_exports).
+            # `from package import name`: name may be a submodule.
             if module_path(f"{base}.{alias.name}", self.package_dir):
                 self._add(f"{base}.{alias.name}")
-            elif alias.name in lazy:
-                self._add(f"{base}.{lazy[alias.name]}")
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -100,22 +101,6 @@ def _is_type_checking(test: ast.expr) -> bool:
     if isinstance(test, ast.Name):
         return test.id == "TYPE_CHECKING"
     return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-
-
-@functools.cache
-def _lazy_exports(init: Path | None) -> dict[str, str]:
-    """A package's ``_EXPORTS = {name: submodule}``: names its ``__getattr__`` imports lazily.
-
-    The packages of this library that defer their imports (``ddpm``, ``ddpm.evaluation``)
-    declare them in this literal mapping, so the imports can still be followed from the source.
-    """
-    if init is None or init.name != "__init__.py":
-        return {}
-    for node in ast.parse(init.read_text(encoding="utf-8")).body:
-        targets = node.targets if isinstance(node, ast.Assign) else []
-        if any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in targets):
-            return dict(ast.literal_eval(node.value))
-    return {}
 
 
 def _with_parents(module: str) -> set[str]:
@@ -236,3 +221,57 @@ def code_digest(modules: Iterable[str], package_dir: Path = PACKAGE_DIR) -> str:
         digest.update(f"{relative}\0{len(source)}\0".encode())
         digest.update(source)
     return digest.hexdigest()
+
+
+# --- what the workflow reads of the library ------------------------------------------------
+def library_inputs(script: str | Path, package_dir: Path = PACKAGE_DIR) -> list[str]:
+    """The library source files ``script`` depends on (lazy imports included), sorted."""
+    modules = imported_modules(script, package_dir=package_dir)
+    return sorted(str(module_path(m, package_dir)) for m in modules)
+
+
+def code_version(
+    script: str | Path, also: Iterable[str] = (), package_dir: Path = PACKAGE_DIR
+) -> str:
+    """A short digest of what the library modules that ``script`` imports compute, and the
+    modules ``also`` names (``"ddpm.plots.runs"``: one the script imports by name, as the
+    figure script imports a figure's draw function) with what they import.
+
+    A rule takes it as a parameter: Snakemake reruns a job whose parameters changed, so an
+    edit that can change a number reruns what depends on it, while a comment, a docstring,
+    a log message, a version bump or a moved checkout (the digest holds no path) does not.
+    """
+    modules = imported_modules(script, package_dir=package_dir)
+    for module in also:
+        modules |= module_closure(module, package_dir)
+    return code_digest(modules, package_dir)[:16]
+
+
+@functools.cache
+def literal_defaults(relative_path: str, function: str) -> dict[str, object]:
+    """The keyword defaults of ``function`` in ``ddpm/relative_path`` that are literals."""
+    tree = ast.parse((PACKAGE_DIR / relative_path).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            arguments = node.args
+            positional = arguments.posonlyargs + arguments.args
+            pairs = list(
+                zip(
+                    positional[len(positional) - len(arguments.defaults) :],
+                    arguments.defaults,
+                    strict=True,
+                )
+            )
+            pairs += [
+                (a, d)
+                for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True)
+                if d is not None
+            ]
+            defaults = {}
+            for argument, default in pairs:
+                try:
+                    defaults[argument.arg] = ast.literal_eval(default)
+                except ValueError:
+                    continue  # not a literal (a call, a name): the library decides at run time
+            return defaults
+    raise LookupError(f"no function {function!r} in {PACKAGE_DIR / relative_path}")

@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DATASETS", "DatasetError", "DatasetSpec", "dataset_spec"]
+from .. import DataError
 
-
-class DatasetError(Exception):
-    """A dataset cannot be prepared or read; the message says why and what to do."""
+__all__ = ["DATASETS", "DataError", "DatasetSpec", "dataset_spec"]
 
 
 @dataclass(frozen=True)
@@ -100,10 +98,10 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def dataset_spec(name: str) -> DatasetSpec:
-    """The registry entry of ``name``; unknown names raise :class:`DatasetError`."""
+    """The registry entry of ``name``; unknown names raise :class:`DataError`."""
     try:
         return DATASETS[name]
     except (KeyError, TypeError):
-        raise DatasetError(
+        raise DataError(
             f"Unknown dataset {name!r}. Known datasets: {', '.join(sorted(DATASETS))}."
         ) from None

@@ -22,18 +22,15 @@ from pathlib import Path
 
 import yaml
 
+from .. import ConfigError
+
 __all__ = [
     "REPLACED",
-    "ConfigFileError",
     "load_config_file",
     "merge_config",
     "parse_command_line_entry",
     "resolve_config",
 ]
-
-
-class ConfigFileError(ValueError):
-    """A config file or ``--config`` value cannot be read; the message says where and why."""
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -73,24 +70,24 @@ def load_yaml_text(text: str, source: str):
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
-        raise ConfigFileError(_describe_yaml_error(source, error)) from None
+        raise ConfigError(_describe_yaml_error(source, error)) from None
 
 
 def load_config_file(path: str | os.PathLike) -> dict:
-    """The mapping in YAML file ``path``; anything else raises :class:`ConfigFileError`."""
+    """The mapping in YAML file ``path``; anything else raises :class:`ConfigError`."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigFileError(f"{path}: cannot read the config file ({error.strerror})") from None
+        raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
     values = load_yaml_text(text, str(path))
     if values is None:
-        raise ConfigFileError(
+        raise ConfigError(
             f"{path}: the file is empty; a config file holds top-level keys such as "
             "`training:` (see config/README.md)"
         )
     if not isinstance(values, dict):
-        raise ConfigFileError(
+        raise ConfigError(
             f"{path}: the file holds a {type(values).__name__}, not a mapping of top-level keys "
             "such as `training:` (see config/README.md)"
         )
@@ -123,7 +120,7 @@ def parse_command_line_entry(entry: str) -> dict:
     """
     key, separator, value = entry.partition("=")
     if not separator or not key:
-        raise ConfigFileError(
+        raise ConfigError(
             f"--config {entry!r}: expected KEY=VALUE, e.g. --config 'training={{steps: 100}}'"
         )
     parsed = load_yaml_text(value, f"--config {entry!r}") if value else None
