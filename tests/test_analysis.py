@@ -242,7 +242,6 @@ def test_pixels_reading_limits(photo):
             },
             "twice",
         ),
-        ({"specs": [ScheduleSpec("linear", "linear", 10, {"beta_stop": 0.1})]}, "beta_stop"),
     ],
 )
 def test_bad_arguments_are_named(photo, kwargs, message):

@@ -18,8 +18,11 @@ STEPS = (25, 50)
 
 
 def _run_dir(root, schedule, T, seed=0):
+    """A run's directory with the part of its record that says which run it is."""
     path = root / "results" / "digits" / "runs" / f"{schedule}-T{T}-seed{seed}"
     path.mkdir(parents=True, exist_ok=True)
+    record = {"dataset": "digits", "schedule": {"label": schedule, "T": T}, "seed": seed}
+    (path / "run.json").write_text(json.dumps(record))
     return path
 
 

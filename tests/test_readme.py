@@ -36,7 +36,6 @@ def test_readme_figure_example_is_a_complete_registry_entry_that_draws(tmp_path)
     entry, draw = _python_blocks("Layout")
     figure = eval(entry, {"Figure": Figure})  # noqa: S307 - the README's own expression
     assert figure.section in SECTIONS and set(figure.reads) <= set(DATASET_INPUTS)
-    assert figure.rule == "metric_figure"
     namespace = {"plt": plt, "pd": pd, "sns": sns}
     exec(compile(draw, "README.md", "exec"), namespace)  # noqa: S102
     function = namespace[figure.draw.split(":")[1]]

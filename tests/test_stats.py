@@ -81,10 +81,20 @@ def _fid_by_hand(a: np.ndarray, b: np.ndarray) -> float:
     )
 
 
+#: The bootstrap's other options, as the scoring passes them.
+OPTIONS = {"seed": 0, "kid_subsets": 100, "isc_splits": 5}
+
+
 def test_bootstrap_recomputes_fid_like_the_textbook_formula():
     generated, reference = _features(60, 1, shift=0.5), _features(400, 2)
     result = bootstrap_sample_metrics(
-        generated, reference, resamples=30, seed=3, kid_subset_size=20, isc_splits=2
+        generated,
+        reference,
+        resamples=30,
+        seed=3,
+        kid_subsets=100,
+        kid_subset_size=20,
+        isc_splits=2,
     )
     rng = np.random.default_rng(3)
     by_hand = [
@@ -102,7 +112,7 @@ def test_bootstrap_spread_shrinks_with_more_samples():
     reference = _features(1000, 2)
     spreads = [
         bootstrap_sample_metrics(
-            _features(n, 1, shift=0.3), reference, resamples=40, kid_subset_size=50
+            _features(n, 1, shift=0.3), reference, resamples=40, kid_subset_size=50, **OPTIONS
         )["fid_boot_sd"]
         for n in (100, 800)
     ]
@@ -111,10 +121,11 @@ def test_bootstrap_spread_shrinks_with_more_samples():
 
 
 def test_bootstrap_rejects_bad_options():
+    ten = (_features(10, 0), _features(10, 1))
     with pytest.raises(ValueError, match="resamples"):
-        bootstrap_sample_metrics(_features(10, 0), _features(10, 1), resamples=1)
+        bootstrap_sample_metrics(*ten, resamples=1, kid_subset_size=5, **OPTIONS)
     with pytest.raises(ValueError, match="kid_subset_size"):
-        bootstrap_sample_metrics(_features(10, 0), _features(10, 1), kid_subset_size=50)
+        bootstrap_sample_metrics(*ten, resamples=10, kid_subset_size=50, **OPTIONS)
 
 
 @pytest.fixture(scope="module")

@@ -45,8 +45,9 @@ LONG = dict(
 CHILD = f"""
 import logging, os, sys, time, torch
 sys.path.insert(0, {str(REPO / "tests")!r})
-from test_training_faults import IMAGES, DIFFUSION, UNET, LONG
-from ddpm.training import TrainingConfig, train
+from test_training_faults import IMAGES, LONG, run_spec
+from ddpm.training.config import TrainingConfig
+from ddpm.training.loop import train
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 torch.set_num_threads(1)
 stall = os.environ.get("STALL_WRITING")  # hang inside the write of this file, for a kill
@@ -85,10 +86,20 @@ def test_a_huge_learning_rate_stops_as_diverged_and_names_the_step(tmp_path):
     assert step < 10 and not checkpoint_steps(tmp_path)  # stopped before its first checkpoint
 
 
+def test_a_run_shorter_than_the_divergence_window_that_blew_up_is_no_success(tmp_path):
+    # 40 steps at a learning rate of 1e9 with clipping: finite, about 1e21 at the end, but the
+    # default patience (100 steps) never fills; the run is judged at its end.
+    cfg = small_config(steps=40, learning_rate=1e9, checkpoint_every=40)
+    assert cfg.divergence_patience > 40
+    with pytest.raises(TrainingError, match=r"diverged.*40 steps up to step 40"):
+        train(IMAGES(), run_spec(cfg), tmp_path)
+    assert not (tmp_path / "model.pt").exists()
+
+
 def test_divergence_check_can_be_switched_off(tmp_path):
     cfg = small_config(steps=12, learning_rate=1e9, divergence_patience=5, divergence_factor=None)
     train(IMAGES(), run_spec(cfg), tmp_path)
-    assert record(tmp_path)["final_loss"] > 1e6  # it did diverge, and was let be
+    assert record(tmp_path)["last_interval_loss"] > 1e6  # it did diverge, and was let be
 
 
 def test_a_healthy_run_is_not_taken_for_diverged_with_the_defaults(tmp_path):

@@ -1,6 +1,5 @@
 """The U-Net: shapes for every supported size, the time embedding, skips, and config errors."""
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -213,23 +212,3 @@ def test_attention_levels_count_from_full_resolution():
     # level 0 (16 px): one block down, two up; level 2 (4 px): the same; plus the middle
     assert sorted(_attention_input_sizes(UNet(config), 16)) == [4, 4, 4, 4, 16, 16, 16]
     assert _attention_input_sizes(UNet(tiny(attention_levels=())), 8) == [4]  # middle only
-
-
-@pytest.mark.parametrize(
-    ("record", "equivalent"),
-    [
-        ({"image_size": 28, "channel_mults": [1, 2, 2], "attention_resolutions": [7]}, "[2]"),
-        ({"image_size": 32, "channel_mults": [1, 2, 2, 2], "attention_resolutions": [16]}, "[1]"),
-        ({"attention_resolutions": []}, "[]"),
-    ],
-)
-def test_the_old_attention_key_names_the_new_key_and_its_value(record, equivalent):
-    with pytest.raises(ConfigError, match="attention_levels") as info:
-        UNetConfig.from_dict(record)
-    assert f"attention_levels: {equivalent}" in str(info.value)
-    levels = json.loads(equivalent)  # the suggested value must put attention at those sizes
-    config = UNetConfig.from_dict(
-        {k: v for k, v in record.items() if k != "attention_resolutions"}
-        | {"attention_levels": levels}
-    )
-    assert [config.resolutions[level] for level in levels] == record["attention_resolutions"]

@@ -20,8 +20,8 @@ from ddpm.workflow.code import (
     code_version,
     computing_source,
     imported_modules,
-    library_inputs,
     literal_defaults,
+    module_closure,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def _ddpm_imports(script: Path) -> set[str]:
 
 def test_import_closure_of_every_script_is_what_python_imports():
     # One interpreter per script is costly; the scripts whose imports differ most suffice.
-    for name in ["run_figure.py", "metric_figure.py", "report.py", "score.py", "train.py"]:
+    for name in ["figure.py", "report.py", "score.py", "train.py", "closeness.py"]:
         script = REPO / "workflow" / "scripts" / name
         assert imported_modules(script, top_level_only=True) == _ddpm_imports(script), name
 
@@ -62,8 +62,15 @@ def test_lazy_imports_are_inputs_too():
     for script in SCRIPTS:
         assert imported_modules(script, top_level_only=True) <= imported_modules(script)
     # plots.runs imports sampling and results inside its functions (review F10).
-    run_figure = {Path(p).name for p in library_inputs(REPO / "workflow/scripts/run_figure.py")}
-    assert {"sampling.py", "results.py", "runs.py", "files.py"} <= run_figure
+    runs = {m.removeprefix("ddpm.") for m in module_closure("ddpm.plots.runs")}
+    assert {"sampling", "results", "plots.runs", "files"} <= runs
+
+
+def test_the_forward_analysis_does_not_depend_on_the_training():
+    # Editing the training loop reruns what it trains, not the analysis or the schedule table.
+    for name in ("closeness.py", "schedule_table.py", "destruction.py", "forward_samples.py"):
+        modules = imported_modules(REPO / "workflow" / "scripts" / name)
+        assert not {m for m in modules if m.startswith("ddpm.training")}, (name, sorted(modules))
 
 
 def test_editing_an_indirectly_used_module_reruns_the_rule(tmp_path):
@@ -84,12 +91,11 @@ def test_editing_an_indirectly_used_module_reruns_the_rule(tmp_path):
     snakemake()
     assert "Nothing to be done" in snakemake("-n")
     # imported by the analysis, not by the script: a change of what it computes reruns it
-    diffusion = work / "src" / "ddpm" / "diffusion.py"
-    source = diffusion.read_text()
-    diffusion.write_text(source + "\n# a comment changes nothing\n")
+    formulas = work / "src" / "ddpm" / "beta_formulas.py"
+    source = formulas.read_text()
+    formulas.write_text(source + "\n# a comment changes nothing\n")
     assert "Nothing to be done" in snakemake("-n")
-    assert source.count("1e-12") >= 1
-    diffusion.write_text(source.replace("1e-12", "1e-11", 1))
+    formulas.write_text(source.replace("scale = 1000.0 / T", "scale = 1000.0 / (T + 0)", 1))
     assert "schedule_table" in snakemake("-n")
 
 
@@ -215,13 +221,3 @@ def test_type_checking_imports_are_not_inputs(tmp_path):
     script.write_text("from ddpm.uses import A\n")
     found = imported_modules(script, package_dir=package)
     assert found == {"ddpm", "ddpm.uses", "ddpm.fallback", "ddpm.annotated"}
-
-
-def test_the_run_spec_reads_without_the_classes_it_builds(tmp_path):
-    # spec.py names them in its annotations (and imports them where it builds them): reading
-    # a spec, as the config check does, loads none of their PyTorch code.
-    script = tmp_path / "script.py"
-    script.write_text("from ddpm.spec import RunSpec\n")
-    found = imported_modules(script, top_level_only=True)
-    assert "ddpm.spec" in found
-    assert not found & {"ddpm.diffusion", "ddpm.schedules", "ddpm.training.config"}

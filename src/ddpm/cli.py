@@ -21,7 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .cli_options import DefaultsOnceFormatter, add_dataclass_options, dataclass_values
+from .cli_options import (
+    DefaultsOnceFormatter,
+    add_dataclass_options,
+    dataclass_values,
+    default_of,
+)
 
 __all__ = ["build_parser", "main", "parse_key_value"]
 
@@ -119,7 +124,7 @@ def _cmd_train(args) -> int:
         diffusion={
             "variance": args.variance,
             "loss": args.loss,
-            "clip_denoised": not args.no_clip_denoised,
+            "clip_denoised": args.clip_denoised,
         },
         unet=unet_config_for(
             dataclass_values(args, UNetConfig, exclude=_FROM_DATA),
@@ -162,15 +167,16 @@ def _cmd_sample(args) -> int:
 # --- the parser --------------------------------------------------------------------------
 def _add_device_options(parser) -> None:
     from .runtime import PRECISIONS
+    from .sampling import generate
 
     parser.add_argument(
         "--device",
-        default="auto",
+        default=default_of(generate, "device"),
         help="'auto' (a CUDA GPU if there is one, else the CPU), 'cpu', 'cuda' or 'cuda:N'",
     )
     parser.add_argument(
         "--precision",
-        default="auto",
+        default=default_of(generate, "precision"),
         choices=PRECISIONS,
         help="'auto' = picked for the device (bf16 autocast where the hardware runs it fast, "
         "float32 elsewhere); 'bf16' = bf16 autocast on any device; 'fp32' = float32",
@@ -218,6 +224,7 @@ def _add_schedule_command(commands) -> None:
 
 
 def _add_prepare_data_command(commands) -> None:
+    from .data.prepare import prepare_dataset
     from .data.resize import RESIZE_MODES
     from .workflow.datasets import DATASETS
 
@@ -235,14 +242,16 @@ def _add_prepare_data_command(commands) -> None:
         "--image-size", type=int, help="side of the stored (square) images (default: native)"
     )
     p.add_argument(
-        "--root", default="resources/datasets", help="directory for downloaded raw files"
+        "--root",
+        default=default_of(prepare_dataset, "root"),
+        help="directory for downloaded raw files",
     )
     p.add_argument(
         "--base-url", help="fetch the raw files from this mirror (https://, http:// or file://)"
     )
     p.add_argument(
         "--resize-mode",
-        default="resize",
+        default=default_of(prepare_dataset, "resize_mode"),
         choices=RESIZE_MODES,
         help="'resize' (antialiased) or 'pad' with a zero border (only to grow images)",
     )
@@ -250,7 +259,10 @@ def _add_prepare_data_command(commands) -> None:
 
 def _add_diffusion_options(g) -> None:
     from .beta_formulas import FORMULAS
-    from .diffusion import LOSSES, VARIANCES
+    from .diffusion import LOSSES, VARIANCES, GaussianDiffusion
+
+    def default(name):
+        return default_of(GaussianDiffusion.__init__, name)
 
     g.add_argument("--schedule", default="linear", choices=list(FORMULAS), help="noise schedule")
     g.add_argument("--T", type=int, default=1000, help="number of diffusion steps")
@@ -263,13 +275,23 @@ def _add_diffusion_options(g) -> None:
     g.add_argument(
         "--label", help="the run's name for its schedule, kept in its record (default: --schedule)"
     )
-    g.add_argument("--variance", default="beta", choices=VARIANCES, help="reverse-process variance")
     g.add_argument(
-        "--loss", default="mse", choices=LOSSES, help="loss between true and predicted noise"
+        "--variance",
+        default=default("variance"),
+        choices=VARIANCES,
+        help="reverse-process variance",
+    )
+    g.add_argument(
+        "--loss",
+        default=default("loss"),
+        choices=LOSSES,
+        help="loss between true and predicted noise",
     )
     g.add_argument(
         "--no-clip-denoised",
-        action="store_true",
+        dest="clip_denoised",
+        action="store_false",
+        default=default("clip_denoised"),
         help="do not clip the predicted x_0 to [-1, 1] when sampling",
     )
 
@@ -302,7 +324,10 @@ def _add_train_command(commands) -> None:
 
 
 def _add_sample_command(commands) -> None:
-    from .sampling import SAMPLERS
+    from .sampling import SAMPLERS, generate
+
+    def default(name):
+        return default_of(generate, name)
 
     p = _add_command(
         commands,
@@ -317,17 +342,23 @@ def _add_sample_command(commands) -> None:
     p.add_argument("--num-samples", type=int, default=64, help="how many images")
     p.add_argument(
         "--sampler",
-        default="ancestral",
+        default=default("sampler"),
         choices=SAMPLERS,
         help="'ancestral' = DDPM's reverse chain (T steps); 'ddim' = DDIM with --ddim-steps steps",
     )
-    p.add_argument("--ddim-steps", type=int, default=50, help="DDIM steps (at most T)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise scale (0 = deterministic)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per model call")
+    p.add_argument(
+        "--ddim-steps", type=int, default=default("ddim_steps"), help="DDIM steps (at most T)"
+    )
+    p.add_argument(
+        "--eta", type=float, default=default("eta"), help="DDIM noise scale (0 = deterministic)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=default("batch_size"), help="images per model call"
+    )
     p.add_argument(
         "--seed",
         type=int,
-        default=0,
+        default=default("seed"),
         help="seed of the noise (same seed and batch size = same images)",
     )
     p.add_argument("--png", help="path of the PNG grid (default: OUT with .png)")

@@ -17,9 +17,24 @@ import types
 import typing
 from collections.abc import Callable, Collection, Mapping
 
-__all__ = ["DefaultsOnceFormatter", "add_dataclass_options", "dataclass_values", "field_docs"]
+__all__ = [
+    "DefaultsOnceFormatter",
+    "add_dataclass_options",
+    "dataclass_values",
+    "default_of",
+    "field_docs",
+]
 
 _NONE_WORDS = ("none", "off", "null", "0")
+
+
+def default_of(function: Callable, name: str):
+    """The default of ``function``'s parameter ``name``: an option takes the library's default
+    instead of writing it a second time."""
+    default = inspect.signature(function).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{function.__qualname__}() has no default for {name!r}")
+    return default
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -141,11 +141,11 @@ def bootstrap_sample_metrics(
     generated: dict[str, torch.Tensor],
     reference: dict[str, torch.Tensor],
     *,
-    resamples: int = 100,
-    seed: int = 0,
-    kid_subsets: int = 100,
-    kid_subset_size: int = 50,
-    isc_splits: int = 5,
+    resamples: int,
+    seed: int,
+    kid_subsets: int,
+    kid_subset_size: int,
+    isc_splits: int,
 ) -> dict:
     """Spread of FID, KID and IS that comes from the finite generated set alone.
 

@@ -175,7 +175,11 @@ def figure_inputs(wildcards):
     figure = FIGURES[wildcards.figure]
     if not figure.per_dataset:
         return {table: ANALYSIS_FILES[table] for table in figure.reads}
-    files = {name: dataset_file(name, wildcards.group) for name in figure.reads if name != "runs"}
+    files = {
+        name: dataset_file(name, wildcards.group)
+        for name in figure.reads
+        if name != "runs"
+    }
     if figure.run_file:
         steps = [max(STEPS)] if figure.largest_T_only else None
         seeds = SEEDS[:1] if figure.first_seed_only else None
@@ -186,7 +190,8 @@ def figure_inputs(wildcards):
 def figure_settings(wildcards):
     """The draw function's settings, from the config's `figures` section."""
     return {
-        keyword: config["figures"][key] for keyword, key in FIGURES[wildcards.figure].settings
+        keyword: config["figures"][key]
+        for keyword, key in FIGURES[wildcards.figure].settings
     }
 
 

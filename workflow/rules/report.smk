@@ -6,9 +6,7 @@ rule report:
     input:
         metrics=expand(DATASET_FILES["metrics"], dataset=DATASETS),
         floors=expand(DATASET_FILES["floor"], dataset=DATASETS),
-        classifiers=expand(
-            DATASET_FILES["classifier_summary"], dataset=DATASETS
-        ),
+        classifiers=expand(DATASET_FILES["classifier_summary"], dataset=DATASETS),
         inception=f"{INCEPTION_RESOURCES}/status.json",
         figures=[figure_files(dataset, DATASET_FIGURES) for dataset in DATASETS],
         thesis_figures=figure_files(STUDY_FIGURES, STUDY_FIGURE_NAMES),

@@ -69,14 +69,13 @@ def bootstrap_metrics(
     *,
     extractor: str,
     weights_path: str | Path,
-    resamples: int = 100,
-    seed: int = 0,
-    kid_subset_size: int = 1000,
-    kid_subsets: int = 100,
-    isc_splits: int = 10,
+    resamples: int,
+    seed: int,
+    kid_subset_size: int,
+    kid_subsets: int,
+    isc_splits: int,
     reference_features: Mapping | None = None,
     device: str = "auto",
-    **unused,
 ) -> dict:
     """The within-run (finite-sample) spread of FID, KID and IS of ``generated``: features are
     extracted once, the generated set is resampled with replacement ``resamples`` times and each
@@ -84,6 +83,8 @@ def bootstrap_metrics(
 
     Returns ``{extractor}_{fid|kid_mean|is_mean}_boot_{sd|lo|hi}`` and ``bootstrap_resamples``.
     ``reference_features`` (from :func:`extract_metric_features`) skips extracting the reference.
+    The metric options are those of :func:`ddpm.evaluation.scoring.compute_metrics` (whose
+    defaults they are); a ``kid_subset_size`` above the number of images raises, as there.
     """
     features = {"extractor": extractor, "weights_path": weights_path, "device": device}
     gen = extract_metric_features(generated, **features)
@@ -95,7 +96,7 @@ def bootstrap_metrics(
         resamples=resamples,
         seed=seed,
         kid_subsets=kid_subsets,
-        kid_subset_size=min(kid_subset_size, len(gen["fid"])),
+        kid_subset_size=kid_subset_size,
         isc_splits=isc_splits,
     )
     return {

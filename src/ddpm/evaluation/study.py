@@ -10,6 +10,7 @@ computed, with the reason, so that a table or a figure can say why a column is e
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -88,7 +89,10 @@ def score_samples(
         seed: seeds the bootstrap.
         device: where the extractors run (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
     """
-    metric_options = {k: options[k] for k in _METRIC_OPTIONS if k in options}
+    metric_options = {
+        **_metric_defaults(),
+        **{k: options[k] for k in _METRIC_OPTIONS if k in options},
+    }
     resamples = int(options.get("bootstrap_resamples", DEFAULT_BOOTSTRAP_RESAMPLES))
     results: dict = {"n_generated": len(samples), "n_reference": len(test_images)}
     for extractor, weights in _extractors(classifier_path, inception_status).items():
@@ -151,6 +155,12 @@ def score_real_floor(
     )
 
 
+def _metric_defaults() -> dict:
+    """The metric options' defaults: :func:`compute_metrics`'s own."""
+    parameters = inspect.signature(compute_metrics).parameters
+    return {name: parameters[name].default for name in _METRIC_OPTIONS}
+
+
 def _spread(images, test_images, common: Mapping, cache_dir, cache_key, resamples, seed) -> dict:
     """The bootstrap spread of one extractor's metrics, on its cached reference features."""
     reference = cached_reference_features(
@@ -167,5 +177,5 @@ def _spread(images, test_images, common: Mapping, cache_dir, cache_key, resample
         resamples=resamples,
         seed=seed,
         reference_features=reference,
-        **common,
+        **{k: v for k, v in common.items() if k != "prc_neighborhood"},
     )

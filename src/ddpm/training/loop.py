@@ -164,8 +164,12 @@ class _Run:
         state.monitor.add(state.step, lr, loss)
 
     def check_losses(self) -> None:
-        """Read and check the pending losses (raises at a non-finite or diverged step)."""
-        self.state.monitor.check(lambda step: _last_checkpoint(self.checkpoint_dir, step)[1])
+        """Read and check the pending losses (raises at a non-finite or diverged step); at the
+        last step, a run too short to fill the divergence window is judged on what it has."""
+        state, before = self.state, lambda step: _last_checkpoint(self.checkpoint_dir, step)[1]
+        state.monitor.check(before)
+        if state.step == self.config.steps:
+            state.monitor.check_end(state.step, state.optimizer.param_groups[0]["lr"], before)
 
     def due(self, every: int | None) -> bool:
         step = self.state.step

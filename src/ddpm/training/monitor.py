@@ -14,7 +14,9 @@ no noise at all and so scores what a model that has learnt nothing scores, and t
 mean over ``divergence_patience`` consecutive steps seen since. The run has diverged when
 the mean of the last ``divergence_patience`` losses exceeds ``divergence_factor`` times that
 level. A healthy run's loss falls from its first step on, so it never comes near 100 times
-its own best; a diverged one stays orders of magnitude above it.
+its own best; a diverged one stays orders of magnitude above it. A run that ends before its
+window filled is judged at its end on the losses it has (:meth:`LossMonitor.check_end`), so a
+short run that blew up is not reported as a success.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 from .. import TrainingError
 from .config import TrainingConfig
 
-__all__ = ["TrainingError", "LossMonitor", "TrainingError"]
+__all__ = ["LossMonitor"]
 
 
 class LossMonitor:
@@ -77,6 +79,15 @@ class LossMonitor:
         self.window.append(value)
         if len(self.window) < self.window.maxlen:
             return
+        self._raise_if_diverged(step, lr, last_checkpoint)
+        self.reference = min(self.reference, sum(self.window) / len(self.window))
+
+    def check_end(self, step: int, lr: float, last_checkpoint: Callable[[int], str]) -> None:
+        """At the last step: the divergence check on the losses of a window not yet full."""
+        if self.factor is not None and self.window and len(self.window) < self.window.maxlen:
+            self._raise_if_diverged(step, lr, last_checkpoint)
+
+    def _raise_if_diverged(self, step: int, lr: float, last_checkpoint) -> None:
         mean = sum(self.window) / len(self.window)
         if mean > self.factor * self.reference:
             first = step - len(self.window) + 1  # checkpoints from here on hold diverged weights
@@ -86,7 +97,6 @@ class LossMonitor:
                 f"{self.reference:.3g} (lr {lr:.3g}); {last_checkpoint(first)}. Lower learning_rate or "
                 f"use warmup_steps; to train on regardless, set divergence_factor: null"
             )
-        self.reference = min(self.reference, mean)
 
     def take_interval_mean(self) -> float:
         """The mean of the checked losses since the last call; starts the next interval."""

@@ -1,0 +1,180 @@
+"""Every default is written once: in the library's dataclasses and signatures.
+
+The workflow passes config sections through and holds no literal default; the schema's
+enumerations are the library's constants; and the defaults that config/README.md states are
+the library's. A test here fails when any of them drifts from the library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ddpm.data.photos import PHOTOS
+from ddpm.data.prepare import prepare_dataset
+from ddpm.data.resize import RESIZE_MODES
+from ddpm.diffusion import LOSSES, VARIANCES, GaussianDiffusion
+from ddpm.evaluation.classifier import train_classifier
+from ddpm.evaluation.inception import INCEPTION_MODES, resolve_inception_weights
+from ddpm.evaluation.scoring import compute_metrics
+from ddpm.evaluation.study import DEFAULT_BOOTSTRAP_RESAMPLES
+from ddpm.runtime import PRECISIONS
+from ddpm.sampling import SAMPLERS, generate
+from ddpm.training.config import LR_DECAYS, TrainingConfig
+from ddpm.unet_config import UNetConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+MISSING = object()
+
+
+def test_the_workflow_holds_no_literal_default():
+    # `.get(key, <literal>)` on a config section states a default a second time; environment
+    # lookups (os.environ.get) are not config.
+    files = [*(REPO / "workflow").rglob("*.smk"), *(REPO / "workflow").rglob("*.py")]
+    files.append(REPO / "Snakefile")
+    pattern = re.compile(r"(?<!environ)\.get\(\s*[^,()]+,\s*[^)]")
+    found = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if pattern.search(line)
+    ]
+    assert not found, "\n".join(found)
+
+
+def _enum(*path: str) -> list:
+    node = SCHEMA
+    for key in path:
+        node = node[key]
+    return node["enum"]
+
+
+@pytest.mark.parametrize(
+    ("path", "constant"),
+    [
+        (("properties", "diffusion", "properties", "loss"), LOSSES),
+        (("properties", "diffusion", "properties", "variance"), VARIANCES),
+        (("properties", "training", "properties", "precision"), PRECISIONS),
+        (("properties", "training", "properties", "lr_decay"), LR_DECAYS),
+        (("properties", "sampling", "properties", "precision"), PRECISIONS),
+        (("properties", "sampling", "properties", "sampler"), SAMPLERS),
+        (
+            ("properties", "scoring", "properties", "inception", "properties", "mode"),
+            INCEPTION_MODES,
+        ),
+        (
+            ("properties", "dataset_options", "additionalProperties", "properties", "resize_mode"),
+            RESIZE_MODES,
+        ),
+        (
+            ("properties", "analysis", "properties", "closeness", "properties", "photo"),
+            PHOTOS,
+        ),
+        (
+            ("properties", "analysis", "properties", "destruction", "properties", "photo"),
+            PHOTOS,
+        ),
+    ],
+    ids=lambda value: ".".join(value[1::2]) if isinstance(value, tuple) else None,
+)
+def test_the_schemas_choices_are_the_librarys(path, constant):
+    assert sorted(_enum(*path)) == sorted(constant)
+
+
+# --- config/README.md ------------------------------------------------------------------------
+def _signature(function) -> dict:
+    return {
+        name: (p.default if p.default is not inspect.Parameter.empty else MISSING)
+        for name, p in inspect.signature(function).parameters.items()
+    }
+
+
+def _fields(cls) -> dict:
+    return {
+        f.name: MISSING if f.default is dataclasses.MISSING else f.default
+        for f in dataclasses.fields(cls)
+    }
+
+
+#: Each section's keys and where the library defines their defaults.
+LIBRARY_DEFAULTS = {
+    "dataset_options": _signature(prepare_dataset),
+    "model": _fields(UNetConfig),
+    "diffusion": _signature(GaussianDiffusion.__init__),
+    "training": _fields(TrainingConfig),
+    "sampling": _signature(generate),
+    "scoring": {
+        **_signature(compute_metrics),
+        "bootstrap_resamples": DEFAULT_BOOTSTRAP_RESAMPLES,
+        **{f"classifier.{k}": v for k, v in _signature(train_classifier).items()},
+        **{f"inception.{k}": v for k, v in _signature(resolve_inception_weights).items()},
+    },
+}
+
+#: Defaults the README states in words (name -> the library value they describe).
+IN_WORDS = {
+    "the native size": None,
+    "torch-fidelity's release": _signature(resolve_inception_weights)["url"],
+}
+
+
+def _readme_defaults(section: str) -> dict[str, str]:
+    """key -> the default column of the table of ``## `section` `` in config/README.md."""
+    text = (REPO / "config" / "README.md").read_text()
+    heading = {"dataset_options": "## `datasets` and `dataset_options`"}.get(section)
+    body = text[text.index(heading or f"## `{section}`") :]
+    body = body[: body.find("\n## ", 1)]
+    lines = [line.replace("\\|", "/") for line in body.splitlines()]  # an escaped | is text
+    rows = [line for line in lines if line.startswith("| `")]
+    header = next(line for line in lines if line.startswith("| key"))
+    column = [cell.strip() for cell in header.strip("|").split("|")].index("default")
+    return {
+        row.split("|")[1].strip().strip("`"): row.strip("|").split("|")[column].strip()
+        for row in rows
+    }
+
+
+def _value(text: str):
+    """The value a default cell names: `auto`, 2e-4, null, [2], true, or words from IN_WORDS."""
+    text = text.strip("`")
+    for words, value in IN_WORDS.items():
+        if text.startswith(words):
+            return value
+    try:
+        return float(text)  # YAML would read 2e-4 as a string
+    except ValueError:
+        return yaml.safe_load(text)
+
+
+def _same(stated, library) -> bool:
+    if isinstance(library, tuple):
+        library = list(library)
+    if isinstance(stated, int | float) and isinstance(library, int | float):
+        return stated == pytest.approx(library)
+    return stated == library
+
+
+@pytest.mark.parametrize("section", sorted(LIBRARY_DEFAULTS))
+def test_the_defaults_config_readme_states_are_the_librarys(section):
+    library = LIBRARY_DEFAULTS[section]
+    stated = _readme_defaults(section)
+    assert stated, f"config/README.md has no table of defaults for {section}"
+    for key, cell in stated.items():
+        assert key in library, f"{section}.{key} is documented but the library has no such key"
+        default = library[key]
+        required = re.match(r"required(?: \(library: (.*)\))?$", cell)
+        if required:
+            # A key the study config must give; the library's own default, if any, is named.
+            named = required.group(1)
+            assert (named is None) == (default is MISSING), (section, key, cell)
+            if named is not None:
+                assert _same(_value(named), default), (section, key, cell, default)
+            continue
+        assert default is not MISSING, f"{section}.{key}: the library has no default, say required"
+        assert _same(_value(cell), default), (section, key, cell, default)
