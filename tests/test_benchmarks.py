@@ -107,8 +107,8 @@ def test_tiny_budget_trains_every_system_and_prints_the_table(capsys, tmp_path):
 
     time_to_quality.main(
         [
-            "--budget", "5", "--marks", "2", "--samples", "20", "--image-size", "8",
-            "--T", "25", "--warmup-steps", "5", "--batch-size", "16", "--work-dir", str(tmp_path),
+            "--budget", "4", "--marks", "2", "--image-size", "8",
+            "--T", "21", "--warmup-steps", "5", "--batch-size", "16", "--work-dir", str(tmp_path),
             "--samples", "50", "--classifier-epochs", "2",
         ]
     )  # fmt: skip
