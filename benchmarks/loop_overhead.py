@@ -1,50 +1,51 @@
 """What our training loop costs besides the network, measured rather than guessed.
 
-``ddpm.training.train`` does per step what every loop here does (batch, loss, backward, gradient
-clipping, Adam, EMA, ``loss.item()``) plus its own bookkeeping (a finiteness check, the log
-interval, a disabled progress bar) and, every ``checkpoint_every`` steps, a checkpoint written
-atomically with an fsync. Comparing its throughput with the benchmark's bare loop driving the
-same U-Net and the same ``training_loss`` gives that bookkeeping's cost per step; the parts
-common to both loops are timed one by one.
+``ddpm.training.loop.train`` does per step what every loop here does (batch, loss, backward,
+gradient clipping, Adam, EMA, ``loss.item()``) plus its own bookkeeping (a finiteness check,
+the log interval, a disabled progress bar) and, every ``checkpoint_every`` steps, a checkpoint
+written atomically with an fsync. Comparing its throughput with the peers' loop driving the
+same U-Net and the same ``training_loss`` gives that bookkeeping's cost per step, less what the
+library's fused Adam and channels_last layout save (the peers' loop has neither); the parts of
+a step are timed one by one on the library's own training state.
 """
 
 from __future__ import annotations
 
-import copy
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from budget_training import Optimisation, TrainingRun, train_peer
+from peers import TrainingRun, train_peer
 
-from ddpm.diffusion import GaussianDiffusion, to_model_range
-from ddpm.files import atomic_write
+from ddpm.checkpoints import save_checkpoint
+from ddpm.diffusion import to_model_range
+from ddpm.runtime import use_channels_last
+from ddpm.spec import RunSpec
+from ddpm.training.config import TrainingConfig
+from ddpm.training.state import TrainState, ema_decay, update_ema
 from ddpm.unet import UNet, count_parameters
-from ddpm.unet_config import UNetConfig
+
+CPU = torch.device("cpu")
 
 
 def bare_loop_run(
-    images: torch.Tensor,
-    diffusion: GaussianDiffusion,
-    unet_config: UNetConfig,
-    optimisation: Optimisation,
-    seconds: float,
+    images: torch.Tensor, spec: RunSpec, training: TrainingConfig, seconds: float
 ) -> TrainingRun:
-    """Our U-Net and loss trained for ``seconds`` in the peers' loop."""
-    torch.manual_seed(optimisation.seed)
+    """Our U-Net and loss trained for ``seconds`` in the peers' loop, with ``training``."""
+    diffusion, unet_config, _ = spec.build()
+    torch.manual_seed(spec.seed)
     model = UNet(unet_config)
-    run = train_peer(
+    return train_peer(
         "ours in the bare loop",
         model,
         lambda module, x0: diffusion.training_loss(module, x0),
         images,
-        optimisation,
+        training,
         [seconds],
         count_parameters(model),
     )
-    return run
 
 
 def _median_cpu_ms(call, repeats: int = 20) -> float:
@@ -59,45 +60,39 @@ def _median_cpu_ms(call, repeats: int = 20) -> float:
     return 1000.0 * statistics.median(times)
 
 
-def step_parts_ms(
-    images: torch.Tensor,
-    diffusion: GaussianDiffusion,
-    unet_config: UNetConfig,
-    batch_size: int,
-    checkpoint_state: dict,
-) -> dict[str, float]:
-    """Milliseconds of each part of one training step of our U-Net, and of one checkpoint."""
-    torch.manual_seed(0)
-    model = UNet(unet_config).train()
-    ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.Adam(model.parameters())
-    x0 = to_model_range(images[:batch_size])
-    loss = diffusion.training_loss(model, x0)
+def step_parts_ms(images: torch.Tensor, spec: RunSpec, checkpoint_state: dict) -> dict[str, float]:
+    """Milliseconds of each part of one training step of ours, and of one checkpoint, on the
+    training state the library builds for ``spec`` (its optimizer, layout, batches)."""
+    diffusion, unet_config, config = spec.build()
+    channels_last = use_channels_last(CPU, config.precision)
+    torch.manual_seed(spec.seed)
+    state = TrainState.create(unet_config, config, len(images), CPU, channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x0 = to_model_range(images[: config.batch_size]).contiguous(memory_format=layout)
+    loss = diffusion.training_loss(state.model, x0)
 
     def forward_backward():
-        diffusion.training_loss(model, x0).backward()
-
-    @torch.no_grad()
-    def ema_update():
-        for ema_param, param in zip(ema.parameters(), model.parameters(), strict=True):
-            ema_param.lerp_(param, 0.01)
+        diffusion.training_loss(state.model, x0, generator=state.loss_generator).backward()
 
     forward_backward()
     with tempfile.TemporaryDirectory() as scratch:
-        target = Path(scratch) / "checkpoint.pt"
         parts = {
             "batch (index + to [-1, 1])": lambda: to_model_range(
-                images[torch.randperm(len(images))[:batch_size]]
-            ),
+                images[state.sampler.next_batch()]
+            ).contiguous(memory_format=layout),
             "forward + backward": forward_backward,
-            "gradient clipping": lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0),
-            "Adam step": optimizer.step,
-            "EMA update": ema_update,
+            "gradient clipping": lambda: torch.nn.utils.clip_grad_norm_(
+                state.model.parameters(), config.grad_clip
+            ),
+            "Adam step": state.optimizer.step,
+            "EMA update": lambda: update_ema(state.ema_model, state.model, ema_decay(config, 0)),
             "loss.item()": loss.item,
-            "checkpoint write (each)": lambda: atomic_write(
-                target, lambda tmp: torch.save(checkpoint_state, tmp)
+            "checkpoint write (each)": lambda: save_checkpoint(
+                Path(scratch), checkpoint_state["identity"], checkpoint_state, 1
             ),
         }
+        if config.grad_clip is None:  # the library does not clip then
+            del parts["gradient clipping"]
         return {
             name: _median_cpu_ms(call, repeats=5 if "checkpoint" in name else 20)
             for name, call in parts.items()

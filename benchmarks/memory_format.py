@@ -18,71 +18,59 @@ Usage (one thread; on an AVX-512 CPU the AVX2 kernels can be forced with
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
-from study_cell import study_config
-from unet_throughput import autocast
+from common import CONFIG_DIR, CPU, cell_spec, median_seconds, study_config
 
-from ddpm.diffusion import GaussianDiffusion
-from ddpm.schedules import make_schedule
+from ddpm.runtime import autocast_context
 from ddpm.unet import UNet
-from ddpm.unet_config import unet_config_for
 
-# The model blocks of the configs these U-Nets stand for, at the image size each studies.
-MODELS = {"digits-8": (None, 8), "mnist5k-28": ("mnist5k.yaml", 28)}
+# The configs these U-Nets stand for and the image size each studies.
+MODELS = {"digits-8": ((), 8), "mnist5k-28": ((CONFIG_DIR / "mnist5k.yaml",), 28)}
 
 
-def _model(name: str, channels_last: bool) -> UNet:
-    overlay, image_size = MODELS[name]
+def _run(name: str, channels_last: bool):
+    """(U-Net, diffusion) of the study's cosine cell at T = 800 for model ``name``."""
+    overlays, image_size = MODELS[name]
+    config = study_config(*overlays)
+    spec = cell_spec(config, config["datasets"][0], "cosine", 800, 0, (1, image_size, image_size))
+    diffusion, unet_config, _ = spec.build()
     torch.manual_seed(0)
-    model = UNet(unet_config_for(study_config(overlay)["model"], 1, image_size))
-    return model.to(memory_format=torch.channels_last) if channels_last else model
+    model = UNet(unet_config)
+    return (model.to(memory_format=torch.channels_last) if channels_last else model), diffusion
 
 
 def _layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _median_ms(step, repeats: int, warmup: int) -> float:
-    times = []
-    for index in range(warmup + repeats):
-        started = time.perf_counter()
-        step()
-        if index >= warmup:
-            times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
-
-
 def training_step_ms(name, channels_last, precision, batch_size, repeats, warmup) -> float:
-    model = _model(name, channels_last)
+    model, diffusion = _run(name, channels_last)
     size = MODELS[name][1]
     x0 = _layout(torch.randn(batch_size, 1, size, size), channels_last)
-    diffusion = GaussianDiffusion(make_schedule("cosine", 800, s=0.002, beta_max=0.9999))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
 
     def step():
-        with autocast(precision):
+        with autocast_context(CPU, precision):
             loss = diffusion.training_loss(model, x0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    return _median_ms(step, repeats, warmup)
+    return 1000 * median_seconds(step, warmup, repeats)
 
 
 def sampling_step_ms(name, channels_last, precision, batch_size, repeats, warmup) -> float:
-    model = _model(name, channels_last).eval()
+    model = _run(name, channels_last)[0].eval()
     size = MODELS[name][1]
     x = torch.randn(batch_size, 1, size, size)
     t = torch.full((batch_size,), 400)
 
     def step():
-        with torch.inference_mode(), autocast(precision):
+        with torch.inference_mode(), autocast_context(CPU, precision):
             model(_layout(x, channels_last), t)
 
-    return _median_ms(step, repeats, warmup)
+    return 1000 * median_seconds(step, warmup, repeats)
 
 
 def main(argv=None) -> None:

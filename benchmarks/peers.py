@@ -10,16 +10,29 @@
 Each peer comes with a :class:`PeerSystem`: how to compute its training loss on a batch of
 images in [-1, 1] and how to draw images by ancestral sampling, both through the peer's own
 diffusion code (diffusers' ``DDPMScheduler``, lucidrains' ``GaussianDiffusion``).
+
+The peers train in :func:`train_peer`, the one hand-written training loop of the benchmarks:
+a peer needs a loop of its own, but its optimisation is ours, step for step, from the
+library's own functions (``tests/test_benchmarks.py`` holds it to that).
 """
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ddpm.diffusion import to_model_range
+from ddpm.training.config import TrainingConfig
+from ddpm.training.state import _BatchSampler, ema_decay, learning_rate, update_ema
+
+#: Steps at the start of every run whose time is left out of the training throughput.
+WARMUP_STEPS = 10
 
 
 class DiffusersUNet(torch.nn.Module):
@@ -155,3 +168,104 @@ def lucidrains_betas(T: int) -> np.ndarray:
     from denoising_diffusion_pytorch.denoising_diffusion_pytorch import linear_beta_schedule
 
     return linear_beta_schedule(T).numpy()
+
+
+@dataclass
+class Snapshot:
+    """The EMA weights of a system after ``seconds`` of training (``steps`` optimizer steps)."""
+
+    seconds: float
+    steps: int
+    ema_state: dict
+
+
+@dataclass
+class TrainingRun:
+    """What one system's training produced and how fast it went."""
+
+    name: str
+    parameters: int
+    steps: int
+    seconds: float
+    images_per_second: float
+    first_loss: float
+    last_loss: float
+    snapshots: list[Snapshot] = field(default_factory=list)
+    #: CPU seconds of this process per wall-clock second while it trained: below 1 where the
+    #: machine's other users took the core for part of the budget.
+    cpu_share: float = 1.0
+    #: Ours only: the last checkpoint ``train`` wrote (to time how long writing one takes).
+    last_checkpoint: dict | None = None
+
+
+def _steady_rate(step_ends: list[float], batch_size: int) -> float:
+    """Images per second after the first WARMUP_STEPS steps (``step_ends``: elapsed time after
+    each step), measured the same way as for ours from its log rows."""
+    if len(step_ends) <= WARMUP_STEPS:
+        raise RuntimeError(
+            f"only {len(step_ends)} training step(s) fit into the budget, fewer than the "
+            f"{WARMUP_STEPS + 1} needed to measure a throughput; raise --budget"
+        )
+    steps = len(step_ends) - WARMUP_STEPS
+    return steps * batch_size / (step_ends[-1] - step_ends[WARMUP_STEPS - 1])
+
+
+def _warm_up(module: torch.nn.Module, loss_fn, images: torch.Tensor, batch_size: int) -> None:
+    """A few untimed steps on a throwaway copy, as our calibration run is for ours, so that no
+    system pays for first-call costs (kernel selection, allocator growth) inside its budget."""
+    copy_ = copy.deepcopy(module).train()
+    optimizer = torch.optim.Adam(copy_.parameters())
+    for _ in range(3):
+        loss = loss_fn(copy_, to_model_range(images[:batch_size]))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def train_peer(
+    name: str,
+    module: torch.nn.Module,
+    loss_fn,
+    images: torch.Tensor,
+    config: TrainingConfig,
+    moments: list[float],
+    parameters: int,
+) -> TrainingRun:
+    """Train ``module`` on uint8 ``images`` as :func:`ddpm.training.loop.train` trains ours
+    with ``config``: its batches, Adam with its learning rate at every step, its clipping and
+    its EMA. Stops when the last of ``moments`` (seconds) has passed or after ``config.steps``
+    steps, keeping a snapshot of the EMA weights as each moment passes."""
+    _warm_up(module, loss_fn, images, config.batch_size)
+    ema = copy.deepcopy(module).requires_grad_(False).eval()
+    optimizer = torch.optim.Adam(module.parameters(), lr=config.learning_rate)
+    batches = _BatchSampler(len(images), config.batch_size, config.seed)
+    module.train()
+    losses, step_ends, snapshots = [], [], []
+    started, cpu_started = time.perf_counter(), time.process_time()
+    while len(snapshots) < len(moments) and len(losses) < config.steps:
+        done = len(losses)  # steps taken before this one, as the library counts them
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, done + 1)
+        loss = loss_fn(module, to_model_range(images[batches.next_batch()]))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+        optimizer.step()
+        update_ema(ema, module, ema_decay(config, done))
+        losses.append(loss.item())
+        step_ends.append(time.perf_counter() - started)
+        while len(snapshots) < len(moments) and step_ends[-1] >= moments[len(snapshots)]:
+            snapshots.append(Snapshot(step_ends[-1], len(losses), copy.deepcopy(ema.state_dict())))
+    return TrainingRun(
+        name=name,
+        parameters=parameters,
+        steps=len(losses),
+        seconds=step_ends[-1],
+        images_per_second=_steady_rate(step_ends, config.batch_size),
+        # Means over WARMUP_STEPS steps, like the rows of our train_log.csv.
+        first_loss=sum(losses[:WARMUP_STEPS]) / len(losses[:WARMUP_STEPS]),
+        last_loss=sum(losses[-WARMUP_STEPS:]) / len(losses[-WARMUP_STEPS:]),
+        snapshots=snapshots,
+        cpu_share=(time.process_time() - cpu_started) / step_ends[-1],
+    )

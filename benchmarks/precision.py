@@ -19,63 +19,22 @@ Each figure is the median of the timed repetitions after a warm-up; on a shared 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-import yaml
+from common import (
+    CONFIG_DIR,
+    CPU,
+    describe_cpu,
+    study_config,
+    training_images_per_second,
+)
 
 from ddpm import runtime
 from ddpm.unet import UNet, count_parameters
-from ddpm.unet_config import UNetConfig
-
-CPU = torch.device("cpu")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def default_model(config_path: Path, image_size: int) -> UNet:
-    block = yaml.safe_load(config_path.read_text())["model"]
-    return UNet(UNetConfig.from_dict({**block, "image_channels": 1, "image_size": image_size}))
-
-
-def median_seconds(step, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        step()
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
-
-
-def training_images_per_second(model, batch: int, precision: str, args) -> float:
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    size = model.config.image_size
-    x, noise = torch.randn(batch, 1, size, size), torch.randn(batch, 1, size, size)
-    t = torch.randint(1, 1000, (batch,))
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with runtime.autocast_context(CPU, precision):
-            loss = F.mse_loss(model(x, t).float(), noise)
-        loss.backward()
-        optimizer.step()
-
-    return batch / median_seconds(step, args.warmup, args.repeats)
+from ddpm.unet_config import unet_config_for
 
 
 def sampling_ms_per_image_step(model, batch: int, precision: str, args) -> dict[str, float]:
@@ -109,7 +68,12 @@ def auto_choices(model, batch: int) -> dict[str, runtime.PrecisionChoice]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, default=Path("config/config.yaml"))
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=CONFIG_DIR / "config.yaml",
+        help="its model block; an overlay is merged onto config/config.yaml, as in the workflow",
+    )
     parser.add_argument("--image-size", type=int, default=28)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
@@ -118,19 +82,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = default_model(args.config, args.image_size)
-    native, found = runtime.cpu_bf16_support()
-    print(f"CPU: {cpu_name()} ({platform.machine()}), {args.threads} thread(s)")
-    print(
-        f"ATen capability {torch.backends.cpu.get_cpu_capability()}, oneDNN bf16 "
-        f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}; native bf16: {native} ({found})"
-    )
+    block = study_config(args.config)["model"]
+    model = UNet(unet_config_for(block, 1, args.image_size))
+    print(f"CPU: {describe_cpu()}; {args.threads} thread(s)")
+    print(f"oneDNN bf16 kernels: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
     print(
         f"model: {args.config} model block, {count_parameters(model):,} parameters, "
         f"{args.image_size}x{args.image_size}, batch {args.batch}"
     )
     for precision in ("fp32", "bf16"):
-        train_rate = training_images_per_second(model, args.batch, precision, args)
+        train_rate = training_images_per_second(
+            model, args.batch, args.image_size, precision, args.warmup, args.repeats
+        )
         sampling = sampling_ms_per_image_step(model, args.batch, precision, args)
         print(
             f"{precision}: training {train_rate:.1f} img/s; sampling "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from budget_training import TrainingRun
+from peers import TrainingRun
 
 #: Ours must reach the faster peer's final FID in at most this fraction of the peer's time.
 TIME_TARGET = 2 / 3

@@ -18,33 +18,27 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
-from contextlib import nullcontext
 
 import torch
-import torch.nn.functional as F
+from common import (
+    CONFIG_DIR,
+    CPU,
+    median_seconds,
+    study_config,
+    training_images_per_second,
+)
 from peers import DiffusersUNet, lucidrains_unet
 
+from ddpm.runtime import autocast_context
 from ddpm.unet import UNet, count_parameters
-from ddpm.unet_config import UNetConfig
+from ddpm.unet_config import unet_config_for
 
 
-def ours(
-    base_channels: int, image_size: int
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    config = UNetConfig(
-        image_channels=1,
-        image_size=image_size,
-        base_channels=base_channels,
-        channel_mults=(1, 2, 2),
-        num_res_blocks=1,
-        attention_levels=(2,),  # image_size // 4 with three levels
-        dropout=0.1,
-        num_groups=8,
-    )
-    return UNet(config)
+def ours(base_channels: int, image_size: int) -> UNet:
+    """The mnist5k study's U-Net (``config/mnist5k.yaml``), ``base_channels`` wide."""
+    block = {**study_config(CONFIG_DIR / "mnist5k.yaml")["model"], "base_channels": base_channels}
+    return UNet(unet_config_for(block, 1, image_size))
 
 
 def lucidrains(image_size: int) -> torch.nn.Module:
@@ -60,46 +54,18 @@ MODELS: dict[str, Callable[[int], torch.nn.Module]] = {
 }
 
 
-def autocast(precision: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-
-
-def time_training(model, batch_size, image_size, precision, warmup, repeats) -> float:
-    """Median images per second of a training step."""
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch_size, 1, image_size, image_size, generator=generator)
-    noise = torch.randn(x.shape, generator=generator)
-    t = torch.randint(1, 1001, (batch_size,), generator=generator)
-    seconds = []
-    for i in range(warmup + repeats):
-        start = time.perf_counter()
-        with autocast(precision):
-            prediction = model(x, t)
-        loss = F.mse_loss(prediction.float(), noise)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if i >= warmup:
-            seconds.append(time.perf_counter() - start)
-    return batch_size / statistics.median(seconds)
-
-
 @torch.no_grad()
 def time_sampling(model, batch_size, image_size, precision, warmup, repeats) -> float:
     """Median milliseconds per image per denoising step (one forward of the batch)."""
     model.eval()
     x = torch.randn(batch_size, 1, image_size, image_size)
     t = torch.full((batch_size,), 500, dtype=torch.long)
-    seconds = []
-    for i in range(warmup + repeats):
-        start = time.perf_counter()
-        with autocast(precision):
+
+    def step():
+        with autocast_context(CPU, precision):
             model(x, t).float()
-        if i >= warmup:
-            seconds.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(seconds) / batch_size
+
+    return 1000.0 * median_seconds(step, warmup, repeats) / batch_size
 
 
 def main(argv=None) -> None:
@@ -132,7 +98,7 @@ def main(argv=None) -> None:
         torch.manual_seed(0)
         model = MODELS[name](args.image_size)
         for precision in args.precisions:
-            train_rate = time_training(
+            train_rate = training_images_per_second(
                 model, args.batch_size, args.image_size, precision, args.warmup, args.train_repeats
             )
             sample_ms = time_sampling(

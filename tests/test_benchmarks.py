@@ -1,17 +1,23 @@
-"""The time-to-quality benchmark: its verdicts from known numbers, and a tiny run end to end."""
+"""The benchmarks: the peers train with our optimisation, the time-to-quality verdicts from known
+numbers, and tiny runs end to end."""
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch.nn.utils import clip_grad_norm_
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from budget_training import TrainingRun  # noqa: E402
+import peers  # noqa: E402
+from peers import TrainingRun  # noqa: E402
 from ttq_report import (  # noqa: E402
     MOMENT_COLUMNS,
     SUMMARY_COLUMNS,
@@ -101,8 +107,9 @@ def test_tiny_budget_trains_every_system_and_prints_the_table(capsys, tmp_path):
 
     time_to_quality.main(
         [
-            "--budget", "5", "--marks", "2", "--samples", "20", "--image-size", "8",
-            "--T", "25", "--warmup-steps", "5", "--batch-size", "16", "--work-dir", str(tmp_path),
+            "--budget", "4", "--marks", "2", "--image-size", "8",
+            "--T", "21", "--warmup-steps", "5", "--batch-size", "16", "--work-dir", str(tmp_path),
+            "--samples", "50", "--classifier-epochs", "2",
         ]
     )  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
@@ -134,36 +141,6 @@ def test_tiny_budget_trains_every_system_and_prints_the_table(capsys, tmp_path):
     assert any(line.startswith("our loop: ") for line in lines)
 
 
-def test_training_variants_lib_profile_is_the_librarys_ema():
-    import training_variants
-
-    from ddpm.training.config import TrainingConfig
-    from ddpm.training.state import ema_decay
-
-    config = TrainingConfig(steps=5000, ema_decay=0.995)
-    # The library decays with the number of steps done before the update (0-based).
-    for step in (1, 2, 10, 100, 600, 5000):
-        assert training_variants._decay("lib", step, 0.995) == pytest.approx(
-            ema_decay(config, step - 1)
-        )
-    assert training_variants._decay("p3", 600, 0.995) == pytest.approx((1 - 1 / 600) ** 4)
-
-
-def test_training_variants_stratified_t_covers_every_stratum():
-    import torch
-    import training_variants
-
-    from ddpm.diffusion import GaussianDiffusion
-    from ddpm.schedules import make_schedule
-
-    diffusion = GaussianDiffusion(make_schedule("linear", 50, beta_start=1e-4, beta_end=0.02))
-    generator = torch.Generator().manual_seed(0)
-    t = training_variants._timesteps(diffusion, 50, True, generator)
-    assert sorted(t.tolist()) == list(range(1, 51))  # one t per 1/50 of [1, T]
-    t = training_variants._timesteps(diffusion, 10, True, generator)
-    assert sorted((t - 1).div(5, rounding_mode="floor").tolist()) == list(range(10))
-
-
 def test_training_variants_tiny_run_prints_scores(capsys, tmp_path, one_thread):
     import json
 
@@ -171,7 +148,7 @@ def test_training_variants_tiny_run_prints_scores(capsys, tmp_path, one_thread):
 
     training_variants.main(
         [
-            "--steps", "4", "--T", "10", "--num-samples", "20", "--emas", "lib,p3",
+            "--steps", "4", "--T", "10", "--num-samples", "50", "--grad-clip", "0",
             "--variances", "beta,beta_tilde", "--workdir", str(tmp_path),
             "--classifier-epochs", "2",
         ]
@@ -180,10 +157,10 @@ def test_training_variants_tiny_run_prints_scores(capsys, tmp_path, one_thread):
     assert result["train_cpu_s"] >= 0
     real = result["real_training_images"]
     assert real["is"] > 1 and 0 < real["top_class_prob"] <= 1
-    for key in ("lib:beta", "lib:beta_tilde", "p3:beta", "p3:beta_tilde"):
+    for key in ("beta", "beta_tilde"):
         assert set(result[key]) == set(real), key
     # After four steps the samples are noise: far from the real images.
-    assert result["lib:beta"]["fid"] > real["fid"]
+    assert result["beta"]["fid"] > real["fid"]
 
 
 def test_memory_format_prints_both_layouts_for_each_step(capsys, one_thread):
@@ -198,3 +175,76 @@ def test_memory_format_prints_both_layouts_for_each_step(capsys, one_thread):
     for row in rows:
         nchw, nhwc, ratio = map(float, row[3:])
         assert nchw > 0 and nhwc > 0 and ratio == pytest.approx(nhwc / nchw, abs=0.01)
+
+
+def _optimisation_of_each_step(monkeypatch, train) -> list[tuple[str, float]]:
+    """What ``train()`` gives each step, in order: the gradient clipping's norm, Adam's learning
+    rate and the EMA's decay (as the library's loop and the peers' apply them)."""
+    import ddpm.training.loop
+    from ddpm.training.state import update_ema
+
+    events = []
+
+    def recording_clip(parameters, max_norm, *args, **kwargs):
+        events.append(("clip", max_norm))
+        return clip_grad_norm_(parameters, max_norm, *args, **kwargs)
+
+    def recording_ema(ema, model, decay):
+        events.append(("ema", decay))
+        update_ema(ema, model, decay)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    monkeypatch.setattr(ddpm.training.loop, "update_ema", recording_ema)
+    monkeypatch.setattr(peers, "update_ema", recording_ema)
+    monkeypatch.setattr(peers, "_warm_up", lambda *args: None)  # untimed steps on a copy
+    handle = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: events.append(("lr", optimizer.param_groups[0]["lr"]))
+    )
+    try:
+        train()
+    finally:
+        handle.remove()
+    return events
+
+
+@pytest.mark.parametrize(
+    "optimisation",
+    [
+        {"warmup_steps": 4, "lr_decay": "cosine", "grad_clip": 0.5, "ema_decay": 0.6},
+        {"warmup_steps": 0, "lr_decay": "none", "grad_clip": None, "ema_decay": 0.9},
+    ],
+)
+def test_the_peers_train_with_our_optimisation_step_for_step(
+    optimisation, monkeypatch, tmp_path, one_thread
+):
+    # The comparison with the peers is fair only while their loop follows ours: a change to the
+    # library's warm-up, decay, clipping or EMA must reach it.
+    from ddpm.schedules import ScheduleSpec
+    from ddpm.spec import RunSpec
+    from ddpm.training.config import TrainingConfig
+    from ddpm.training.loop import train
+    from ddpm.unet import UNet
+    from ddpm.unet_config import UNetConfig
+
+    config = TrainingConfig(
+        steps=12, batch_size=8, learning_rate=1e-2, checkpoint_every=12, log_every=12,
+        device="cpu", precision="fp32", **optimisation,
+    )  # fmt: skip
+    unet = UNetConfig(image_size=8, base_channels=8, channel_mults=(1,), attention_levels=())
+    spec = RunSpec(ScheduleSpec("linear", "linear", 10), {}, unet, config)
+    images = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8)
+    diffusion = spec.build()[0]
+
+    ours = _optimisation_of_each_step(monkeypatch, lambda: train(images, spec, tmp_path))
+    peer = _optimisation_of_each_step(
+        monkeypatch,
+        lambda: peers.train_peer(
+            "peer", UNet(unet), diffusion.training_loss, images, config, [math.inf], 0
+        ),
+    )
+    assert peer == ours
+    kinds = [kind for kind, _ in ours]
+    steps = config.steps * (3 if config.grad_clip else 2)
+    assert len(ours) == steps and kinds.count("clip") == (config.steps if config.grad_clip else 0)
+    rates = [value for kind, value in ours if kind == "lr"]
+    assert len(set(rates)) > (1 if optimisation["warmup_steps"] else 0)
