@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from ddpm.data.prepare import prepare_dataset
 from ddpm.data.store import load_split
 from ddpm.evaluation.classifier import read_classifier_config, train_classifier
-from ddpm.evaluation.floor import draw_real_set
-from ddpm.evaluation.study import score_samples
+from ddpm.evaluation.study import draw_real_set, score_samples
 from ddpm.provenance import cpu_model
 from ddpm.runtime import autocast_context, cpu_bf16_support
 from ddpm.spec import RunSpec

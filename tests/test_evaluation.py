@@ -17,7 +17,6 @@ import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from scipy import linalg
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-import ddpm.evaluation.floor as floor
 import ddpm.evaluation.scoring as scoring
 from ddpm import ConfigError
 from ddpm.diffusion import to_model_range
@@ -28,10 +27,10 @@ from ddpm.evaluation.classifier import (
     register_classifier_extractor,
     train_classifier,
 )
-from ddpm.evaluation.floor import real_floor
 from ddpm.evaluation.inception import resolve_inception_weights
 from ddpm.evaluation.reference_cache import file_sha256, reference_cache_name
 from ddpm.evaluation.scoring import compute_metrics, metric_columns, read_metrics, write_metrics
+from ddpm.evaluation.study import draw_real_set
 
 # Small KID settings keep torch-fidelity's 100 x 3 kernel matrices from dominating the runtime.
 FAST = {"kid_subsets": 10, "device": "cpu"}
@@ -157,7 +156,7 @@ def test_real_digits_score_far_better_than_noise(mnist, classifier):
     train_images, _, test_images, _ = mnist
     options = {"extractor": "classifier", "weights_path": path, "kid_subset_size": 250, **FAST}
     reference = test_images[:500]
-    real = real_floor(train_images, reference, 500, seed=0, **options)
+    real = compute_metrics(draw_real_set(train_images, reference, 500), reference, **options)
     noise = compute_metrics(_noise_images(500), reference, **options)
 
     assert set(metric_columns("classifier")) <= set(real)
@@ -246,24 +245,15 @@ def test_reference_statistics_are_cached_under_a_key_with_the_weights(mnist, cla
     assert len(list((tmp_path / "cache").iterdir())) == 2 * len(files)
 
 
-def test_real_floor_draws_pool_images_that_are_not_in_the_reference(monkeypatch):
+def test_the_real_set_holds_pool_images_that_are_not_in_the_reference():
     reference = _noise_images(20, seed=5)
     extra = _noise_images(12, seed=6)
     pool = torch.cat([reference[:15], extra])  # 15 of the pool's 27 images are reference images
-    seen = {}
-
-    def fake_compute_metrics(generated, reference, **options):
-        seen["generated"], seen["options"] = generated, options
-        return {"n_generated": len(generated)}
-
-    monkeypatch.setattr(floor, "compute_metrics", fake_compute_metrics)
-    real_floor(pool, reference, 10, seed=0, extractor="classifier")
-    drawn = {image.numpy().tobytes() for image in seen["generated"]}
+    drawn = {image.numpy().tobytes() for image in draw_real_set(pool, reference, 10, seed=0)}
     assert len(drawn) == 10
     assert drawn <= {image.numpy().tobytes() for image in extra}
-    assert seen["options"] == {"extractor": "classifier"}
     with pytest.raises(ConfigError, match="12 images not in the reference"):
-        real_floor(pool, reference, 13, extractor="classifier")
+        draw_real_set(pool, reference, 13)
 
 
 # --- input checks -------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ddpm import DeviceError, gpu_lock, runtime
-from ddpm.runtime import choose_precision, claim_gpu, resolve_device
+from ddpm.gpu_lock import claim_gpu
+from ddpm.runtime import choose_precision, resolve_device
 from ddpm.unet import UNet
 from ddpm.unet_config import UNetConfig
 

@@ -12,9 +12,8 @@ import torch_fidelity
 from torch.utils.data import Dataset
 
 from ddpm.evaluation.classifier import register_classifier_extractor, train_classifier
-from ddpm.evaluation.floor import draw_real_set
 from ddpm.evaluation.scoring import metric_columns
-from ddpm.evaluation.study import score_real_floor, score_samples
+from ddpm.evaluation.study import draw_real_set, score_real_floor, score_samples
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

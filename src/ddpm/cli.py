@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+from . import DDPMError, __version__
 from .cli_options import (
     DefaultsOnceFormatter,
     add_dataclass_options,
@@ -406,10 +406,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("ddpm").setLevel(level)
     try:
         return args.func(args)
-    except Exception as err:
+    except DDPMError as err:
         if args.traceback:
             raise
-        # Library errors name the problem and the fix; a traceback would only bury that.
+        # These errors name the problem and the fix; a traceback would only bury that. Any
+        # other exception is a bug and keeps its traceback.
         print(f"ddpm {args.command}: error: {err}", file=sys.stderr)
         return 1
 

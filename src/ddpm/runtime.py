@@ -30,7 +30,6 @@ __all__ = [
     "PrecisionChoice",
     "autocast_context",
     "choose_precision",
-    "claim_gpu",
     "cpu_bf16_support",
     "gpu_request",
     "noise_predictor",

@@ -41,7 +41,6 @@ import torch
 
 from . import ConfigError
 from . import beta_formulas as formulas
-from .beta_formulas import schedule_parameters
 
 __all__ = [
     "SCHEDULES",
@@ -50,7 +49,6 @@ __all__ = [
     "cosine_betas",
     "linear_betas",
     "make_schedule",
-    "schedule_parameters",
     "sigmoid_alpha_bar_betas",
     "sigmoid_betas",
 ]

@@ -22,12 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import ConfigError
-
 # The config lives in a torch-free module so that the workflow can check it at parse time.
 from .unet_config import UNetConfig
 
-__all__ = ["UNet", "UNetConfig", "ConfigError", "count_parameters"]
+__all__ = ["UNet", "count_parameters"]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -95,7 +95,7 @@ def dataset_file(name, dataset="{dataset}"):
     return DATASET_FILES[name].replace("{dataset}", dataset)
 
 
-def benchmark(step, job):
+def benchmark_file(step, job):
     return BENCHMARK.replace("{step}", step).replace("{job}", job)
 
 
@@ -116,7 +116,7 @@ def code(script, figure=None):
     """A digest of what the library code that workflow/scripts/``script`` imports computes (and,
     for a figure, its draw module).
 
-    A rule takes it as a parameter (``library_code``): an edit of the library that can change
+    Every rule takes it as its parameter ``library_code``; an edit of the library that can change
     a rule's numbers makes its outputs out of date; a comment, a docstring, a log message, a
     version bump or a moved checkout does not (ddpm.workflow.code.code_version).
     """

@@ -17,7 +17,7 @@ rule report:
         comparison=ANALYSIS_FILES["thesis_comparison"],
         benchmarks=[
             expand(
-                benchmark("train", RUN.rpartition("/")[2]),
+                benchmark_file("train", RUN.rpartition("/")[2]),
                 dataset=DATASETS,
                 schedule=SCHEDULES,
                 T=STEPS,

@@ -11,7 +11,7 @@ rule sample:
     log:
         f"logs/{{dataset}}/sample/{CELL}.log",
     benchmark:
-        benchmark("sample", CELL)
+        benchmark_file("sample", CELL)
     conda:
         ENV
     params:

@@ -76,7 +76,7 @@ rule score:
     log:
         f"logs/{{dataset}}/score/{CELL}.log",
     benchmark:
-        benchmark("score", CELL)
+        benchmark_file("score", CELL)
     conda:
         ENV
     params:

@@ -32,7 +32,7 @@ rule train:
     log:
         "logs/{dataset}/train/{schedule}-T{T}-seed{seed}.log",
     benchmark:
-        benchmark("train", RUN.rpartition("/")[2])
+        benchmark_file("train", RUN.rpartition("/")[2])
     conda:
         ENV
     params:

@@ -29,6 +29,7 @@ def start(snakemake) -> logging.Logger:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    sys.excepthook = _one_line_for_errors_the_user_can_fix
     import torch
 
     torch.set_num_threads(max(1, int(snakemake.threads)))
@@ -41,6 +42,17 @@ def start(snakemake) -> logging.Logger:
         torch.get_num_threads(),
     )
     return log
+
+
+def _one_line_for_errors_the_user_can_fix(kind, error, traceback) -> None:
+    """A :class:`ddpm.DDPMError` names the problem and the fix: the log gets that line alone
+    (as the ``ddpm`` command prints it); anything else is a bug and keeps its traceback."""
+    from ddpm import DDPMError
+
+    if isinstance(error, DDPMError):
+        print(f"error: {error}", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, traceback)
 
 
 def device(snakemake) -> str:

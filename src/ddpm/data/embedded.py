@@ -15,8 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import DataError
-from .raw import RawDataset
-from .store import sha256_of_array
+from .store import RawDataset, sha256_of_array
 
 __all__ = ["EMBEDDED_LOADERS", "stratified_split"]
 

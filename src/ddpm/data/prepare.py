@@ -13,9 +13,8 @@ import numpy as np
 from .. import ConfigError, DataError
 from ..workflow.datasets import DatasetSpec, dataset_spec
 from .embedded import EMBEDDED_LOADERS
-from .raw import RawDataset
 from .resize import RESIZE_MODES, check_image_size, resize_images
-from .store import SPLITS, sha256_of_array, write_dataset_file
+from .store import SPLITS, RawDataset, sha256_of_array, write_dataset_file
 from .torchvision_sources import load_torchvision_dataset
 
 __all__ = ["DEFAULT_ROOT", "prepare_dataset"]

@@ -19,6 +19,7 @@ import json
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from .. import DataError
 from ..files import atomic_save_npz
 
 __all__ = [
+    "RawDataset",
     "FORMAT_VERSION",
     "SPLITS",
     "load_meta",
@@ -39,6 +41,35 @@ __all__ = [
 SPLITS = ("train", "test")
 FORMAT_VERSION = 1
 """Raise it whenever the layout of the file changes, so that older files are refused on read."""
+
+
+@dataclass
+class RawDataset:
+    """Both splits as uint8 (N, C, H, W) arrays and int64 labels, before resizing."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    classes: list[str]
+    provenance: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_splits(
+        cls,
+        splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        classes: list[str],
+        provenance: dict,
+    ) -> RawDataset:
+        """From ``{"train": (images, labels), "test": (images, labels)}``."""
+        return cls(
+            train_images=splits["train"][0],
+            train_labels=splits["train"][1],
+            test_images=splits["test"][0],
+            test_labels=splits["test"][1],
+            classes=classes,
+            provenance=provenance,
+        )
 
 
 def _prepare_hint(path: Path) -> str:

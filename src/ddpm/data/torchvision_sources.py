@@ -25,7 +25,7 @@ from .download import (
     join_url,
     progress_bar,
 )
-from .raw import RawDataset
+from .store import RawDataset
 
 __all__ = ["TORCHVISION_DATASETS", "load_torchvision_dataset"]
 

@@ -24,7 +24,8 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from .. import ConfigError
 from ..diffusion import to_model_range
 from ..files import atomic_write
-from .common import as_uint8_images, resolve_device
+from ..runtime import resolve_device
+from .common import as_uint8_images
 
 __all__ = [
     "CLASSIFIER_EXTRACTOR_NAME",

@@ -1,11 +1,11 @@
-"""Shared pieces of the evaluation package: its exception, input checks, device choice."""
+"""What the evaluation modules share: the check of an image batch."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .. import ConfigError, runtime
+from .. import ConfigError
 
 
 def as_uint8_images(images, name: str) -> torch.Tensor:
@@ -28,11 +28,3 @@ def as_uint8_images(images, name: str) -> torch.Tensor:
             "give grayscale images a channel axis of size 1"
         )
     return images.cpu()
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """:func:`ddpm.runtime.resolve_device`, raising :class:`ConfigError` for scoring's callers."""
-    try:
-        return runtime.resolve_device(device)
-    except runtime.DeviceError as err:
-        raise ConfigError(str(err)) from err

@@ -35,7 +35,6 @@ from ..data.download import DownloadFailed, download_verified, file_digest
 from ..workflow.layout import (
     DOWNLOAD_SUBDIR,
     INCEPTION_WEIGHTS_FILENAME,
-    provided_weights_state,
 )
 from ..workflow.layout import (
     provided_candidates as _provided_candidates,
@@ -48,12 +47,10 @@ __all__ = [
     "INCEPTION_EXTRACTOR_NAME",
     "INCEPTION_MODES",
     "INCEPTION_SHA256_PREFIX",
-    "INCEPTION_WEIGHTS_FILENAME",
     "INCEPTION_WEIGHTS_URL",
     "VerifiedInceptionV3",
     "download_file",
     "load_inception_state_dict",
-    "provided_weights_state",
     "resolve_inception_weights",
 ]
 

@@ -22,8 +22,9 @@ from torch.utils.data import Dataset
 
 from .. import ConfigError
 from ..files import atomic_write
+from ..runtime import resolve_device
 from .classifier import read_classifier_config, register_classifier_extractor
-from .common import as_uint8_images, resolve_device
+from .common import as_uint8_images
 from .inception import INCEPTION_EXTRACTOR_NAME
 from .reference_cache import check_cache_key, check_reference_cache, file_sha256
 

@@ -17,9 +17,10 @@ import torch_fidelity.utils
 
 from .. import ConfigError
 from ..files import atomic_write
+from ..runtime import resolve_device
 from ..stats import bootstrap_sample_metrics
 from .classifier import register_classifier_extractor
-from .common import as_uint8_images, resolve_device
+from .common import as_uint8_images
 from .inception import INCEPTION_EXTRACTOR_NAME
 from .reference_cache import file_sha256
 from .scoring import EXTRACTORS, _ImageBatch

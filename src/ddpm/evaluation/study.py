@@ -1,5 +1,9 @@
 """Scoring as the study does it: every enabled extractor, the same reference set, one record.
 
+The real floor: no model can beat real images of its own dataset, so their metrics against
+the test set, at the same sample size, are the floor a run's metrics are read against; the
+real images are drawn so that none of them is also in the test set (:func:`draw_real_set`).
+
 The reference set is the dataset's test split. :func:`score_samples` scores a run's samples;
 :func:`score_real_floor` draws as many real images from outside the test set and scores them
 with :func:`score_samples`. Next to each metric the record holds its within-run bootstrap
@@ -17,16 +21,19 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from .. import ConfigError
 from ..files import atomic_write
-from .floor import draw_real_set
+from .common import as_uint8_images
 from .reference_cache import reference_cache_name
 from .scoring import compute_metrics, metric_columns
 from .spread import bootstrap_metrics, cached_reference_features
 
 __all__ = [
     "DEFAULT_BOOTSTRAP_RESAMPLES",
+    "draw_real_set",
     "read_inception_status",
     "score_real_floor",
     "score_samples",
@@ -122,6 +129,41 @@ def score_samples(
             )
         results[f"{extractor}_status"] = "computed"
     return results
+
+
+def draw_real_set(real_pool, reference, n: int, *, seed: int = 0) -> torch.Tensor:
+    """``n`` real images drawn from ``real_pool`` without any image that is also in ``reference``
+    (the two sets are disjoint), as a uint8 tensor; ``seed`` seeds the draw."""
+    real_pool = as_uint8_images(real_pool, "real pool")
+    reference = as_uint8_images(reference, "reference")
+    if real_pool.shape[1:] != reference.shape[1:]:
+        raise ConfigError(
+            f"real pool images are {tuple(real_pool.shape[1:])} (C, H, W) but reference images are "
+            f"{tuple(reference.shape[1:])}; draw both from the same dataset and resolution"
+        )
+    in_reference = {image.tobytes() for image in reference.reshape(len(reference), -1).numpy()}
+    disjoint = np.array(
+        [
+            image.tobytes() not in in_reference
+            for image in real_pool.reshape(len(real_pool), -1).numpy()
+        ],
+        dtype=bool,
+    )
+    candidates = torch.from_numpy(np.flatnonzero(disjoint))
+    if len(candidates) < len(real_pool):
+        logger.info(
+            "real floor: %d pool images also occur in the reference set and are left out",
+            len(real_pool) - len(candidates),
+        )
+    if n > len(candidates):
+        raise ConfigError(
+            f"the real pool has {len(candidates)} images not in the reference set, fewer than the "
+            f"{n} requested; lower n or pass a larger pool (e.g. the training set)"
+        )
+    draw = candidates[
+        torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))[:n]
+    ]
+    return real_pool[draw]
 
 
 def score_real_floor(

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from .. import ConfigError
 from ..runtime import PRECISIONS
 
-__all__ = ["LR_DECAYS", "RESUMABLE_CHANGES", "TrainingConfig", "ConfigError"]
+__all__ = ["LR_DECAYS", "RESUMABLE_CHANGES", "TrainingConfig"]
 
 #: How the learning rate moves after the warm-up (:func:`ddpm.training.state.learning_rate`).
 LR_DECAYS = ("none", "cosine")

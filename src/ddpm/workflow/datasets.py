@@ -11,7 +11,7 @@ from typing import Literal
 
 from .. import DataError
 
-__all__ = ["DATASETS", "DataError", "DatasetSpec", "dataset_spec"]
+__all__ = ["DATASETS", "DatasetSpec", "dataset_spec"]
 
 
 @dataclass(frozen=True)
