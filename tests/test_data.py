@@ -740,10 +740,12 @@ def test_download_progress_in_a_log_file_is_plain_lines(caplog, monkeypatch):
     from ddpm.data.download import progress_bar
 
     monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
-    with caplog.at_level("INFO", logger="ddpm.data.download"):
-        with progress_bar(4 * 2**20, "mnist train images", unit="B", every_s=0) as progress:
-            for _ in range(4):
-                progress.update(2**20)
+    with (
+        caplog.at_level("INFO", logger="ddpm.data.download"),
+        progress_bar(4 * 2**20, "mnist train images", unit="B", every_s=0) as progress,
+    ):
+        for _ in range(4):
+            progress.update(2**20)
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "mnist train images: 1.0 of 4.0 MB (25 %)"
     assert lines[-1] == "mnist train images: done, 4.0 of 4.0 MB (100 %)"

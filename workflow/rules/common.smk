@@ -105,7 +105,7 @@ def run_config(wildcards):
 def code(script):
     """A digest of what the library code that workflow/scripts/``script`` imports computes.
 
-    A rule takes it as a parameter (``library_code``): an edit of the library that can change
+    Every rule takes it as its parameter ``library_code``; an edit of the library that can change
     a rule's numbers makes its outputs out of date; a comment, a docstring, a log message, a
     version bump or a moved checkout does not (ddpm.workflow_support.code_version).
     """
