@@ -437,6 +437,16 @@ def submitted_job_ids(snakemake_output: str) -> list[str]:
     return re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", snakemake_output)
 
 
+def submitted_jobs_of_rule(cluster: SlurmCluster, snakemake_output: str, rule: str) -> list[str]:
+    """The SLURM job ids of one rule's jobs, in the order of submission (the plugin gives each
+    job the comment ``rule_<rule>_...``)."""
+    return [
+        job_id
+        for job_id in submitted_job_ids(snakemake_output)
+        if re.match(rf"rule_{rule}(_wildcards|$)", slurm_job_details(cluster, job_id)["Comment"])
+    ]
+
+
 def slurm_job_details(cluster: SlurmCluster, job_id: str) -> dict[str, str]:
     """``scontrol show job`` as a dictionary (the test cluster keeps finished jobs)."""
     result = subprocess.run(

@@ -38,7 +38,7 @@ from conftest import (
     slurm_time,
     snakemake_env,
     snakemake_in_background,
-    submitted_job_ids,
+    submitted_jobs_of_rule,
     wait_for_checkpoint,
     write_config,
 )
@@ -145,8 +145,8 @@ def test_training_cancelled_on_slurm_is_resubmitted_and_ends_as_if_never_stopped
         stopped_at = wait_for_checkpoint(
             run_dir / "checkpoints", process, STOP_BEYOND_STEP, timeout=180
         )
-        # The train job is the only SLURM job of this run (the data rule is local).
-        (first_job,) = submitted_job_ids(output.read_text())
+        # The train job (the data rule is local; the precision was decided in a job before).
+        (first_job,) = submitted_jobs_of_rule(slurm_cluster, output.read_text(), "train")
         assert slurm_states(slurm_cluster)[first_job] == "RUNNING"
         # Cancel it from outside, as a preemption or an administrator would.
         subprocess.run(["scancel", first_job], env=slurm_cluster.env(), check=True)
@@ -154,7 +154,7 @@ def test_training_cancelled_on_slurm_is_resubmitted_and_ends_as_if_never_stopped
     snakemake_log = output.read_text()
     assert returncode == 0, snakemake_log[-6000:]
 
-    jobs = submitted_job_ids(snakemake_log)
+    jobs = submitted_jobs_of_rule(slurm_cluster, snakemake_log, "train")
     assert len(jobs) == 2 and jobs[0] == first_job, jobs
     second_job = jobs[1]
     states = slurm_states(slurm_cluster)

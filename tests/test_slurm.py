@@ -253,13 +253,11 @@ rule all:
 
 rule train:
     # Like real training: a rolling checkpoint that is not an output, so Snakemake keeps
-    # it when the job fails, and a runtime that grows with every attempt.
+    # it when the job fails; its runtime, from the profile, grows with every attempt.
     output:
         "model.txt",
     params:
         checkpoint="checkpoints/last.txt",
-    resources:
-        runtime=lambda wildcards, attempt: 2 * attempt,
     shell:
         '''
         if [ -e {params.checkpoint} ]; then
@@ -272,6 +270,11 @@ rule train:
         fi
         '''
 """
+
+
+def two_minutes_per_attempt(settings):
+    """A profile edit, as a site sizes its runtimes: training gets 2 minutes per attempt."""
+    settings["set-resources"]["train"]["runtime"] = "2 * attempt"
 
 
 def wait_for_file(path: Path, process: subprocess.Popen, timeout: float) -> str:
@@ -297,7 +300,9 @@ def test_a_job_killed_by_slurm_is_retried_and_resumes(slurm_cluster, tmp_path):
     output_path = tmp_path / "snakemake.out"
     with open(output_path, "w") as output:
         process = subprocess.Popen(
-            slurm_snakemake_command(workdir, timeout=STAND_IN_TIMEOUT),
+            slurm_command_with_profile(
+                workdir, timeout=STAND_IN_TIMEOUT, edit_profile=two_minutes_per_attempt
+            ),
             env=snakemake_env(slurm_cluster.env()),
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -320,7 +325,8 @@ def test_a_job_killed_by_slurm_is_retried_and_resumes(slurm_cluster, tmp_path):
     assert second_job != first_job
     known = slurm_states(slurm_cluster)
     assert known[first_job] == "CANCELLED" and known[second_job] == "COMPLETED", known
-    # runtime = 2 min x attempt, and SLURM enforces it as the job's time limit.
+    # runtime = 2 min x attempt (the profile's expression), and SLURM enforces it as the
+    # job's time limit.
     assert runtime == "4"
     assert slurm_job_details(slurm_cluster, first_job)["TimeLimit"] == "00:02:00"
     assert slurm_job_details(slurm_cluster, second_job)["TimeLimit"] == "00:04:00"

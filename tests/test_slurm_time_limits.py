@@ -28,6 +28,7 @@ from conftest import (
     slurm_states,
     snakemake_env,
     submitted_job_ids,
+    submitted_jobs_of_rule,
 )
 from test_slurm import STAND_IN_TIMEOUT, slurm_command_with_profile
 
@@ -193,7 +194,7 @@ def test_training_past_its_time_limit_is_retried_with_more_time_and_resumes(
 
     # SLURM ended the first attempt at its 1-minute limit; Snakemake submitted it again with
     # the runtime of the next attempt, and the last attempt completed.
-    jobs = submitted_job_ids(result.stdout)
+    jobs = submitted_jobs_of_rule(slurm_cluster, result.stdout, "train")
     states = slurm_states(slurm_cluster)
     assert len(jobs) >= 2, (jobs, result.stdout[-4000:])
     assert [states[job] for job in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"], states
@@ -262,10 +263,7 @@ def test_sampling_past_its_time_limit_resumes_from_its_finished_batches(slurm_cl
 
     # SLURM ended the first sampling attempt at its 1-minute limit; the last one completed.
     states = slurm_states(slurm_cluster)
-    details = {
-        job: slurm_job_details(slurm_cluster, job) for job in submitted_job_ids(result.stdout)
-    }
-    sampling = [job for job, d in details.items() if d["Comment"].startswith("rule_sample")]
+    sampling = submitted_jobs_of_rule(slurm_cluster, result.stdout, "sample")
     assert len(sampling) >= 2, (sampling, result.stdout[-4000:])
     assert [states[job] for job in sampling] == ["TIMEOUT"] * (len(sampling) - 1) + ["COMPLETED"]
 
