@@ -13,7 +13,10 @@ sys.path.insert(0, str(REPO / "src"))
 # These modules need neither NumPy nor PyTorch: the workflow parses with Snakemake alone.
 from ddpm.config_check import check_config  # noqa: E402
 from ddpm.config_load import ConfigFileError, resolve_config  # noqa: E402
-from ddpm.dataset_registry import DATASETS as DATASET_REGISTRY  # noqa: E402
+from ddpm.dataset_registry import (  # noqa: E402
+    DATASETS as DATASET_REGISTRY,
+    registry_name,
+)
 from ddpm.workflow_support import (  # noqa: E402
     job_device,
     library_inputs,
@@ -68,9 +71,11 @@ CELL = "{schedule}-T{T}"
 
 
 def dataset_options(name):
-    """The options of a dataset, its image size defaulting to the native one."""
+    """The options of a dataset, its image size defaulting to the native one (that of the
+    registry dataset a variant is made from)."""
     options = dict(config.get("dataset_options", {}).get(name, {}))
-    options.setdefault("image_size", DATASET_REGISTRY[name].native_size)
+    source = registry_name(name, config.get("dataset_options"))
+    options.setdefault("image_size", DATASET_REGISTRY[source].native_size)
     return options
 
 

@@ -18,6 +18,7 @@ rule train_classifier:
     params:
         epochs=config.get("scoring", {}).get("classifier", {}).get("epochs", 100),
         seed=0,
+        image_size=config.get("scoring", {}).get("image_size"),
     script:
         "../scripts/train_classifier.py"
 

@@ -6,7 +6,8 @@ from ddpm.data import prepare_dataset  # noqa: E402
 
 options = snakemake.params.options
 meta = prepare_dataset(
-    snakemake.wildcards.dataset,
+    # A variant (dataset_options.<name>.variant_of) is made from the dataset it names.
+    options.get("variant_of", snakemake.wildcards.dataset),
     snakemake.output[0],
     options["image_size"],
     root=snakemake.params.root,

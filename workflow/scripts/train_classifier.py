@@ -18,6 +18,7 @@ summary = train_classifier(
     snakemake.output.weights,
     epochs=snakemake.params.epochs,
     seed=snakemake.params.seed,
+    image_size=snakemake.params.image_size,
 )
 log.info("classifier: %s", summary)
 atomic_write_text(snakemake.output.summary, json.dumps(summary, indent=2))

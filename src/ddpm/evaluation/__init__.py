@@ -34,6 +34,7 @@ _EXPORTS = {
     "reference_cache_name": "reference_cache",
     "register_classifier_extractor": "classifier",
     "resolve_inception_weights": "inception",
+    "scoring_view": "common",
     "train_classifier": "classifier",
     "write_metrics": "scoring",
 }

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..files import atomic_write
+from .common import scoring_view
 from .floor import draw_real_set
 from .reference_cache import reference_cache_name
 from .scoring import compute_metrics, metric_columns
@@ -82,10 +83,18 @@ def score_samples(
         inception_status: what :func:`write_inception_status` recorded; without weights the
             Inception columns are NaN and ``inception_status`` says why.
         cache_dir: the reference-feature cache, shared by every run of the dataset.
-        options: the config's ``scoring`` section: torch-fidelity's KID/IS/PRC options and
-            ``bootstrap_resamples`` (default 100; 0 skips the spread).
+        options: the config's ``scoring`` section: torch-fidelity's KID/IS/PRC options,
+            ``bootstrap_resamples`` (default 100; 0 skips the spread) and ``image_size`` (score
+            at this side, both sets averaged over k x k blocks first, see
+            :func:`~ddpm.evaluation.common.scoring_view`; absent or None: at their own size).
         seed: seeds the bootstrap.
     """
+    score_size = options.get("image_size")
+    if score_size is not None:
+        samples, test_images = (
+            scoring_view(samples, score_size),
+            scoring_view(test_images, score_size),
+        )
     metric_options = {k: options[k] for k in _METRIC_OPTIONS if k in options}
     resamples = int(options.get("bootstrap_resamples", DEFAULT_BOOTSTRAP_RESAMPLES))
     results: dict = {"n_generated": len(samples), "n_reference": len(test_images)}
