@@ -158,6 +158,13 @@ def _check_schedules(config: Mapping) -> list[str]:
     for label, definition in closeness["schedules"].items():
         key = f"analysis.closeness.schedules.{label}"
         problems += _check_schedule(key, definition, [closeness["T"]])
+    odd = [size for size in closeness["image_sizes"] if size % 8]
+    if "digit" in closeness.get("other_images", []) and odd:
+        problems.append(
+            f"analysis.closeness.image_sizes = {closeness['image_sizes']}: the digit of "
+            f"other_images is 8 x 8 and is enlarged by whole factors, but {odd} is not a "
+            "multiple of 8; use multiples of 8 or drop the digit"
+        )
     problems += _check_forward_samples(config, already_wrong=problems)
     destruction = analysis["destruction"]
     if destruction["beta_start"] > destruction["beta_end"]:

@@ -52,13 +52,15 @@ rule closeness_schedule_table:
 
 
 rule closeness:
-    # Thesis section 5.1: 50 noised copies of one image, covariance minus identity.
+    # Thesis section 5.1: 50 noised copies of one image, covariance minus identity; the band
+    # entry in log-SNR terms, its prediction, and the check of resolution-shifted schedules.
     input:
         lib("closeness.py"),
     output:
         table="results/analysis/closeness.csv",
         closest="results/analysis/closest_points.csv",
         comparison="results/analysis/closest_points_vs_thesis.csv",
+        shifted="results/analysis/shifted_band_entry.csv",
     log:
         "logs/analysis/closeness.log",
     conda:

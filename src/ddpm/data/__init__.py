@@ -23,6 +23,7 @@ from ..lazy import lazy_exports
 # Public name -> the submodule that defines it.
 _EXPORTS = {
     "DEFAULT_ROOT": "prepare",
+    "DIGIT": "photos",
     "FORMAT_VERSION": "store",
     "PHOTOS": "photos",
     "RESIZE_MODES": "resize",
@@ -32,6 +33,7 @@ _EXPORTS = {
     "DatasetUnavailable": "errors",
     "download_verified": "download",
     "load_meta": "store",
+    "load_digit": "photos",
     "load_photo": "photos",
     "load_split": "store",
     "prepare_dataset": "prepare",
@@ -41,6 +43,7 @@ _EXPORTS = {
 __all__ = [
     "DATASETS",
     "DEFAULT_ROOT",
+    "DIGIT",
     "DatasetChecksumError",
     "DatasetError",
     "DatasetNotPrepared",
@@ -52,6 +55,7 @@ __all__ = [
     "SPLITS",
     "dataset_spec",
     "download_verified",
+    "load_digit",
     "load_meta",
     "load_photo",
     "load_split",
