@@ -28,4 +28,5 @@ build_report(
     inception_note=json.loads(Path(inputs.inception).read_text()).get("reason"),
     run_times=read_benchmarks(inputs.benchmarks) if inputs.benchmarks else None,
     configuration=snakemake.params.configuration,
+    shifted_band_entry=pd.read_csv(inputs.shifted),
 )
