@@ -166,3 +166,22 @@ def test_collapse_verdict_compares_the_spread_with_the_tolerance():
         "tolerance_log_snr"
     ] == pytest.approx(0.21)
     assert not row["collapses"]
+
+
+def test_log_snr_figure_has_a_panel_per_size_and_image(small_study, tmp_path):
+    from ddpm.figures import draw_figure
+
+    path = tmp_path / "closeness.csv"
+    small_study.table.to_csv(path, index=False)
+    figure = draw_figure("closeness_vs_log_snr", {"closeness": str(path)})
+    # china.jpg and the digit in the copies reading, then the pixels reading: 3 rows x 2 sizes
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles == [
+        "china.jpg, 8x8", "china.jpg, 16x16", "digit, 8x8", "digit, 16x16",
+        "pixels, 8x8", "pixels, 16x16",
+    ]  # fmt: skip
+    empty = small_study.table.assign(closeness_copies=np.nan, closeness_pixels=np.nan)
+    with pytest.raises(ValueError, match="no closeness values"):
+        from ddpm.plots.log_snr import fig_closeness_vs_log_snr
+
+        fig_closeness_vs_log_snr(empty)

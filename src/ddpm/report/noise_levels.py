@@ -5,7 +5,6 @@ and a dataset studied at another size next to itself (the shift study)."""
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -25,9 +24,17 @@ def _verdict(flag) -> str:
 
 # --- the closeness experiment in log-SNR terms ------------------------------------------------
 def log_snr_section(closest: pd.DataFrame, shifted: pd.DataFrame | None) -> str:
-    """Collapse verdicts, predicted against measured band entry, slopes, and the shift check."""
+    """Collapse verdicts, predicted against measured band entry, slopes, and the shift check.
+
+    The pixels reading never sees the image, so its rows are the same for every image: they are
+    shown (and counted) for the first image only.
+    """
     if f"predicted_t_enter_{READINGS[0]}" not in closest:
         return "<p>The closest points carry no prediction; run the closeness analysis again.</p>"
+    first = closest["photo"].iloc[0]
+    closest = closest.copy()
+    for column in [c for c in closest if c.endswith("_pixels")]:
+        closest[column] = closest[column].astype(object).where(closest["photo"] == first)
     return (
         _collapse_html(closest)
         + _prediction_html(closest)
@@ -73,7 +80,7 @@ def _prediction_html(closest: pd.DataFrame) -> str:
     rows, misses = [], []
     for reading in READINGS:
         for r in closest.to_dict("records"):
-            if math.isnan(r[f"t_enter_{reading}"]) or r[f"predicted_pass_{reading}"] is None:
+            if pd.isna(r[f"t_enter_{reading}"]) or pd.isna(r[f"predicted_pass_{reading}"]):
                 continue
             passed = bool(r[f"predicted_pass_{reading}"])
             rows.append(
@@ -133,6 +140,8 @@ def _slopes_html(closest: pd.DataFrame) -> str:
     rows = []
     for photo, part in closest.groupby("photo", sort=False):
         for reading in READINGS:
+            if part[f"log_snr_enter_{reading}"].isna().all():
+                continue
             measured = ols_slope(np.log2(part["image_size"]), part[f"log_snr_enter_{reading}"])
             rows.append(
                 {
