@@ -72,7 +72,8 @@ def _collapse_html(closest: pd.DataFrame) -> str:
         "step at an entry, i.e. what the noise band and the step grid let two schedules with the "
         f"same curve differ by. It holds in {held} of {len(verdicts)} cases. The spread of the "
         "entry step t/T over the schedules is shown for contrast: in t the schedules differ by "
-        "a quarter to a third of the run.</p>" + table_html(table, "{:.3f}")
+        f"{verdicts['spread_t_over_T'].min():.2f}–{verdicts['spread_t_over_T'].max():.2f} of "
+        "the run.</p>" + table_html(table, "{:.3f}")
     )
 
 
