@@ -15,10 +15,10 @@ from ddpm.analysis.closeness import (
     batch_closeness,
     closeness_copies,
     closeness_pixels,
-    closeness_table,
     pure_noise_closeness,
     square_grayscale,
 )
+from ddpm.analysis.closeness_study import closeness_table
 from ddpm.analysis.forward import (
     forward_samples,
     iterative_destruction,
@@ -355,8 +355,15 @@ def test_schedule_table_rows_and_values():
         "alpha_bar",
         "log_snr",
         "params",
+        "snr",
+        "kl_bits_per_dim",
     ]
     assert len(table) == 9
+    # snr and the KL to N(0, I) (for an x_0 of mean square 1): at t = T, how far x_T is from noise
+    cosine = specs[0].build()
+    last = table[table["schedule"] == "cosine"].iloc[-1]
+    assert last["snr"] == pytest.approx(cosine.alpha_bar_T / (1 - cosine.alpha_bar_T))
+    assert last["kl_bits_per_dim"] == pytest.approx(cosine.prior_kl_bits_per_dim(1.0))
     scaled = table[table["schedule"] == "lin-scaled"]
     np.testing.assert_allclose(scaled["beta"], np.linspace(1e-4, 2e-3, 4) * 250)
     np.testing.assert_allclose(

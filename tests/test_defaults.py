@@ -104,7 +104,8 @@ def _fields(cls) -> dict:
 
 #: Each section's keys and where the library defines their defaults.
 LIBRARY_DEFAULTS = {
-    "dataset_options": _signature(prepare_dataset),
+    # variant_of: the workflow's own (ddpm.workflow.datasets.registry_name); none by default
+    "dataset_options": {**_signature(prepare_dataset), "variant_of": None},
     "model": _fields(UNetConfig),
     "diffusion": _signature(GaussianDiffusion.__init__),
     "training": _fields(TrainingConfig),
@@ -112,6 +113,7 @@ LIBRARY_DEFAULTS = {
     "scoring": {
         **_signature(compute_metrics),
         "bootstrap_resamples": DEFAULT_BOOTSTRAP_RESAMPLES,
+        "image_size": None,  # score_samples: scored at the images' own size
         **{f"classifier.{k}": v for k, v in _signature(train_classifier).items()},
         **{f"inception.{k}": v for k, v in _signature(resolve_inception_weights).items()},
     },
@@ -119,6 +121,7 @@ LIBRARY_DEFAULTS = {
 
 #: Defaults the README states in words (name -> the library value they describe).
 IN_WORDS = {
+    "–": None,
     "the native size": None,
     "torch-fidelity's release": _signature(resolve_inception_weights)["url"],
 }

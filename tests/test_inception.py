@@ -23,6 +23,7 @@ import ddpm.evaluation.inception as inception
 from ddpm import ConfigError
 from ddpm.evaluation.inception import resolve_inception_weights
 from ddpm.evaluation.scoring import compute_metrics
+from ddpm.workflow.layout import provided_weights_state
 
 MARKER_NAME = "code-ran.txt"
 
@@ -220,15 +221,15 @@ def test_reason_says_whether_the_weights_are_the_published_ones(tmp_path):
 def test_provided_state_changes_when_the_user_adds_a_file_not_when_we_download(tmp_path):
     resources = tmp_path / "resources"
     url = "http://127.0.0.1:9/w.pth"
-    assert inception.provided_weights_state(None, url, resources) == "none"
+    assert provided_weights_state(None, url, resources) == "none"
     downloaded = resources / "downloaded" / "w.pth"
     downloaded.parent.mkdir(parents=True)
     _small_state_dict(downloaded)
-    assert inception.provided_weights_state(None, url, resources) == "none"
+    assert provided_weights_state(None, url, resources) == "none"
     _small_state_dict(resources / "w.pth")
-    assert str(resources / "w.pth") in inception.provided_weights_state(None, url, resources)
+    assert str(resources / "w.pth") in provided_weights_state(None, url, resources)
     given = _small_state_dict(tmp_path / "mine.pth")
-    assert str(given) in inception.provided_weights_state(given, url, resources)
+    assert str(given) in provided_weights_state(given, url, resources)
 
 
 # --------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from schedule_specs import report_003_schedule_specs, thesis_schedule_specs
 
-from ddpm.analysis.closeness import closeness_table
+from ddpm.analysis.closeness_study import closeness_table
 from ddpm.analysis.forward import (
     forward_samples,
     iterative_destruction,

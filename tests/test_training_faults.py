@@ -18,13 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import (
-    IMAGES,
-    assert_bit_identical,
-    ema_weights,
-    run_spec,
-    small_config,
-)
+from training_helpers import IMAGES, assert_bit_identical, ema_weights, run_spec, small_config
 
 import ddpm.checkpoints
 import ddpm.files

@@ -209,7 +209,8 @@ def _add_schedule_command(commands) -> None:
         "--param",
         action="append",
         metavar="KEY=VALUE",
-        help="a schedule parameter, repeatable (e.g. beta_start=1e-5, rescale_to_T=true, s=0.002)",
+        help="a schedule parameter, repeatable (e.g. beta_start=1e-5, rescale_to_T=true, s=0.002); "
+        "every schedule also takes shift=<log-SNR offset> and zero_terminal_snr=true",
     )
     p.add_argument(
         "--data-second-moment",
@@ -270,7 +271,8 @@ def _add_diffusion_options(g) -> None:
         "--schedule-param",
         action="append",
         metavar="KEY=VALUE",
-        help="a schedule parameter, repeatable (e.g. beta_start=1e-5 rescale_to_T=true)",
+        help="a schedule parameter, repeatable (e.g. beta_start=1e-5 rescale_to_T=true); every "
+        "schedule also takes shift=<log-SNR offset, e.g. -1.386 for twice the side>",
     )
     g.add_argument(
         "--label", help="the run's name for its schedule, kept in its record (default: --schedule)"

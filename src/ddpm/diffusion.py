@@ -67,6 +67,13 @@ class GaussianDiffusion:
             raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if schedule.alpha_bar_T == 0.0:
+            raise ValueError(
+                "this schedule has zero terminal SNR (alpha_bar_T = 0), where a model that "
+                "predicts the noise cannot give x_0 (Algorithm 2 divides by sqrt(alpha_T) = 0; "
+                "Lin et al. 2024 switch to v-prediction); this library predicts the noise, so "
+                "use zero_terminal_snr for the analysis only"
+            )
         self.schedule = schedule
         self.variance = variance
         self.loss = loss

@@ -24,6 +24,10 @@ Schedules, by name (``beta_schedule`` in the config):
     Chen 2023 ("On the importance of noise scheduling"): a sigmoid in
     *alpha_bar* space, gamma(u) = (sigmoid(end/tau) - sigmoid((u(end-start)+start)/tau))
     / (sigmoid(end/tau) - sigmoid(start/tau)) for u = t/T.
+
+Every schedule also takes ``shift`` (log-SNR offset: logit(alpha_bar_t) = logit(alpha_bar_t of
+the formula) + shift) and ``zero_terminal_snr`` (Lin et al.'s rescale to alpha_bar_T = 0); see
+:mod:`ddpm.beta_formulas`.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ SCHEDULES: dict[str, Callable[..., np.ndarray]] = {
 def make_schedule(name: str, T: int, **params) -> NoiseSchedule:
     """Build schedule ``name`` with ``T`` steps; unknown names or parameters are rejected by name."""
     full = formulas.check_parameters(name, params)
-    betas = SCHEDULES[name](formulas.check_T(T), **full)
+    betas = np.asarray(formulas.formula_betas(name, formulas.check_T(T), full), dtype=np.float64)
     return NoiseSchedule(betas=betas, name=name, params=full)
 
 
@@ -121,7 +125,8 @@ class NoiseSchedule:
     @cached_property
     def alpha_bar(self) -> np.ndarray:
         """alpha_bar_t = prod_{s<=t} (1 - beta_s), computed in log space for accuracy."""
-        return np.exp(np.cumsum(np.log1p(-self.betas)))
+        with np.errstate(divide="ignore"):  # beta_T = 1 (zero terminal SNR): alpha_bar_T = 0
+            return np.exp(np.cumsum(np.log1p(-self.betas)))
 
     @cached_property
     def alpha_bar_prev(self) -> np.ndarray:
@@ -139,8 +144,10 @@ class NoiseSchedule:
 
     @cached_property
     def log_snr(self) -> np.ndarray:
-        """log(alpha_bar_t / (1 - alpha_bar_t)), the signal-to-noise ratio of q(x_t | x_0)."""
-        return np.log(self.alpha_bar) - np.log1p(-self.alpha_bar)
+        """log(alpha_bar_t / (1 - alpha_bar_t)), the signal-to-noise ratio of q(x_t | x_0)
+        (-inf where alpha_bar_t = 0)."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.alpha_bar) - np.log1p(-self.alpha_bar)
 
     def kl_to_standard_normal(self, data_second_moment: float = 1.0) -> np.ndarray:
         """KL(q(x_t | x_0) || N(0, I)) per dimension in bits, for t = 1..T.

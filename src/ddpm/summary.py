@@ -303,3 +303,127 @@ def best_cell(runs: pd.DataFrame, floor: Mapping, extractor: str = "classifier")
         "passes_is": is_interval["mean"] >= is_bar,
         "passes_fid": fid_interval["mean"] <= fid_bar,
     }
+
+
+# --- terminal SNR ------------------------------------------------------------------------------
+TERMINAL_KL_FLAG_BITS = 1e-3
+"""x_T counts as far from N(0, I) when KL(q(x_T | x_0) || N(0, I)) exceeds this many bits per
+dimension (for an x_0 of mean square 1). At 1e-3 bits per dimension an image of about 1,000
+pixels (MNIST's 784) keeps about a bit of evidence of x_0 at T, the amount the closeness analysis
+uses for "short of noise" (its total-KL threshold)."""
+
+
+def terminal_snr(schedule_table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (schedule, T) of the schedule table (``results/analysis/schedules.csv``): SNR(T),
+    log-SNR(T), alpha_bar_T and KL(q(x_T | x_0) || N(0, I)) in bits per dimension, with
+    ``far_from_noise`` where that KL exceeds :data:`TERMINAL_KL_FLAG_BITS`."""
+    last = schedule_table[schedule_table["t"] == schedule_table["T"]]
+    return pd.DataFrame(
+        {
+            "schedule": last["schedule"].to_numpy(),
+            "T": last["T"].astype(int).to_numpy(),
+            "snr_T": last["snr"].to_numpy(),
+            "log_snr_T": last["log_snr"].to_numpy(),
+            "alpha_bar_T": last["alpha_bar"].to_numpy(),
+            "kl_bits_per_dim_T": last["kl_bits_per_dim"].to_numpy(),
+            "far_from_noise": (last["kl_bits_per_dim"] > TERMINAL_KL_FLAG_BITS).to_numpy(),
+        }
+    )
+
+
+def terminal_snr_readings(
+    runs: pd.DataFrame, terminal: pd.DataFrame, fid: str = "classifier_fid"
+) -> pd.DataFrame:
+    """Where the terminal SNR could explain part of an FID difference: at each T of the grid,
+    every schedule whose x_T is far from noise against every one whose x_T is not, with the
+    paired (by seed) FID difference flagged minus unflagged and its 95 % interval.
+
+    A sampler starts from N(0, I); a schedule that leaves signal at T trains on x_T that are
+    not N(0, I). So the flagged schedule being worse (interval above 0) is what a terminal-SNR
+    effect would look like, though in a grid where terminal SNR goes with the schedule it cannot
+    be told from the schedule's other differences; the flagged schedule being better (interval
+    below 0) means the terminal SNR does not explain the difference.
+    """
+    flagged = terminal.set_index(["schedule", "T"])["far_from_noise"]
+    rows = []
+    for t, group in runs.groupby("T"):
+        present = [s for s in dict.fromkeys(group["schedule"]) if (s, t) in flagged.index]
+        far = [s for s in present if flagged[(s, t)]]
+        near = [s for s in present if not flagged[(s, t)]]
+        for a in far:
+            for b in near:
+                diff = _paired_differences(runs, fid, a, b, [t])
+                if diff["lo"] > 0:
+                    reading = "the schedule far from noise at T is worse: may explain part"
+                elif diff["hi"] < 0:
+                    reading = "the schedule far from noise at T is better: does not explain it"
+                else:
+                    reading = "no FID difference told apart at this n"
+                rows.append(
+                    {
+                        "T": int(t),
+                        "far from noise at T": a,
+                        "close to noise at T": b,
+                        "FID difference (far − close)": _fmt(diff["mean"], diff["lo"], diff["hi"]),
+                        "n": diff["n"],
+                        "reading": reading,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+# --- dataset variants (the same images at another size) ----------------------------------------
+def variant_comparison(
+    runs: Mapping[str, pd.DataFrame],
+    variants: Mapping[str, str],
+    reference_schedule: str,
+    metric: str = "classifier_fid",
+    lower_is_better: bool = True,
+) -> pd.DataFrame:
+    """Does a variant of a dataset (the same images enlarged) reach the quality of the dataset
+    itself? ``runs`` maps each dataset to its runs table, ``variants`` each variant to the
+    dataset it is made from; the reference is the base dataset's ``reference_schedule`` at the
+    same T.
+
+    One row per cell (schedule, T) of every variant and of its base (the base's other
+    schedules are the control: a schedule that also beat the reference at the base size would
+    not be about the size). Columns: dataset, schedule, T, the cell's mean with its t interval,
+    the difference to the reference with its Welch interval, ``recovers`` (holds when that
+    interval lies within ± :data:`RELATIVE_MARGIN` of the reference's mean) and ``worse`` (holds
+    when the cell is surely worse than the reference).
+    """
+    from .stats import welch_difference
+
+    rows = []
+    for variant, base in variants.items():
+        if variant not in runs or base not in runs:
+            continue
+        reference = runs[base][runs[base]["schedule"] == reference_schedule]
+        for dataset in (base, variant):
+            for (schedule, t), cell in runs[dataset].groupby(["schedule", "T"], sort=False):
+                if dataset == base and schedule == reference_schedule:
+                    continue
+                ref = reference[reference["T"] == t][metric]
+                own = t_interval(cell[metric])
+                diff = welch_difference(cell[metric], ref)
+                margin = RELATIVE_MARGIN * abs(float(ref.mean()))
+                worse = sign_verdict(diff["lo"], diff["hi"], 1 if lower_is_better else -1)
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "schedule": schedule,
+                        "T": int(t),
+                        "metric": metric,
+                        "mean": own["mean"],
+                        "lo": own["lo"],
+                        "hi": own["hi"],
+                        "reference_mean": float(ref.mean()),
+                        "difference": diff["diff"],
+                        "difference_lo": diff["lo"],
+                        "difference_hi": diff["hi"],
+                        "margin": margin,
+                        "recovers": effect_verdict(diff["lo"], diff["hi"], margin),
+                        "worse": worse,
+                    }
+                )
+    return pd.DataFrame(rows)

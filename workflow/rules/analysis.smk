@@ -36,11 +36,13 @@ rule closeness_schedule_table:
 
 
 rule closeness:
-    # Thesis section 5.1: 50 noised copies of one image, covariance minus identity.
+    # Thesis section 5.1: 50 noised copies of one image, covariance minus identity; the band
+    # entry in log-SNR terms, its prediction, and the check of resolution-shifted schedules.
     output:
         table=ANALYSIS_FILES["closeness"],
         closest=ANALYSIS_FILES["closest_points"],
         comparison=ANALYSIS_FILES["thesis_comparison"],
+        shifted=ANALYSIS_FILES["shifted_band_entry"],
     log:
         "logs/analysis/closeness.log",
     conda:

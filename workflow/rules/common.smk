@@ -13,6 +13,7 @@ from ddpm import ConfigError  # noqa: E402
 from ddpm.workflow.code import code_version  # noqa: E402
 from ddpm.workflow.config_check import check_config  # noqa: E402
 from ddpm.workflow.config_load import resolve_config  # noqa: E402
+from ddpm.workflow.datasets import registry_name  # noqa: E402
 from ddpm.workflow.figures import FIGURES, dataset_figures, study_figures  # noqa: E402
 from ddpm.workflow.layout import (  # noqa: E402
     ANALYSIS_FILES,

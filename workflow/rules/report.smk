@@ -15,6 +15,7 @@ rule report:
         schedules=ANALYSIS_FILES["schedules"],
         closest=ANALYSIS_FILES["closest_points"],
         comparison=ANALYSIS_FILES["thesis_comparison"],
+        shifted=ANALYSIS_FILES["shifted_band_entry"],
         benchmarks=[
             expand(
                 benchmark_file("train", RUN.rpartition("/")[2]),

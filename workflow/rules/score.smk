@@ -11,6 +11,8 @@ rule train_classifier:
         ENV
     params:
         classifier=config["scoring"]["classifier"],
+        # Scored at this size (null: the images' own): the classifier sees its images so.
+        image_size=config["scoring"].get("image_size"),
         device=DEVICE,
         library_code=code("train_classifier.py"),
     script:

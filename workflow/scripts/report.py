@@ -37,4 +37,5 @@ build_report(
         "runs": read_run_provenance(inputs.records),
         "decisions": {Path(path).parent.name: read_decision(path) for path in inputs.precision},
     },
+    shifted_band_entry=pd.read_csv(inputs.shifted),
 )

@@ -18,6 +18,7 @@ summary = train_classifier(
     test_labels,
     snakemake.output.weights,
     device=device,
+    image_size=snakemake.params.image_size,
     **snakemake.params.classifier,
 )
 log.info("classifier: %s", summary)

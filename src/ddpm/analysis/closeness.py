@@ -31,29 +31,22 @@ mean square). A reference for "close to noise" is the *pure-noise band*: the spr
 each reading when the batch is drawn from N(0, I) at the same n and D.
 
 Timesteps are t = 0..T (t = 0 is x_0 itself); schedules come from :mod:`ddpm.schedules`.
+:mod:`.closeness_study` tabulates both readings over schedules, image sizes and t.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
-
-from ..data.photos import load_photo
-from ..schedules import ScheduleSpec
-from .specs import unique_specs
 
 __all__ = [
     "batch_closeness",
     "closeness_copies",
     "closeness_pixels",
-    "closeness_table",
+    "noise_band",
     "pure_noise_closeness",
     "square_grayscale",
 ]
@@ -214,180 +207,11 @@ def pure_noise_closeness(
     return pd.DataFrame(rows, columns=["repeat", "closeness_copies", "closeness_pixels"])
 
 
-def _band(values: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float, float]:
+def noise_band(
+    values: np.ndarray, percentiles: tuple[float, float]
+) -> tuple[float, float, float, float]:
+    """(mean, lower percentile, upper percentile, sd) of one reading over pure-noise repeats."""
     if np.all(np.isnan(values)):
-        return math.nan, math.nan, math.nan
+        return math.nan, math.nan, math.nan, math.nan
     low, high = np.percentile(values, percentiles)
-    return float(values.mean()), float(low), float(high)
-
-
-# --- the table --------------------------------------------------------------------------------
-def closeness_table(
-    specs: Sequence[ScheduleSpec],
-    photo: str | np.ndarray = "china.jpg",
-    image_sizes: Sequence[int] = (8, 16, 32, 64),
-    batch_size: int = 50,
-    seed: int = 0,
-    noise_repeats: int = 200,
-    band_percentiles: tuple[float, float] = (2.5, 97.5),
-    pixels_max_size: int | None = 64,
-    pixels_t_stride: int = 1,
-    include_t0: bool = True,
-    photo_name: str | None = None,
-) -> pd.DataFrame:
-    """The thesis's closeness to noise, both readings and the exact counterparts.
-
-    Args:
-        specs: the schedules (:class:`ddpm.spec.ScheduleSpec`), e.g. from
-            :func:`ddpm.analysis.specs_from_config`; each label appears once per T.
-        photo: a scikit-learn photo name or a uint8 array (H, W, 3) / (H, W); it is made
-            grayscale, centre-cropped square and resized to each of ``image_sizes``.
-        batch_size: n, the number of noised copies (the thesis used 50).
-        seed: the noise for image size s comes from ``default_rng([seed, s*s, 0])``, one
-            (n, D) draw per t in order: each t gets fresh noise, as when the batch is passed
-            through q(x_t | x_0) at every step, and every schedule at step t sees the same
-            draw (common random numbers), so schedules differ only by alpha_bar_t.
-        noise_repeats: batches of pure noise that make the noise band (per image size).
-        band_percentiles: the band's lower and upper percentiles over those repeats.
-        pixels_max_size: compute the D x D reading only for sizes up to this (None: all);
-            it costs O(n D^2 / 2) per t, about 15 ms at 64 x 64.
-        pixels_t_stride: compute the D x D reading at t = 0, 1 and every multiple of this.
-        include_t0: add t = 0 (x_0 itself: alpha_bar = 1, log-SNR and KL infinite).
-        photo_name: the name recorded for an array ``photo``.
-
-    Returns one row per (schedule, T, image_size, t) with columns photo, schedule,
-    beta_schedule, T, image_size, num_pixels, batch_size, t, alpha_bar, log_snr,
-    kl_bits_per_dim, closeness_copies, closeness_pixels (NaN where not computed) and
-    noise_mean / noise_band_low / noise_band_high for each reading (``_copies``, ``_pixels``).
-    """
-    specs = unique_specs(specs)
-    _check_table_arguments(batch_size, pixels_t_stride, image_sizes)
-    if isinstance(photo, str):
-        photo_name, photo = photo_name or photo, load_photo(photo)
-    photo_name = photo_name or "photo"
-    schedules = [(spec, spec.build()) for spec in specs]
-    settings = _TableSettings(
-        batch_size, seed, noise_repeats, band_percentiles, pixels_t_stride, include_t0
-    )
-    frames = []
-    for size in image_sizes:
-        size = int(size)
-        started = time.perf_counter()
-        # to_model_range's mapping of uint8 to [-1, 1], in float64
-        x0 = square_grayscale(photo, size).astype(np.float64) / 127.5 - 1.0
-        pixels = pixels_max_size is None or size <= pixels_max_size
-        common = {"photo": photo_name, "image_size": size, "batch_size": batch_size}
-        frames += _frames_at_size(x0, schedules, pixels, settings, common)
-        logger.info(
-            "closeness %dx%d (D=%d, n=%d, %d schedules, pixels reading %s): %.1f s",
-            *(size, size, x0.size, batch_size, len(schedules), "yes" if pixels else "no"),
-            time.perf_counter() - started,
-        )
-    return pd.concat(frames, ignore_index=True)
-
-
-class _TableSettings(NamedTuple):
-    """The arguments of :func:`closeness_table` that every image size uses alike."""
-
-    batch_size: int
-    seed: int
-    noise_repeats: int
-    band_percentiles: tuple[float, float]
-    pixels_t_stride: int
-    include_t0: bool
-
-
-def _frames_at_size(
-    x0: np.ndarray, schedules: list, pixels: bool, settings: _TableSettings, common: dict
-) -> list[pd.DataFrame]:
-    """The table's rows at one image size (``x0``), one frame per ``(spec, schedule)``."""
-    noise_runs = pure_noise_closeness(
-        settings.batch_size, x0.size, settings.noise_repeats, settings.seed, pixels=pixels
-    )
-    bands = {
-        reading: _band(noise_runs[f"closeness_{reading}"].to_numpy(), settings.band_percentiles)
-        for reading in ("copies", "pixels")
-    }
-    copies, pix = _closeness_curves(x0, schedules, pixels, settings)
-    return [
-        _schedule_frame(
-            x0, spec, schedule, copies[index], pix[index], bands, settings.include_t0, common
-        )
-        for index, (spec, schedule) in enumerate(schedules)
-    ]
-
-
-def _check_table_arguments(batch_size: int, pixels_t_stride: int, image_sizes) -> None:
-    if batch_size < 2:
-        raise ValueError(f"batch_size must be >= 2 to estimate a covariance, got {batch_size}")
-    if pixels_t_stride < 1:
-        raise ValueError(f"pixels_t_stride must be >= 1, got {pixels_t_stride}")
-    if not image_sizes:
-        raise ValueError("image_sizes is empty; give at least one size, e.g. [8, 16, 32, 64]")
-    if any(int(size) < 2 for size in image_sizes):
-        raise ValueError(f"every image size must be >= 2, got {list(image_sizes)}")
-
-
-def _closeness_curves(
-    x0: np.ndarray, schedules: list, pixels: bool, settings: _TableSettings
-) -> tuple[np.ndarray, np.ndarray]:
-    """Both readings for every schedule (rows) and t = 0..T_max (columns); NaN where not
-    computed. All schedules see the same noise draw at each t (see :func:`closeness_table`)."""
-    batch_size, seed, include_t0 = settings.batch_size, settings.seed, settings.include_t0
-    T_max = max(spec.T for spec, _ in schedules)
-    D = x0.size
-    # alpha_bar_0 = 1, ..., alpha_bar_T per schedule; NaN past a shorter schedule's T
-    alpha_bars = np.stack(
-        [np.concatenate([[1.0], s.alpha_bar, np.full(T_max - s.T, np.nan)]) for _, s in schedules]
-    )
-    copies = np.full((len(schedules), T_max + 1), np.nan)
-    pix = np.full((len(schedules), T_max + 1), np.nan)
-    rng = np.random.default_rng([seed, D, 0])
-    steps = range(0 if include_t0 else 1, T_max + 1)
-    size = int(math.isqrt(D))
-    for t in tqdm(steps, desc=f"closeness {size}x{size}", mininterval=10, leave=False):
-        # t = 0 needs no noise (alpha_bar = 1); drawing only for t >= 1 keeps the
-        # stream the same with and without t = 0.
-        noise = rng.standard_normal((batch_size, D)) if t >= 1 else np.zeros((batch_size, D))
-        valid = ~np.isnan(alpha_bars[:, t])
-        with_pixels = pixels and (t <= 1 or t % settings.pixels_t_stride == 0)
-        c, p = batch_closeness(x0, noise, alpha_bars[valid, t], pixels=with_pixels)
-        copies[valid, t], pix[valid, t] = c, p
-    return copies, pix
-
-
-def _schedule_frame(
-    x0: np.ndarray,
-    spec: ScheduleSpec,
-    schedule,
-    copies: np.ndarray,
-    pix: np.ndarray,
-    bands: dict[str, tuple[float, float, float]],
-    include_t0: bool,
-    common: dict,
-) -> pd.DataFrame:
-    """The table's rows of one schedule at one image size, with the exact counterparts."""
-    t = np.arange(0 if include_t0 else 1, schedule.T + 1)
-    second_moment = float(np.mean(x0**2))
-    frame = {
-        "photo": common["photo"],
-        "schedule": spec.label,
-        "beta_schedule": spec.beta_schedule,
-        "T": schedule.T,
-        "image_size": common["image_size"],
-        "num_pixels": x0.size,
-        "batch_size": common["batch_size"],
-        "t": t,
-        "alpha_bar": np.concatenate([[1.0], schedule.alpha_bar])[t],
-        "log_snr": np.concatenate([[np.inf], schedule.log_snr])[t],
-        "kl_bits_per_dim": np.concatenate(
-            [[np.inf], schedule.kl_to_standard_normal(second_moment)]
-        )[t],
-        "closeness_copies": copies[t],
-        "closeness_pixels": pix[t],
-    }
-    for reading, (mean, low, high) in bands.items():
-        frame[f"noise_mean_{reading}"] = mean
-        frame[f"noise_band_low_{reading}"] = low
-        frame[f"noise_band_high_{reading}"] = high
-    return pd.DataFrame(frame)
+    return float(values.mean()), float(low), float(high), float(values.std(ddof=1))

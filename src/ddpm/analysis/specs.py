@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .. import ConfigError
@@ -51,9 +52,14 @@ def unique_specs(specs: Sequence[ScheduleSpec]) -> list[ScheduleSpec]:
 
 
 def schedule_table(specs: Sequence[ScheduleSpec]) -> pd.DataFrame:
-    """One row per (schedule, T, t): schedule, beta_schedule, T, t, beta, alpha_bar, log_snr, params.
+    """One row per (schedule, T, t): schedule, beta_schedule, T, t, beta, alpha_bar, log_snr,
+    params, snr and kl_bits_per_dim.
 
-    ``schedule`` is each spec's label; ``params`` (with the defaults filled in) is recorded as JSON.
+    ``schedule`` is each spec's label; ``params`` (with the defaults filled in) is recorded as
+    JSON. ``snr`` is alpha_bar_t / (1 - alpha_bar_t); ``kl_bits_per_dim`` is
+    KL(q(x_t | x_0) || N(0, I)) per dimension for an x_0 of mean square 1, the largest an image
+    in [-1, 1] can have (an upper bound for any image). At t = T they say how far x_T is from
+    the N(0, I) that sampling starts from.
     """
     frames = []
     for spec in unique_specs(specs):
@@ -63,5 +69,7 @@ def schedule_table(specs: Sequence[ScheduleSpec]) -> pd.DataFrame:
         frame.insert(0, "beta_schedule", spec.beta_schedule)
         frame.insert(0, "schedule", spec.label)
         frame["params"] = json.dumps(schedule.params, sort_keys=True)
+        frame["snr"] = np.exp(frame["log_snr"])
+        frame["kl_bits_per_dim"] = schedule.kl_to_standard_normal(1.0)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

@@ -47,8 +47,9 @@ def prepare_dataset(
         base_url: where to fetch torchvision datasets from instead of their usual servers:
             the URL of a directory (``https://``, ``http://`` or ``file://``) that serves the
             files under their usual names. The checksums stay torchvision's.
-        resize_mode: ``"resize"`` (antialiased) or ``"pad"`` (zero border, only for
-            ``image_size`` at least the native size); see :func:`resize_images`.
+        resize_mode: ``"resize"`` (antialiased), ``"pad"`` (zero border, only for
+            ``image_size`` at least the native size) or ``"nearest"`` (every pixel a k x k
+            block, for ``image_size`` a multiple of the native size); see :func:`resize_images`.
         download: fetch missing files; with ``False`` a missing file raises
             :class:`DatasetUnavailable`.
         checksums: md5 per file name replacing the ones torchvision ships, for a mirror that
@@ -94,6 +95,12 @@ def _check_options(spec: DatasetSpec, image_size, resize_mode, base_url, checksu
     check_image_size(image_size)
     if resize_mode not in RESIZE_MODES:
         raise DataError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
+    if resize_mode == "nearest" and (spec.native_size is None or image_size % spec.native_size):
+        raise DataError(
+            f"resize_mode 'nearest' enlarges by a whole factor: image_size must be a multiple of "
+            f"{spec.name}'s native size ({spec.native_size}), got {image_size}; use resize_mode "
+            "'resize'"
+        )
     if resize_mode == "pad":
         if spec.native_size is None:
             raise DataError(

@@ -1,4 +1,5 @@
-"""Bringing square uint8 images to the stored size: antialiased resampling or zero padding."""
+"""Bringing square uint8 images to the stored size: antialiased resampling, zero padding, or
+nearest-neighbour enlargement by a whole factor."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from .. import DataError
 
 __all__ = ["RESIZE_MODES", "check_image_size", "resize_images"]
 
-RESIZE_MODES = ("resize", "pad")
+RESIZE_MODES = ("resize", "pad", "nearest")
 
 
 def resize_images(
@@ -30,6 +31,10 @@ def resize_images(
             ``"pad"``: place the images in the centre of a zero (black) canvas, which keeps
             every pixel as it is; needs ``image_size`` at least the input size. An odd margin
             puts the extra pixel at the bottom/right.
+            ``"nearest"``: nearest-neighbour enlargement by a whole factor (every pixel becomes
+            a k x k block), for ``image_size`` a multiple of the input size: the images carry
+            exactly the information of the originals, and averaging each k x k block gives
+            them back.
         chunk_size: images resampled at once, which bounds the float buffers the resampler
             allocates.
     """
@@ -44,7 +49,12 @@ def resize_images(
             f"{type(images_uint8).__name__} {getattr(images_uint8, 'dtype', '?')} "
             f"of shape {tuple(getattr(images_uint8, 'shape', ()))}"
         )
-    out = _pad(images, image_size) if mode == "pad" else _resample(images, image_size, chunk_size)
+    if mode == "pad":
+        out = _pad(images, image_size)
+    elif mode == "nearest":
+        out = _enlarge(images, image_size)
+    else:
+        out = _resample(images, image_size, chunk_size)
     return out.numpy() if is_numpy else out
 
 
@@ -59,6 +69,18 @@ def _pad(images: torch.Tensor, image_size: int) -> torch.Tensor:
     out = images.new_zeros((*images.shape[:2], image_size, image_size))
     out[..., top : top + height, left : left + width] = images
     return out
+
+
+def _enlarge(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    height, width = images.shape[-2:]
+    if height != width or image_size % height:
+        raise DataError(
+            f"resize mode 'nearest' enlarges square images by a whole factor: image_size must "
+            f"be a multiple of the input size, got image_size={image_size} for {height}x{width} "
+            "images; use mode 'resize' for other sizes"
+        )
+    factor = image_size // height
+    return images.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
 
 
 def _resample(images: torch.Tensor, image_size: int, chunk_size: int) -> torch.Tensor:

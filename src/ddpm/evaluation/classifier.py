@@ -25,7 +25,7 @@ from .. import ConfigError
 from ..diffusion import to_model_range
 from ..files import atomic_write
 from ..runtime import resolve_device
-from .common import as_uint8_images
+from .common import as_uint8_images, scoring_view
 
 __all__ = [
     "CLASSIFIER_EXTRACTOR_NAME",
@@ -151,6 +151,7 @@ def train_classifier(
     feature_dim: int = 128,
     seed: int = 0,
     device: str = "auto",
+    image_size: int | None = None,
 ) -> dict:
     """Train a :class:`DomainClassifier` with Adam and cross-entropy and save it to ``out_path``.
 
@@ -163,6 +164,8 @@ def train_classifier(
         seed: seeds the initialisation, dropout and the order of batches; the global RNG state is
             left as it was.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+        image_size: the side the classifier sees (:func:`scoring_view`: k x k blocks
+            averaged); ``None``: the images' own.
 
     Returns:
         ``{"test_accuracy", "epochs", "train_size", "test_size", "seconds"}``.
@@ -170,6 +173,9 @@ def train_classifier(
     train_images, train_labels, test_images, test_labels = _checked_training_data(
         train_images, train_labels, test_images, test_labels
     )
+    if image_size is not None:
+        train_images = scoring_view(train_images, image_size)
+        test_images = scoring_view(test_images, image_size)
     if epochs < 1 or batch_size < 1:
         raise ConfigError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
     channels, height, _ = train_images.shape[1:]

@@ -26,7 +26,7 @@ import torch
 
 from .. import ConfigError
 from ..files import atomic_write
-from .common import as_uint8_images
+from .common import as_uint8_images, scoring_view
 from .reference_cache import reference_cache_name
 from .scoring import compute_metrics, metric_columns
 from .spread import bootstrap_metrics, cached_reference_features
@@ -91,11 +91,19 @@ def score_samples(
         inception_status: what :func:`write_inception_status` recorded; without weights the
             Inception columns are NaN and ``inception_status`` says why.
         cache_dir: the reference-feature cache, shared by every run of the dataset.
-        options: the config's ``scoring`` section: torch-fidelity's KID/IS/PRC options and
-            ``bootstrap_resamples`` (default 100; 0 skips the spread).
+        options: the config's ``scoring`` section: torch-fidelity's KID/IS/PRC options,
+            ``bootstrap_resamples`` (default 100; 0 skips the spread) and ``image_size`` (score
+            at this side, both sets averaged over k x k blocks first, see
+            :func:`~ddpm.evaluation.common.scoring_view`; absent or None: at their own size).
         seed: seeds the bootstrap.
         device: where the extractors run (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
     """
+    score_size = options.get("image_size")
+    if score_size is not None:
+        samples, test_images = (
+            scoring_view(samples, score_size),
+            scoring_view(test_images, score_size),
+        )
     metric_options = {
         **_metric_defaults(),
         **{k: options[k] for k in _METRIC_OPTIONS if k in options},

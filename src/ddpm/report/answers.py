@@ -13,10 +13,15 @@ from .page import figures_html, table_html
 
 
 def answers_section(
-    dataset: str, runs: pd.DataFrame, floor: Mapping, figures: Sequence[tuple[str, Path]]
+    dataset: str,
+    runs: pd.DataFrame,
+    floor: Mapping,
+    figures: Sequence[tuple[str, Path]],
+    after_claims: str = "",
 ) -> str:
     """The answer table of ``dataset`` from its runs table and real-data floor, followed by
-    the ``(name, png)`` figures of the "answers" section (the best cell's samples)."""
+    the ``(name, png)`` figures of the "answers" section (the best cell's samples);
+    ``after_claims`` is HTML put right after the verdicts on report 003's claims."""
     from ..summary import best_cell, best_schedule_per_T, claim_verdicts
 
     if "classifier_fid" not in runs or not runs["classifier_fid"].notna().any():
@@ -28,6 +33,7 @@ def answers_section(
     out += "<h4>Best schedule at each T (lowest mean FID)</h4>" + table_html(best_table(best))
     claims = claim_verdicts(runs)
     out += "<h4>Report 003's claims</h4>" + claims.to_html(index=False, border=0, classes="table")
+    out += after_claims
     return out + best_cell_html(best_cell(runs, floor)) + figures_html(figures)
 
 

@@ -14,6 +14,12 @@ import pandas as pd
 from ..evaluation.scoring import read_metrics
 from ..workflow.figures import FIGURES, SECTIONS
 from .answers import answers_section
+from .noise_levels import (
+    log_snr_section,
+    terminal_readings_html,
+    terminal_snr_html,
+    variant_section,
+)
 from .page import figures_html, write_page
 from .sections import (
     closeness_answer,
@@ -25,6 +31,9 @@ from .sections import (
     quality_section,
     run_times_section,
 )
+
+LOG_SNR_TITLE = "Forward process in log-SNR terms: collapse, prediction, shift"
+VARIANT_TITLE = "The same images at another size: does the shift recover the quality?"
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,7 @@ def build_report(
     run_times: pd.DataFrame | None = None,
     configuration: Mapping | None = None,
     provenance: Mapping | None = None,
+    shifted_band_entry: pd.DataFrame | None = None,
 ) -> Path:
     """Write the HTML report to ``out_path`` (atomically) and return its path.
 
@@ -134,16 +144,32 @@ def build_report(
     ``provenance`` holds ``made_by`` (:func:`ddpm.provenance.provenance` of the report's job,
     with Snakemake's version), ``runs`` (:func:`read_run_provenance`) and ``decisions`` (each
     dataset's precision decision).
+    ``shifted_band_entry`` is the closeness analysis's shift check.
     """
     answers = "".join(
-        answers_section(d.name, d.runs, d.floor, d.figures_in("answers")) for d in datasets
+        answers_section(
+            d.name,
+            d.runs,
+            d.floor,
+            d.figures_in("answers"),
+            after_claims=terminal_readings_html(d.runs, schedule_table),
+        )
+        for d in datasets
     )
     forward = [(n, Path(p)) for n, p in (forward_figures or {}).items()]
     sections = [
         (SECTIONS["answers"], answers + closeness_answer(thesis_comparison)),
-        ("The grid", grid_section(grid, schedule_table)),
+        (
+            "The grid",
+            grid_section(grid, schedule_table)
+            + terminal_snr_html(schedule_table, grid.schedules, grid.T),
+        ),
         (SECTIONS["forward"], forward_section(forward, closest_points)),
+        (LOG_SNR_TITLE, log_snr_section(closest_points, shifted_band_entry)),
     ]
+    other_size = variant_section(datasets, configuration or {}, grid.schedules[0])
+    if other_size:
+        sections.insert(1, (VARIANT_TITLE, other_size))
     note = inception_note or "computed with torch-fidelity's weights"
     for dataset in datasets:
         sections += _dataset_sections(dataset, grid.num_samples, note)

@@ -37,8 +37,12 @@ def grid_section(grid, schedule_table: pd.DataFrame) -> str:
 
 
 def forward_section(figures: Sequence[tuple[str, Path]], closest_points: pd.DataFrame) -> str:
-    """The figures of the forward process and the closest point to noise."""
-    return figures_html(figures) + "<h3>Closest point to noise</h3>" + table_html(closest_points)
+    """The figures of the forward process and the closest point to noise (the log-SNR and
+    predicted columns have their own section)."""
+    own = [c for c in closest_points if not c.startswith(("predicted_", "log_snr_"))]
+    return (
+        figures_html(figures) + "<h3>Closest point to noise</h3>" + table_html(closest_points[own])
+    )
 
 
 def closeness_answer(thesis_comparison: pd.DataFrame) -> str:

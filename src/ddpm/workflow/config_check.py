@@ -20,7 +20,7 @@ from .. import ConfigError
 from ..beta_formulas import FORMULAS, schedule_betas
 from ..unet_config import unet_config_for
 from .code import literal_defaults
-from .datasets import DATASETS
+from .datasets import DATASETS, registry_name
 
 __all__ = ["check_config", "check_study_config", "schema_problems"]
 
@@ -141,6 +141,18 @@ def _check_schedule(key: str, definition: Mapping, all_T) -> list[str]:
     return []
 
 
+def _check_trainable(key: str, definition: Mapping) -> list[str]:
+    """A schedule of the grid must leave some signal at T: the models predict the noise."""
+    if (definition.get("params") or {}).get("zero_terminal_snr") is True:
+        return [
+            f"{key}.params.zero_terminal_snr = True: a schedule with zero terminal SNR cannot "
+            "be trained here (the model predicts the noise, and Algorithm 2 divides by "
+            "sqrt(alpha_T) = 0 at t = T); use it under analysis.closeness.schedules, or set it "
+            "to false"
+        ]
+    return []
+
+
 def _check_schedules(config: Mapping) -> list[str]:
     problems: list[str] = []
     grid, defined = config["grid"], config["schedules"]
@@ -155,10 +167,18 @@ def _check_schedules(config: Mapping) -> list[str]:
     for label, definition in defined.items():
         if label in grid["schedules"]:
             problems += _check_schedule(f"schedules.{label}", definition, grid_T)
+            problems += _check_trainable(f"schedules.{label}", definition)
     closeness = analysis["closeness"]
     for label, definition in closeness["schedules"].items():
         key = f"analysis.closeness.schedules.{label}"
         problems += _check_schedule(key, definition, [closeness["T"]])
+    odd = [size for size in closeness["image_sizes"] if size % 8]
+    if "digit" in closeness.get("other_images", []) and odd:
+        problems.append(
+            f"analysis.closeness.image_sizes = {closeness['image_sizes']}: the digit of "
+            f"other_images is 8 x 8 and is enlarged by whole factors, but {odd} is not a "
+            "multiple of 8; use multiples of 8 or drop the digit"
+        )
     problems += _check_forward_samples(config, already_wrong=problems)
     destruction = analysis["destruction"]
     if destruction["beta_start"] > destruction["beta_end"]:
@@ -195,23 +215,43 @@ def _check_forward_samples(config: Mapping, already_wrong: list[str]) -> list[st
 def _dataset_image_size(config: Mapping, name: str) -> int | None:
     """The image size the study uses for dataset ``name`` (None: the config must choose one)."""
     options = config.get("dataset_options") or {}
-    return (options.get(name) or {}).get("image_size", DATASETS[name].native_size)
+    native = DATASETS[registry_name(name, options)].native_size
+    return (options.get(name) or {}).get("image_size", native)
+
+
+def _check_variant(name: str, variant_of) -> list[str]:
+    """A variant has a name of its own and names a registry dataset."""
+    if name in DATASETS:
+        return [
+            f"dataset_options.{name}.variant_of = {variant_of!r}: {name} is a dataset of its own; "
+            "give the variant a new name (e.g. digits_x2) and list that name in `datasets`"
+        ]
+    if variant_of not in DATASETS:
+        return [
+            f"dataset_options.{name}.variant_of = {variant_of!r}: unknown dataset: "
+            f"{_suggestion(variant_of, DATASETS)}known datasets: {', '.join(DATASETS)}"
+        ]
+    return []
 
 
 def _check_datasets(config: Mapping) -> list[str]:
     problems = []
     options = config.get("dataset_options", {})
     for name in [*config["datasets"], *options]:
-        if name not in DATASETS:
+        variant_of = (options.get(name) or {}).get("variant_of")
+        if variant_of is not None:
+            problems += _check_variant(name, variant_of)
+        elif name not in DATASETS:
             where = "datasets" if name in config["datasets"] else "dataset_options"
             problems.append(
                 f"{where}: unknown dataset {name!r}: {_suggestion(name, DATASETS)}"
-                f"known datasets: {', '.join(DATASETS)}"
+                f"known datasets: {', '.join(DATASETS)} (or give `dataset_options.{name}."
+                "variant_of` to make a variant of one of them)"
             )
     if problems:
         return problems
     for name in config["datasets"]:
-        spec = DATASETS[name]
+        spec = DATASETS[registry_name(name, options)]
         image_size = _dataset_image_size(config, name)
         if image_size is None:
             problems.append(
@@ -223,6 +263,27 @@ def _check_datasets(config: Mapping) -> list[str]:
             unet_config_for(config["model"], spec.channels, image_size).validate()
         except (ConfigError, TypeError) as error:
             problems.append(f"model (for {name} at image_size {image_size}): {error}")
+        problems += _check_sizes(config, name, spec.native_size, image_size)
+    return problems
+
+
+def _check_sizes(config: Mapping, name: str, native_size, image_size: int) -> list[str]:
+    """Nearest-neighbour enlargement and scoring at a smaller size work by whole factors."""
+    problems = []
+    mode = (config.get("dataset_options", {}).get(name) or {}).get("resize_mode")
+    if mode == "nearest" and (native_size is None or image_size % native_size):
+        problems.append(
+            f"dataset_options.{name}: resize_mode 'nearest' enlarges by a whole factor, but "
+            f"image_size {image_size} is not a multiple of the native size {native_size}; "
+            "choose a multiple or resize_mode 'resize'"
+        )
+    score_size = config["scoring"].get("image_size")
+    if score_size is not None and image_size % score_size:
+        problems.append(
+            f"scoring.image_size = {score_size}: {name} is studied at {image_size} x "
+            f"{image_size}, which is not a whole multiple of it (images are scored after "
+            "averaging blocks of k x k pixels); choose a divisor of every dataset's size, or null"
+        )
     return problems
 
 

@@ -6,12 +6,13 @@ config check reads channels and sizes from it before any job runs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from .. import DataError
 
-__all__ = ["DATASETS", "DatasetSpec", "dataset_spec"]
+__all__ = ["DATASETS", "DatasetSpec", "dataset_spec", "registry_name"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,14 @@ def dataset_spec(name: str) -> DatasetSpec:
         raise DataError(
             f"Unknown dataset {name!r}. Known datasets: {', '.join(sorted(DATASETS))}."
         ) from None
+
+
+def registry_name(name: str, dataset_options: Mapping | None = None) -> str:
+    """The registry dataset that the study's dataset ``name`` is made from.
+
+    A study may list a *variant*: a name of its own whose options (``dataset_options[name]``)
+    say ``variant_of: <registry name>``, e.g. the 8 x 8 digits enlarged to 16 x 16 next to the
+    digits themselves. Any other name is a registry name itself.
+    """
+    options = (dataset_options or {}).get(name) or {}
+    return options.get("variant_of", name)

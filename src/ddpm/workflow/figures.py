@@ -252,6 +252,20 @@ def _forward_figures() -> list[Figure]:
             "Report 003 figure 2. Forward samples at several t for T = 100 with their pixel "
             "histograms and the standard normal density.",
         ),
+        Figure(
+            "closeness_vs_log_snr",
+            "ddpm.plots.log_snr:draw_closeness_vs_log_snr",
+            "The closeness curves of thesis figure 5.2 against the log-SNR log(alpha_bar_t / "
+            "(1 - alpha_bar_t)) instead of t (noise to the right): one column per image size, one "
+            "row per image in the copies reading, and a last row for the pixels reading, which "
+            "never sees the image and is the same for every image. Every schedule's curve falls "
+            "onto one curve per image and size: the schedule only decides at which step a log-SNR "
+            "is reached. Shaded: the pure-noise band; markers: where each schedule enters it; "
+            "dashed: the predicted level, where the expected reading meets the band's edge "
+            "(docs/closeness.md).",
+            "forward",
+            reads=("closeness",),
+        ),
     ]
 
 

@@ -59,6 +59,7 @@ ANALYSIS_FILES = {
     "closeness": "results/analysis/closeness.csv",
     "closest_points": "results/analysis/closest_points.csv",
     "thesis_comparison": "results/analysis/closest_points_vs_thesis.csv",
+    "shifted_band_entry": "results/analysis/shifted_band_entry.csv",
     "schedules": "results/analysis/schedules.csv",
     "forward_samples": "results/analysis/forward_samples.npz",
 }
