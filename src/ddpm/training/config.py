@@ -30,16 +30,6 @@ RESUMABLE_CHANGES = (
 )
 
 
-def _check_divergence_factor(value) -> None:
-    if value is not None and (
-        not isinstance(value, int | float) or isinstance(value, bool) or not 1 <= value < math.inf
-    ):
-        raise ConfigError(
-            "TrainingConfig.divergence_factor must be a number >= 1, or null to switch the "
-            f"divergence check off, got {value!r}"
-        )
-
-
 @dataclass(frozen=True)
 class TrainingConfig:
     """How to train.
@@ -98,60 +88,12 @@ class TrainingConfig:
     divergence_patience: int = 100
 
     def validate(self) -> TrainingConfig:
-        """Raise :class:`ConfigError` naming the first invalid setting; return self."""
-
-        def positive_int(name, value, allow_none=False, allow_zero=False):
-            if value is None and allow_none:
-                return
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or value < (0 if allow_zero else 1)
-            ):
-                kind = "a non-negative" if allow_zero else "a positive"
-                none = " or null" if allow_none else ""
-                raise ConfigError(
-                    f"TrainingConfig.{name} must be {kind} integer{none}, got {value!r}"
-                )
-
-        positive_int("steps", self.steps)
-        positive_int("batch_size", self.batch_size)
-        positive_int("warmup_steps", self.warmup_steps, allow_zero=True)
-        if self.lr_decay not in LR_DECAYS:
-            raise ConfigError(
-                f"TrainingConfig.lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}"
-            )
-        positive_int("checkpoint_every", self.checkpoint_every)
-        positive_int("keep_checkpoints", self.keep_checkpoints)
-        positive_int("log_every", self.log_every)
-        positive_int("snapshot_every", self.snapshot_every, allow_none=True)
-        positive_int("snapshot_count", self.snapshot_count)
-        positive_int("seed", self.seed, allow_zero=True)
-        positive_int("num_threads", self.num_threads, allow_none=True)
-        positive_int("divergence_patience", self.divergence_patience)
-        _check_divergence_factor(self.divergence_factor)
-        if not isinstance(self.learning_rate, int | float) or not 0 < self.learning_rate < math.inf:
-            raise ConfigError(
-                f"TrainingConfig.learning_rate must be > 0, got {self.learning_rate!r}"
-            )
-        if self.grad_clip is not None and (
-            not isinstance(self.grad_clip, int | float) or not self.grad_clip > 0
-        ):
-            raise ConfigError(
-                f"TrainingConfig.grad_clip must be > 0, or null to switch clipping off, got {self.grad_clip!r}"
-            )
-        if not isinstance(self.ema_decay, int | float) or not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(
-                f"TrainingConfig.ema_decay must be in [0, 1) (0 = no averaging), got {self.ema_decay!r}"
-            )
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"TrainingConfig.precision must be one of {PRECISIONS}, got {self.precision!r}"
-            )
-        if not isinstance(self.device, str):
-            raise ConfigError(
-                f"TrainingConfig.device must be a string such as 'auto', 'cpu', 'cuda', got {self.device!r}"
-            )
+        """Raise :class:`ConfigError` naming the first invalid setting; return self (the checks
+        are a list, as :meth:`ddpm.unet_config.UNetConfig.validate`'s)."""
+        for check in _CHECKS:
+            problem = check(self)
+            if problem:
+                raise ConfigError(f"TrainingConfig.{problem}")
         return self
 
     def to_dict(self) -> dict:
@@ -167,3 +109,63 @@ class TrainingConfig:
                 f"unknown training setting(s) {unknown}; the settings are {sorted(allowed)}"
             )
         return cls(**values)
+
+
+def _integers(config: TrainingConfig) -> str | None:
+    # name: (least value, null allowed)
+    rules = {
+        "steps": (1, False),
+        "batch_size": (1, False),
+        "warmup_steps": (0, False),
+        "checkpoint_every": (1, False),
+        "keep_checkpoints": (1, False),
+        "log_every": (1, False),
+        "snapshot_every": (1, True),
+        "snapshot_count": (1, False),
+        "seed": (0, False),
+        "num_threads": (1, True),
+        "divergence_patience": (1, False),
+    }
+    for name, (least, nullable) in rules.items():
+        value = getattr(config, name)
+        if value is None and nullable:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            kind = "a non-negative" if least == 0 else "a positive"
+            return f"{name} must be {kind} integer{' or null' if nullable else ''}, got {value!r}"
+    return None
+
+
+def _choices(config: TrainingConfig) -> str | None:
+    for name, allowed in (("lr_decay", LR_DECAYS), ("precision", PRECISIONS)):
+        if getattr(config, name) not in allowed:
+            return f"{name} must be one of {allowed}, got {getattr(config, name)!r}"
+    return None
+
+
+def _numbers(config: TrainingConfig) -> str | None:
+    def number(value) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    if not number(config.learning_rate) or not 0 < config.learning_rate < math.inf:
+        return f"learning_rate must be > 0, got {config.learning_rate!r}"
+    if config.grad_clip is not None and (not number(config.grad_clip) or not config.grad_clip > 0):
+        return f"grad_clip must be > 0, or null to switch clipping off, got {config.grad_clip!r}"
+    if not number(config.ema_decay) or not 0.0 <= config.ema_decay < 1.0:
+        return f"ema_decay must be in [0, 1) (0 = no averaging), got {config.ema_decay!r}"
+    factor = config.divergence_factor
+    if factor is not None and (not number(factor) or not 1 <= factor < math.inf):
+        return (
+            "divergence_factor must be a number >= 1, or null to switch the divergence check "
+            f"off, got {factor!r}"
+        )
+    return None
+
+
+def _device(config: TrainingConfig) -> str | None:
+    if not isinstance(config.device, str):
+        return f"device must be a string such as 'auto', 'cpu', 'cuda', got {config.device!r}"
+    return None
+
+
+_CHECKS = (_integers, _choices, _numbers, _device)
