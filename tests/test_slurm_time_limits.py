@@ -38,8 +38,6 @@ rule train:
     # with an error; started again, it resumes from that checkpoint.
     output:
         "model.txt",
-    resources:
-        runtime=lambda wildcards, attempt: 2 * attempt,
     shell:
         '''
         python3 -c '
@@ -68,10 +66,11 @@ def test_training_hears_of_its_time_limit_early_and_its_retry_resumes(slurm_clus
     (workdir / "Snakefile").write_text(EARLY_SIGNAL_TRAIN)
 
     def signal_a_minute_early(settings):
-        # The profile's 2 minutes, scaled to the 2-minute limit of this job.
-        extra = settings["set-resources"]["train"]["slurm_extra"]
-        assert "--signal=USR1@120" in extra
-        settings["set-resources"]["train"]["slurm_extra"] = extra.replace("@120", "@60")
+        # A 2-minute limit per attempt, and the profile's 2 minutes of warning scaled to it.
+        train = settings["set-resources"]["train"]
+        train["runtime"] = "2 * attempt"
+        assert "--signal=USR1@120" in train["slurm_extra"]
+        train["slurm_extra"] = train["slurm_extra"].replace("@120", "@60")
 
     result = subprocess.run(
         slurm_command_with_profile(
@@ -130,14 +129,17 @@ def write_time_limit_study(workdir: Path, **sections) -> Path:
     return path
 
 
-def one_minute_per_attempt(rule: str, keep_early_signal: bool = False):
-    """A profile edit: ``rule``'s jobs get 1 minute (SLURM's smallest limit) per attempt."""
+def one_minute_per_attempt(rule: str, retries: int | None = None):
+    """A profile edit: ``rule``'s jobs get 1 minute (SLURM's smallest limit) per attempt, no
+    early warning (under a 1-minute limit the profile's "2 minutes before" would come at once),
+    and ``retries`` retries if given."""
 
     def edit(settings):
         resources = settings["set-resources"][rule]
         resources["runtime"] = "attempt"
-        if not keep_early_signal:
-            resources.pop("slurm_extra", None)
+        resources.pop("slurm_extra", None)
+        if retries is not None:
+            settings["retries"] = retries
 
     return edit
 
@@ -218,21 +220,27 @@ def test_training_past_its_time_limit_is_retried_with_more_time_and_resumes(
 # A sampling job that runs into its time limit
 
 #: The cell whose sampling outlasts its first time limit, and what it writes.
-SAMPLE_CELL = "digits/runs/linear-T200-seed0"
+SAMPLE_CELL = "digits/runs/linear-T400-seed0"
 SAMPLE_TARGET = f"results/{SAMPLE_CELL}/samples.npz"
-SAMPLE_LOG = "logs/digits/sample/linear-T200.log"
+SAMPLE_LOG = "logs/digits/sample/linear-T400.log"
 
-#: Sampling that takes about 2 minutes here (200 steps x 1,600 images of the tiny U-Net in
-#: batches of 40, 1 thread), against a first time limit of 1 minute: the first attempt runs
-#: out of time with some batches done; later attempts get 2, then 3 minutes.
-SAMPLING = {"num_samples": 1600, "batch_size": 40}
+#: Sampling that takes a few minutes (400 steps x 2,000 images of the tiny U-Net in batches
+#: of 40, 1 thread: about 2 minutes on an idle 2-core machine, several under load), against a
+#: first time limit of 1 minute: the first attempt runs out of time with some batches done;
+#: later attempts get 2, 3, ... minutes, and more retries than the profile's leave room for a
+#: slow machine.
+SAMPLING = {"num_samples": 2000, "batch_size": 40}
+SAMPLING_T = 400
+SAMPLING_RETRIES = 5
+#: Hard limit (seconds) on that run: the attempts' 1 + 2 + ... minutes and the jobs before.
+SAMPLING_TIMEOUT = 1500
 
 
 @pytest.mark.slurm
 @pytest.mark.slow
 @needs_slurm
 def test_sampling_past_its_time_limit_resumes_from_its_finished_batches(slurm_cluster, tmp_path):
-    sections = {"grid": {"T": [200]}, "sampling": SAMPLING}
+    sections = {"grid": {"T": [SAMPLING_T]}, "sampling": SAMPLING}
     reference_dir, workdir = tmp_path / "uninterrupted", tmp_path / "repo"
     reference_config = write_time_limit_study(reference_dir, **sections)
     config = write_time_limit_study(workdir, **sections)
@@ -244,8 +252,8 @@ def test_sampling_past_its_time_limit_resumes_from_its_finished_batches(slurm_cl
                 SAMPLE_TARGET,
                 "--configfile",
                 str(config),
-                timeout=LIMIT_TIMEOUT,
-                edit_profile=one_minute_per_attempt("sample"),
+                timeout=SAMPLING_TIMEOUT,
+                edit_profile=one_minute_per_attempt("sample", retries=SAMPLING_RETRIES),
             ),
             env=snakemake_env(slurm_cluster.env()),
             stdout=subprocess.PIPE,
@@ -253,7 +261,7 @@ def test_sampling_past_its_time_limit_resumes_from_its_finished_batches(slurm_cl
             text=True,
             check=False,
         )
-        reference_output, _ = reference.communicate(timeout=LIMIT_TIMEOUT)
+        reference_output, _ = reference.communicate(timeout=SAMPLING_TIMEOUT)
     finally:
         if reference.poll() is None:
             reference.kill()
