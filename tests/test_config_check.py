@@ -148,6 +148,34 @@ CASES = [
     ("runtime_zero", _set("resources.train.runtime", 0), ["resources.train.runtime", ">= 1"]),
     ("max_runtime_string", _set("resources.train.max_runtime", "2h"), ["max_runtime", "integer"]),
     ("resource_kind", _set("resources.trian", {}), ["trian", "did you mean `train`"]),
+    (
+        "prediction_unknown",
+        _set("diffusion.prediction", "epsilon"),
+        ["diffusion.prediction", "'epsilon'", "eps, x0, v, mu"],
+    ),
+    (
+        "prediction_mu_smooth_l1",
+        _set("diffusion", {"prediction": "mu", "loss": "smooth_l1"}),
+        ["diffusion: prediction 'mu' cannot be trained with loss 'smooth_l1'", "use loss 'mse'"],
+    ),
+    (
+        "label_prediction_mu_smooth_l1",
+        _set(
+            "schedules.cosine.diffusion",
+            {"prediction": "mu", "loss": "smooth_l1"},
+        ),
+        ["schedules.cosine.diffusion: prediction 'mu'", "loss 'smooth_l1'"],
+    ),
+    (
+        "label_prediction_unknown",
+        _set("schedules.cosine.diffusion", {"prediction": "x_0"}),
+        ["schedules.cosine.diffusion.prediction", "did you mean `x0`"],
+    ),
+    (
+        "closeness_diffusion",
+        _set("analysis.closeness.schedules.linear.diffusion", {"prediction": "v"}),
+        ["analysis.closeness.schedules.linear.diffusion", "trains no model"],
+    ),
 ]
 
 

@@ -86,6 +86,37 @@ def test_run_spec_round_trips_through_its_dict_and_json(study):
         RunSpec.from_dict({"schedule": {}, "diffusion": {}, "training": {}})
 
 
+def test_a_schedule_label_may_change_the_diffusion_options_of_its_runs(study):
+    # The prediction study compares targets as labels of one schedule (config/prediction.yaml).
+    config = {
+        **study,
+        "schedules": {
+            **study["schedules"],
+            "cosine_v": {**study["schedules"]["cosine"], "diffusion": {"prediction": "v"}},
+        },
+    }
+    plain = RunSpec.from_study_config(config, "digits", "cosine", 50, 0, (1, 8, 8))
+    spec = RunSpec.from_study_config(config, "digits", "cosine_v", 50, 0, (1, 8, 8))
+    assert dict(spec.diffusion) == {**study["diffusion"], "prediction": "v"}
+    assert spec.build()[0].prediction == "v"
+    assert plain.build()[0].prediction == "eps" and "prediction" not in dict(plain.diffusion)
+    assert spec.schedule.build().params == plain.schedule.build().params
+
+
+def test_a_model_file_records_what_its_network_predicts(tmp_path):
+    images = torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator())
+    spec = _tiny_spec("lin", 1)
+    spec = dataclasses.replace(spec, diffusion={**dict(spec.diffusion), "prediction": "x0"})
+    spec.train(images, tmp_path)
+    assert json.loads((tmp_path / "run.json").read_text())["diffusion"]["prediction"] == "x0"
+    _, diffusion, record = load_model(tmp_path / "model.pt")
+    assert diffusion.prediction == "x0" and record["diffusion"]["prediction"] == "x0"
+    # Model files written before the option existed predict the noise.
+    old = {k: v for k, v in spec.to_dict().items()}
+    old["diffusion"] = {k: v for k, v in old["diffusion"].items() if k != "prediction"}
+    assert RunSpec.from_dict(old).build()[0].prediction == "eps"
+
+
 def test_a_record_of_the_previous_format_reads_as_the_same_spec():
     # Model files written before attention was chosen per level and before the schedule held
     # its label: the record names the exact image size, so the old key converts exactly.
@@ -103,7 +134,7 @@ def test_a_record_of_the_previous_format_reads_as_the_same_spec():
 def _tiny_spec(label: str, steps: int) -> RunSpec:
     return RunSpec(
         schedule=ScheduleSpec(label, "linear", 10, {"beta_start": 1e-3, "beta_end": 0.2}),
-        diffusion={"variance": "beta", "loss": "mse", "clip_denoised": True},
+        diffusion={"variance": "beta", "loss": "mse", "clip_denoised": True, "prediction": "eps"},
         unet=UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), attention_levels=(1,)),
         training=TrainingConfig(
             steps=steps,

@@ -104,6 +104,19 @@ def test_literal_defaults_are_the_library_signature():
         assert literal_defaults(relative, function.__name__) == real
 
 
+def test_literal_defaults_of_a_method_are_its_signature():
+    from ddpm.diffusion import GaussianDiffusion
+
+    real = {
+        k: p.default
+        for k, p in inspect.signature(GaussianDiffusion.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    assert literal_defaults("diffusion.py", "GaussianDiffusion.__init__") == real
+    with pytest.raises(LookupError, match="GaussianDiffusion.sample_all"):
+        literal_defaults("diffusion.py", "GaussianDiffusion.sample_all")
+
+
 def test_retry_runtime_grows_up_to_the_cap():
     assert [retry_runtime(720, attempt) for attempt in (1, 2, 3)] == [720, 1440, 2160]
     assert [retry_runtime(720, attempt, 1440) for attempt in (1, 2, 3)] == [720, 1440, 1440]

@@ -118,6 +118,7 @@ def _cmd_train(args) -> int:
             "variance": args.variance,
             "loss": args.loss,
             "clip_denoised": not args.no_clip_denoised,
+            "prediction": args.prediction,
         },
         unet=unet_config_for(
             dataclass_values(args, UNetConfig, exclude=_FROM_DATA),
@@ -245,8 +246,10 @@ def _add_prepare_data_command(commands) -> None:
 
 
 def _add_diffusion_options(g) -> None:
+    import inspect
+
     from .beta_formulas import FORMULAS
-    from .diffusion import LOSSES, VARIANCES
+    from .diffusion import LOSSES, PREDICTIONS, VARIANCES, GaussianDiffusion
 
     g.add_argument("--schedule", default="linear", choices=list(FORMULAS), help="noise schedule")
     g.add_argument("--T", type=int, default=1000, help="number of diffusion steps")
@@ -267,6 +270,13 @@ def _add_diffusion_options(g) -> None:
         "--no-clip-denoised",
         action="store_true",
         help="do not clip the predicted x_0 to [-1, 1] when sampling",
+    )
+    g.add_argument(
+        "--prediction",
+        default=inspect.signature(GaussianDiffusion).parameters["prediction"].default,
+        choices=PREDICTIONS,
+        help="what the network predicts: the noise eps, the image x0, the velocity v or the "
+        "posterior mean mu (trained on the bound's terms: needs --loss mse)",
     )
 
 

@@ -18,7 +18,8 @@ import jsonschema
 
 from .beta_formulas import FORMULAS, ScheduleError, schedule_betas
 from .dataset_registry import DATASETS
-from .spec import unet_config_for
+from .prediction import prediction_problem
+from .spec import diffusion_options, unet_config_for
 from .unet_config import UNetConfig, UNetConfigError
 from .workflow_support import literal_defaults
 
@@ -267,12 +268,35 @@ def _check_sample_counts(config: Mapping) -> list[str]:
     return problems
 
 
+def _check_diffusion(config: Mapping) -> list[str]:
+    """Each grid label's diffusion options (the section, with the label's own over it) can be
+    trained together; the closeness experiment's schedules train nothing, so take none."""
+    defaults = literal_defaults("diffusion.py", "GaussianDiffusion.__init__")
+    problems = []
+    for label in config["grid"]["schedules"]:
+        own = (config["schedules"].get(label) or {}).get("diffusion") or {}
+        options = {**defaults, **diffusion_options(config, label)}
+        problem = prediction_problem(options["prediction"], options["loss"])
+        if problem:
+            line = f"{f'schedules.{label}.diffusion' if own else 'diffusion'}: {problem}"
+            if line not in problems:
+                problems.append(line)
+    for label, definition in config["analysis"]["closeness"]["schedules"].items():
+        if "diffusion" in definition:
+            problems.append(
+                f"analysis.closeness.schedules.{label}.diffusion: the closeness experiment "
+                "trains no model, so its schedules take no diffusion options; remove it"
+            )
+    return problems
+
+
 def check_study_config(config: Mapping) -> list[str]:
     """The problems a schema cannot see, each naming the key and what is allowed.
 
     ``config`` must already satisfy the schema (see :func:`check_config`).
     """
     problems = _check_datasets(config) + _check_schedules(config) + _check_sample_counts(config)
+    problems += _check_diffusion(config)
     sampling, grid = config["sampling"], config["grid"]
     ddim_steps = sampling.get(
         "ddim_steps", literal_defaults("sampling.py", "generate")["ddim_steps"]

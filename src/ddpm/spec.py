@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .schedules import NoiseSchedule
     from .training.config import TrainingConfig
 
-__all__ = ["RunSpec", "ScheduleSpec", "SpecError", "unet_config_for"]
+__all__ = ["RunSpec", "ScheduleSpec", "SpecError", "diffusion_options", "unet_config_for"]
 
 
 class SpecError(ValueError):
@@ -101,6 +101,17 @@ class ScheduleSpec:
         return cls(label, values["beta_schedule"], values["T"], values.get("params") or {})
 
 
+def diffusion_options(config: Mapping, label: str) -> dict:
+    """The diffusion options of the runs of schedule ``label`` in a study config.
+
+    A schedule definition may carry a ``diffusion`` mapping of its own (e.g.
+    ``{"prediction": "x0"}``): its entries replace the study's ``diffusion`` section for that
+    label, so that one study can compare diffusion options as labels of the same schedule.
+    """
+    own = (config["schedules"].get(label) or {}).get("diffusion") or {}
+    return {**(config.get("diffusion") or {}), **own}
+
+
 def unet_config_for(model: Mapping, image_channels: int, image_size: int) -> UNetConfig:
     """The U-Net of a config ``model`` block for images of this many channels and this size."""
     return UNetConfig.from_dict(
@@ -121,7 +132,8 @@ class RunSpec:
     Args:
         schedule: the noise schedule.
         diffusion: keyword options of :class:`~ddpm.diffusion.GaussianDiffusion`
-            (``variance``, ``loss``, ``clip_denoised``; a mapping, stored as sorted pairs).
+            (``variance``, ``loss``, ``clip_denoised``, ``prediction``; a mapping, stored as
+            sorted pairs).
         unet: the U-Net, its image channels and size those of the data.
         training: optimisation, checkpointing and logging; its ``seed`` is the run's seed.
         dataset: the dataset's name (``None`` for data given as a file alone).
@@ -155,12 +167,14 @@ class RunSpec:
 
         ``image_shape`` is (C, H, W) of the data; ``training_overrides`` replace entries of
         the config's ``training`` section (e.g. the ``device`` and ``num_threads`` of a job).
+        The diffusion options are the config's ``diffusion`` section with the label's own
+        ``diffusion`` entries over it (:func:`diffusion_options`).
         """
         channels, size = image_shape[0], image_shape[-1]
         training = {**config["training"], "seed": int(seed), **training_overrides}
         return cls(
             schedule=ScheduleSpec.from_definition(label, config["schedules"][label], T),
-            diffusion=config.get("diffusion") or {},
+            diffusion=diffusion_options(config, label),
             unet=unet_config_for(config["model"], channels, size),
             training=_training_config(training),
             dataset=dataset,

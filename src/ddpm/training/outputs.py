@@ -76,6 +76,7 @@ def _describe_diffusion(diffusion: GaussianDiffusion) -> dict:
         "variance": diffusion.variance,
         "loss": diffusion.loss,
         "clip_denoised": bool(diffusion.clip_denoised),
+        "prediction": diffusion.prediction,
     }
 
 
