@@ -189,6 +189,7 @@ def figure_inputs(wildcards):
         "metrics": f"results/{dataset}/metrics.csv",
         "floor": f"results/{dataset}/floor.json",
         "data": f"results/{dataset}/data.npz",
+        "interpolation": f"results/{dataset}/interpolation.npz",
     }
     if figure.run_file:
         steps = [max(STEPS)] if figure.largest_T_only else None
@@ -217,3 +218,10 @@ def figures_of_rule(rule_name):
     """The dataset figures one rule makes, as a wildcard pattern."""
     names = [name for name in DATASET_FIGURES if FIGURES[name].rule == rule_name]
     return "|".join(re.escape(name) for name in names) or "^$"
+
+
+def coding_runs(dataset):
+    """The ``coding.csv`` of every run the rate-distortion figure and table read."""
+    figure = FIGURES["rate_distortion"]
+    steps = [max(STEPS)] if figure.largest_T_only else None
+    return runs_of(dataset, figure.run_file, T=steps)

@@ -14,6 +14,7 @@ rule report:
         schedules="results/analysis/schedules.csv",
         closest="results/analysis/closest_points.csv",
         comparison="results/analysis/closest_points_vs_thesis.csv",
+        coding=[coding_runs(dataset) for dataset in DATASETS],
         benchmarks=[
             expand(
                 "results/{dataset}/benchmarks/train/{schedule}-T{T}-seed{seed}.tsv",

@@ -12,7 +12,7 @@ from ddpm.results import read_benchmarks  # noqa: E402
 
 inputs = snakemake.input
 datasets = [
-    read_dataset_results(metrics, floor, classifier, inputs.figures)
+    read_dataset_results(metrics, floor, classifier, inputs.figures, inputs.coding)
     for metrics, floor, classifier in zip(
         inputs.metrics, inputs.floors, inputs.classifiers, strict=True
     )
