@@ -251,3 +251,30 @@ def test_eps_against_each_alternative_paired_by_seed():
     assert verdicts["predicting eps gives better samples (lower FID) than predicting mu"] == (
         DOES_NOT_HOLD
     )
+    assert verdicts["predicting eps gives better samples than every alternative"] == DOES_NOT_HOLD
+    worse_alone = runs[runs["prediction"].isin(["eps", "x0", "v"])]
+    overall = prediction_verdicts(worse_alone).set_index("claim")["verdict"]
+    assert overall["predicting eps gives better samples than every alternative"] == CANNOT_TELL
+
+
+# --- the figures ----------------------------------------------------------------------------------
+def test_the_rate_distortion_figure_has_one_line_per_schedule_and_bands_over_seeds(tmp_path):
+    from ddpm.plots.coding import draw_rate_distortion
+
+    T = 10
+    paths = []
+    for schedule in ("linear", "cosine"):
+        for seed in range(2):
+            rate = [0.01] + [0.1 + 0.01 * seed] * (T - 1) + [1.0]
+            table = _run_table(schedule, seed, T, rate, np.linspace(90.0, 1.0, T + 1))
+            paths.append(tmp_path / f"{schedule}-T{T}-seed{seed}.csv")
+            table.to_csv(paths[-1], index=False)
+    figure = draw_rate_distortion(paths)
+    against_rate, rate_axis, distortion_axis = figure.axes
+    assert [line.get_label() for line in against_rate.lines] == ["linear, T = 10", "cosine, T = 10"]
+    # Per schedule a line (the mean over seeds) and a band (its interval) against the steps.
+    assert len(rate_axis.lines) == 2 and len(rate_axis.collections) == 2
+    xs = rate_axis.lines[0].get_xdata()
+    assert xs[0] == 0.0 and xs[-1] == 1.0 and len(xs) == T + 1
+    mean_rate = rate_axis.lines[0].get_ydata()
+    assert mean_rate[-1] == pytest.approx(np.sum([0.01] + [0.105] * (T - 1) + [1.0]))

@@ -299,7 +299,7 @@ def test_a_study_of_prediction_targets_gets_its_verdict_section(study, tmp_path)
         for row in table[1:]
         if "predicting eps" in row[0]
     ]
-    assert [claim.rsplit(" ", 1)[1] for claim in claims] == ["v", "x0"]
+    assert [claim.rsplit(" ", 1)[1] for claim in claims] == ["v", "x0", "alternative"]
     # A study of schedules alone has no such section.
     plain = build_report(tmp_path / "plain.html", **study).read_text()
     assert "the prediction target" not in plain

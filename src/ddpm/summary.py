@@ -393,6 +393,10 @@ def prediction_verdicts(runs: pd.DataFrame, fid: str = "classifier_fid") -> pd.D
     """
     keys = [k for k in ("beta_schedule", "T", "seed") if k in runs]
     wide = runs.pivot_table(index=keys, columns="prediction", values=fid)
+    rule = (
+        "paired by schedule, T and seed; holds if the 95 % t-interval of the difference is "
+        "above 0, does not hold if below 0, else cannot be told apart"
+    )
     rows = []
     for other in sorted(set(runs["prediction"].dropna()) - {REFERENCE_PREDICTION}):
         if REFERENCE_PREDICTION not in wide or other not in wide:
@@ -404,8 +408,17 @@ def prediction_verdicts(runs: pd.DataFrame, fid: str = "classifier_fid") -> pd.D
                 "verdict": sign_verdict(diff["lo"], diff["hi"], +1),
                 "numbers": f"FID({other}) − FID(eps): {_fmt(diff['mean'], diff['lo'], diff['hi'])}"
                 f" (n = {diff['n']} pairs)",
-                "rule": "paired by schedule, T and seed; holds if the 95 % t-interval of the "
-                "difference is above 0, does not hold if below 0, else cannot be told apart",
+                "rule": rule,
+            }
+        )
+    if len(rows) > 1:
+        rows.append(
+            {
+                "claim": "predicting eps gives better samples than every alternative",
+                "verdict": _combine([row["verdict"] for row in rows]),
+                "numbers": "the rows above",
+                "rule": "holds if every row holds, does not hold if any does not, else cannot "
+                "be told apart",
             }
         )
     return pd.DataFrame(rows, columns=["claim", "verdict", "numbers", "rule"])

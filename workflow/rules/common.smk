@@ -220,8 +220,18 @@ def figures_of_rule(rule_name):
     return "|".join(re.escape(name) for name in names) or "^$"
 
 
+def coding_T():
+    """The T of the coded runs: those the rate-distortion figure reads (src/ddpm/figures.py)."""
+    return [max(STEPS)] if FIGURES["rate_distortion"].largest_T_only else STEPS
+
+
 def coding_runs(dataset):
     """The ``coding.csv`` of every run the rate-distortion figure and table read."""
-    figure = FIGURES["rate_distortion"]
-    steps = [max(STEPS)] if figure.largest_T_only else None
-    return runs_of(dataset, figure.run_file, T=steps)
+    return runs_of(dataset, FIGURES["rate_distortion"].run_file, T=coding_T())
+
+
+def coding_benchmarks(dataset):
+    """The benchmark files of the coding jobs, one per coded cell."""
+    return expand(
+        f"results/{dataset}/benchmarks/coding/{CELL}.tsv", schedule=SCHEDULES, T=coding_T()
+    )

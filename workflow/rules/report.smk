@@ -30,6 +30,7 @@ rule report:
                 schedule=SCHEDULES,
                 T=STEPS,
             ),
+            [coding_benchmarks(dataset) for dataset in DATASETS],
         ],
         lib=lib("report.py"),
     output:

@@ -9,11 +9,12 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from scipy import stats as scipy_stats
 
-from .metrics import _schedule_colours, _schedules_in_order
+from .metrics import _schedules_in_order
 from .runs import _show
-from .style import use_style
+from .style import SCHEDULE_PALETTE, use_style
 
 __all__ = [
     "draw_interpolation",
@@ -21,6 +22,17 @@ __all__ = [
     "plot_interpolation",
     "plot_rate_distortion",
 ]
+
+
+def _line_colours(schedules: Sequence[str]) -> dict[str, str]:
+    """The study's colour of each known schedule; distinct colours for other labels (the
+    prediction study's cosine_eps, cosine_x0, ... must be told apart, not drawn in greys)."""
+    others = [name for name in schedules if name not in SCHEDULE_PALETTE]
+    spare = [
+        c for c in sns.color_palette("colorblind").as_hex() if c not in SCHEDULE_PALETTE.values()
+    ]
+    extra = dict(zip(others, spare * (len(others) // len(spare) + 1), strict=False))
+    return {name: SCHEDULE_PALETTE.get(name, extra.get(name)) for name in schedules}
 
 
 def _over_seeds(tables: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -43,7 +55,7 @@ def plot_rate_distortion(tables: pd.DataFrame) -> plt.Figure:
     distortion = _over_seeds(tables, "distortion_rmse")
     cells = rate[["schedule", "T"]].drop_duplicates()
     schedules = _schedules_in_order(cells["schedule"])
-    colours = _schedule_colours(schedules)
+    colours = _line_colours(schedules)
     several_T = cells["T"].nunique() > 1
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
     for schedule in schedules:
