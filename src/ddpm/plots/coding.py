@@ -28,9 +28,7 @@ def _line_colours(schedules: Sequence[str]) -> dict[str, str]:
     """The study's colour of each known schedule; distinct colours for other labels (the
     prediction study's cosine_eps, cosine_x0, ... must be told apart, not drawn in greys)."""
     others = [name for name in schedules if name not in SCHEDULE_PALETTE]
-    spare = [
-        c for c in sns.color_palette("colorblind").as_hex() if c not in SCHEDULE_PALETTE.values()
-    ]
+    spare = [c for c in sns.color_palette("tab10").as_hex() if c not in SCHEDULE_PALETTE.values()]
     extra = dict(zip(others, spare * (len(others) // len(spare) + 1), strict=False))
     return {name: SCHEDULE_PALETTE.get(name, extra.get(name)) for name in schedules}
 
