@@ -98,16 +98,12 @@ def best_cell_interpolation(
     """Interpolate two test images of ``data`` with the best cell's median seed
     (:func:`ddpm.summary.best_cell` on the metrics table and floor) and write
     :func:`interpolation_series` with the cell's schedule, T and seed to ``out_path`` (.npz)."""
-    import json
-
     from .data import load_split
+    from .evaluation import read_metrics
     from .results import parse_run_dir
     from .summary import best_cell
 
-    floor_record = {
-        k: float("nan") if v is None else v for k, v in json.loads(Path(floor).read_text()).items()
-    }
-    cell = best_cell(pd.read_csv(metrics), floor_record)
+    cell = best_cell(pd.read_csv(metrics), read_metrics(floor))
     wanted = (cell["schedule"], cell["T"], cell["median_seed"])
     chosen = [
         p
