@@ -23,6 +23,7 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/coding.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 

@@ -184,6 +184,6 @@ def test_log_snr_figure_has_a_panel_per_size_and_image(small_study, tmp_path):
     ]  # fmt: skip
     empty = small_study.table.assign(closeness_copies=np.nan, closeness_pixels=np.nan)
     with pytest.raises(ValueError, match="no closeness values"):
-        from ddpm.plots.log_snr import fig_closeness_vs_log_snr
+        from ddpm.plots.log_snr import plot_closeness_vs_log_snr
 
-        fig_closeness_vs_log_snr(empty)
+        plot_closeness_vs_log_snr(empty)

@@ -294,6 +294,7 @@ def test_options_follow_any_settings_dataclass():
 def test_train_choices_are_the_library_constants():
     from ddpm.beta_formulas import FORMULAS
     from ddpm.diffusion import LOSSES, VARIANCES
+    from ddpm.prediction import PREDICTIONS
     from ddpm.runtime import PRECISIONS
 
     train = build_parser()._subparsers._group_actions[0].choices["train"]
@@ -302,5 +303,6 @@ def test_train_choices_are_the_library_constants():
         "schedule": list(FORMULAS),
         "variance": VARIANCES,
         "loss": LOSSES,
+        "prediction": PREDICTIONS,
         "precision": PRECISIONS,
     }

@@ -155,6 +155,34 @@ CASES = [
         ["ddim_steps", "<= T"],
     ),
     ("inception_mode", _set("scoring.inception.mode", "maybe"), ["inception.mode", "required"]),
+    (
+        "prediction_unknown",
+        _set("diffusion.prediction", "epsilon"),
+        ["diffusion.prediction", "'epsilon'", "eps, x0, v, mu"],
+    ),
+    (
+        "prediction_mu_smooth_l1",
+        _set("diffusion", {"prediction": "mu", "loss": "smooth_l1"}),
+        ["diffusion: prediction 'mu' cannot be trained with loss 'smooth_l1'", "use loss 'mse'"],
+    ),
+    (
+        "label_prediction_mu_smooth_l1",
+        _set(
+            "schedules.cosine.diffusion",
+            {"prediction": "mu", "loss": "smooth_l1"},
+        ),
+        ["schedules.cosine.diffusion: prediction 'mu'", "loss 'smooth_l1'"],
+    ),
+    (
+        "label_prediction_unknown",
+        _set("schedules.cosine.diffusion", {"prediction": "x_0"}),
+        ["schedules.cosine.diffusion.prediction", "did you mean `x0`"],
+    ),
+    (
+        "closeness_diffusion",
+        _set("analysis.closeness.schedules.linear.diffusion", {"prediction": "v"}),
+        ["analysis.closeness.schedules.linear.diffusion", "trains no model"],
+    ),
 ]
 
 

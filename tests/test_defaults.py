@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ddpm.coding import write_rate_distortion
 from ddpm.data.photos import PHOTOS
 from ddpm.data.prepare import prepare_dataset
 from ddpm.data.resize import RESIZE_MODES
@@ -23,6 +24,8 @@ from ddpm.evaluation.classifier import train_classifier
 from ddpm.evaluation.inception import INCEPTION_MODES, resolve_inception_weights
 from ddpm.evaluation.scoring import compute_metrics
 from ddpm.evaluation.study import DEFAULT_BOOTSTRAP_RESAMPLES
+from ddpm.interpolation import best_cell_interpolation
+from ddpm.prediction import PREDICTIONS
 from ddpm.runtime import PRECISIONS
 from ddpm.sampling import SAMPLERS, generate
 from ddpm.training.config import LR_DECAYS, TrainingConfig
@@ -60,6 +63,9 @@ def _enum(*path: str) -> list:
     [
         (("properties", "diffusion", "properties", "loss"), LOSSES),
         (("properties", "diffusion", "properties", "variance"), VARIANCES),
+        (("properties", "diffusion", "properties", "prediction"), PREDICTIONS),
+        (("properties", "coding", "properties", "precision"), PRECISIONS),
+        (("properties", "interpolation", "properties", "precision"), PRECISIONS),
         (("properties", "training", "properties", "precision"), PRECISIONS),
         (("properties", "training", "properties", "lr_decay"), LR_DECAYS),
         (("properties", "sampling", "properties", "precision"), PRECISIONS),
@@ -110,6 +116,8 @@ LIBRARY_DEFAULTS = {
     "diffusion": _signature(GaussianDiffusion.__init__),
     "training": _fields(TrainingConfig),
     "sampling": _signature(generate),
+    "coding": _signature(write_rate_distortion),
+    "interpolation": _signature(best_cell_interpolation),
     "scoring": {
         **_signature(compute_metrics),
         "bootstrap_resamples": DEFAULT_BOOTSTRAP_RESAMPLES,

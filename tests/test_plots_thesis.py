@@ -18,11 +18,11 @@ from ddpm.analysis.forward import (
 from ddpm.analysis.specs import schedule_table
 from ddpm.plots.style import save_figure
 from ddpm.plots.thesis import (
-    fig_alpha_bar_vs_t_over_T,
-    fig_closeness,
-    fig_forward_samples_with_histograms,
-    fig_iterative_destruction,
-    fig_schedules_beta_and_one_minus_alpha_bar,
+    plot_alpha_bar_vs_t_over_T,
+    plot_closeness,
+    plot_forward_samples_with_histograms,
+    plot_iterative_destruction,
+    plot_schedules_beta_and_one_minus_alpha_bar,
 )
 from ddpm.schedules import ScheduleSpec, make_schedule
 from ddpm.workflow.figures import draw_figure
@@ -48,7 +48,7 @@ def small_closeness():
 
 def test_fig_closeness_both_readings(small_closeness, tmp_path):
     for reading in ("copies", "pixels"):
-        fig = fig_closeness(small_closeness, reading=reading)
+        fig = plot_closeness(small_closeness, reading=reading)
         axes = fig.get_axes()
         assert [ax.get_title() for ax in axes] == [
             "linear (T = 40)",
@@ -57,32 +57,32 @@ def test_fig_closeness_both_readings(small_closeness, tmp_path):
         ]
         assert_png(fig, tmp_path / f"closeness_{reading}.png")
     with pytest.raises(ValueError, match="reading"):
-        fig_closeness(small_closeness, reading="rows")
+        plot_closeness(small_closeness, reading="rows")
     with pytest.raises(ValueError, match="closeness_copies"):
-        fig_closeness(small_closeness.drop(columns="closeness_copies"))
+        plot_closeness(small_closeness.drop(columns="closeness_copies"))
 
 
 def test_fig_closeness_reads_a_written_table(small_closeness, tmp_path):
     # t = 0 carries inf (log-SNR, KL); the CSV round trip must not break the figure.
     small_closeness.to_csv(tmp_path / "closeness.csv", index=False)
-    assert_png(fig_closeness(pd.read_csv(tmp_path / "closeness.csv")), tmp_path / "c.png")
+    assert_png(plot_closeness(pd.read_csv(tmp_path / "closeness.csv")), tmp_path / "c.png")
 
 
 def test_fig_schedules_beta_and_one_minus_alpha_bar(tmp_path):
     table = schedule_table(thesis_schedule_specs(1000))
-    fig = fig_schedules_beta_and_one_minus_alpha_bar(table)
+    fig = plot_schedules_beta_and_one_minus_alpha_bar(table)
     left, right = fig.get_axes()
     assert len(left.get_lines()) == 2 and len(right.get_lines()) == 2
     # the right panel shows 1 - alpha_bar: it ends at (almost) 1 for both schedules
     assert all(line.get_ydata()[-1] > 0.99 for line in right.get_lines())
     assert_png(fig, tmp_path / "fig51.png")
     with pytest.raises(ValueError, match="T=500"):
-        fig_schedules_beta_and_one_minus_alpha_bar(table, T=500)
+        plot_schedules_beta_and_one_minus_alpha_bar(table, T=500)
 
 
 def test_fig_alpha_bar_vs_t_over_T(tmp_path):
     table = schedule_table(report_003_schedule_specs((50, 100, 800)))
-    fig = fig_alpha_bar_vs_t_over_T(table)
+    fig = plot_alpha_bar_vs_t_over_T(table)
     assert [ax.get_title() for ax in fig.get_axes()] == ["linear", "cosine", "sigmoid"]
     assert all(len(ax.get_lines()) == 3 for ax in fig.get_axes())
     assert_png(fig, tmp_path / "r3f1.png")
@@ -93,11 +93,11 @@ def test_fig_forward_samples_with_histograms(tmp_path):
     schedule = make_schedule("linear", 100, beta_start=1e-5, beta_end=0.01, rescale_to_T=True)
     samples = forward_samples(image, schedule, ts=(0, 20, 100))
     save_images_by_t(tmp_path / "samples.npz", samples, T=100)
-    fig = fig_forward_samples_with_histograms(load_images_by_t(tmp_path / "samples.npz"), T=100)
+    fig = plot_forward_samples_with_histograms(load_images_by_t(tmp_path / "samples.npz"), T=100)
     assert len(fig.get_axes()) == 6  # an image and a histogram per step
     assert_png(fig, tmp_path / "r3f2.png")
     colour = forward_samples(np.zeros((3, 6, 6), dtype=np.uint8), schedule, ts=(0, 50))
-    assert_png(fig_forward_samples_with_histograms(colour, T=100), tmp_path / "colour.png")
+    assert_png(plot_forward_samples_with_histograms(colour, T=100), tmp_path / "colour.png")
 
 
 def test_forward_samples_figure_reads_T_from_its_data(tmp_path):
@@ -115,9 +115,9 @@ def test_forward_samples_figure_reads_T_from_its_data(tmp_path):
 def test_fig_iterative_destruction(tmp_path):
     photo = np.random.default_rng(0).integers(0, 256, (12, 18, 3), dtype=np.uint8)
     destruction = iterative_destruction(photo, T=50, keep=(0, 5, 10, 20, 50))
-    fig = fig_iterative_destruction(destruction, ncols=3)
+    fig = plot_iterative_destruction(destruction, ncols=3)
     titles = [ax.get_title() for ax in fig.get_axes() if ax.get_title()]
     assert titles == ["t = 0", "t = 5", "t = 10", "t = 20", "t = 50"]
     assert_png(fig, tmp_path / "destruction.png")
     with pytest.raises(ValueError, match="empty"):
-        fig_iterative_destruction({})
+        plot_iterative_destruction({})

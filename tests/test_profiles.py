@@ -40,12 +40,14 @@ def gpu_capable_rules() -> set[str]:
     return rules
 
 
-def test_the_gpu_capable_rules_are_the_documented_six_and_the_decision():
+def test_the_gpu_capable_rules_are_the_documented_ones():
     assert gpu_capable_rules() == {
         "train",
         "decide_precision",
         "sample",
         "reconstruct",
+        "coding",
+        "interpolate",
         "train_classifier",
         "real_floor",
         "score",

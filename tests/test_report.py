@@ -214,3 +214,92 @@ def test_a_figure_outside_the_registry_is_refused(study, tmp_path):
     unknown = DatasetResults(figure.name, figure.runs, figure.floor, 0.9, {"mystery": "x.png"})
     with pytest.raises(ValueError, match="mystery.*ddpm.workflow.figures.FIGURES"):
         build_report(tmp_path / "report.html", **{**study, "datasets": [unknown]})
+
+
+# --- seed 004's experiments and figures without data --------------------------------------------
+def _coding_tables(T: int = 20) -> pd.DataFrame:
+    """Rate-distortion tables of three seeds per schedule: most rate in the last steps."""
+    rows = []
+    for schedule in ("linear", "cosine"):
+        for seed in range(3):
+            rate = np.cumsum([0.01] + [0.001 * (seed + 1)] * (T - 3) + [0.2, 0.3, 1.5])
+            for t, r, d in zip(range(T, -1, -1), rate, np.linspace(80.0, 0.5, T + 1), strict=True):
+                rows.append(
+                    {
+                        "dataset": "mnist5k",
+                        "schedule": schedule,
+                        "T": T,
+                        "seed": seed,
+                        "prediction": "eps",
+                        "t": t,
+                        "t_over_T": t / T,
+                        "rate_bits_per_dim": r,
+                        "distortion_rmse": d,
+                        "images": 50,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_the_coding_section_shows_the_figure_the_shares_and_the_verdicts(study, tmp_path):
+    (results,) = study["datasets"]
+    png = tmp_path / "rate_distortion.png"
+    Image.new("RGB", (8, 8)).save(png)
+    coded = DatasetResults(
+        results.name,
+        results.runs,
+        results.floor,
+        0.9,
+        {**results.figures, "rate_distortion": png},
+        _coding_tables(),
+    )
+    page = build_report(tmp_path / "report.html", **{**study, "datasets": [coded]}).read_text()
+    section = page[page.index("mnist5k: progressive coding") :]
+    assert 'alt="rate_distortion"' in section and "50 held-out test images" in section
+    (rows,) = [t for t in _tables(page) if t and {"schedule", "claim"} <= set(t[0])]
+    verdicts = pd.DataFrame(rows[1:], columns=rows[0])
+    assert verdicts["schedule"].tolist() == ["linear", "linear", "cosine", "cosine"]
+    rate = verdicts[verdicts["claim"] == "most of the rate goes to the last 10 % of the steps"]
+    assert rate["verdict"].tolist() == ["holds", "holds"]
+    shares = _table_with(page, "rate in the last 10 % of steps (%)")
+    assert shares["seeds"].tolist() == ["3", "3"]
+    assert all(" [" in cell for cell in shares["bound (bits/dim)"])
+
+
+def test_a_figure_of_a_metric_no_run_has_is_left_out_with_a_line_why(study, tmp_path):
+    (results,) = study["datasets"]
+    png = tmp_path / "inception_fid_vs_T.png"
+    Image.new("RGB", (8, 8)).save(png)
+    offline = DatasetResults(
+        results.name, results.runs, results.floor, 0.9, {**results.figures, png.stem: png}
+    )
+    page = build_report(tmp_path / "report.html", **{**study, "datasets": [offline]}).read_text()
+    assert 'alt="inception_fid_vs_T"' not in page
+    assert "Left out for lack of data: inception_fid_vs_T" in page
+    assert "resources/inception/" in page and "offline" in page
+    # A figure whose metric the runs have is shown.
+    assert 'alt="classifier_fid_vs_T"' in page
+
+
+def test_a_study_of_prediction_targets_gets_its_verdict_section(study, tmp_path):
+    (results,) = study["datasets"]
+    runs = results.runs[results.runs["T"] == 800].copy()
+    runs["prediction"] = runs["schedule"].map({"linear": "eps", "cosine": "x0", "sigmoid": "v"})
+    runs["beta_schedule"] = "cosine"
+    targets = DatasetResults(results.name, runs, results.floor, 0.9, results.figures)
+    page = build_report(tmp_path / "report.html", **{**study, "datasets": [targets]}).read_text()
+    sections = re.findall(r'<h2 id="s\d+">([^<]*)</h2>', page)
+    assert sections[:2] == ["Answers", "mnist5k: the prediction target"]
+    table = _table_with(page, "label")
+    assert table["prediction"].tolist() == ["eps", "x0", "v"]
+    claims = [
+        row[0]
+        for table in _tables(page)
+        if table and table[0][:2] == ["claim", "verdict"]
+        for row in table[1:]
+        if "predicting eps" in row[0]
+    ]
+    assert [claim.rsplit(" ", 1)[1] for claim in claims] == ["v", "x0", "alternative"]
+    # A study of schedules alone has no such section.
+    plain = build_report(tmp_path / "plain.html", **study).read_text()
+    assert "the prediction target" not in plain

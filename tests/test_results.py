@@ -117,3 +117,16 @@ def test_benchmarks_of_runs_and_of_cells(tmp_path):
     assert (sample["schedule"], sample["T"], sample["seconds"]) == ("cosine", 50, 30.0)
     assert math.isnan(sample["seed"]) and math.isnan(sample["max_rss_mb"])
     assert set(table["dataset"]) == {"digits"}
+
+
+def test_the_prediction_target_is_a_column_only_where_runs_differ_in_it(tmp_path):
+    runs = tmp_path / "results" / "digits" / "runs"
+    paths = [
+        _write_run(runs / f"lin-T50-seed{seed}", "lin", 50, seed, {"fid": 1.0}, [1.0])
+        for seed in (0, 1)
+    ]
+    assert "prediction" not in _collect(*paths).columns  # a study of schedules: as before
+    for (_, record, _), target in zip(paths, ("eps", "x0"), strict=True):
+        content = json.loads(record.read_text())
+        record.write_text(json.dumps({**content, "diffusion": {"prediction": target}}))
+    assert _collect(*paths)["prediction"].tolist() == ["eps", "x0"]

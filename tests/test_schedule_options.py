@@ -127,10 +127,30 @@ def test_ill_typed_or_misspelled_options_are_named(params, message):
         make_schedule("linear", 100, **params)
 
 
-def test_a_zero_terminal_snr_schedule_is_not_trained():
+@pytest.mark.parametrize("prediction", ["eps", "x0", "mu"])
+def test_a_zero_terminal_snr_schedule_is_trained_only_to_predict_v(prediction):
+    # At alpha_bar_T = 0 only v gives both x_0 and the noise at t = T (Lin et al. 2024).
     schedule = make_schedule("cosine", 50, zero_terminal_snr=True)
-    with pytest.raises(ValueError, match="zero terminal SNR"):
-        GaussianDiffusion(schedule)
+    with pytest.raises(ValueError, match="zero terminal SNR.*'v'"):
+        GaussianDiffusion(schedule, prediction=prediction)
+
+
+def test_a_v_predicting_model_trains_and_samples_on_a_zero_terminal_snr_schedule():
+    schedule = make_schedule("cosine", 20, zero_terminal_snr=True)
+    diffusion = GaussianDiffusion(schedule, prediction="v")
+    generator = torch.Generator().manual_seed(0)
+
+    def model(x, t):  # any finite network output
+        return 0.1 * x + 0.01 * t.view(-1, 1, 1, 1).to(x.dtype)
+
+    x0 = torch.rand(4, 1, 8, 8, generator=generator) * 2 - 1
+    assert torch.isfinite(diffusion.training_loss(model, x0, generator=generator))
+    # t = T is drawn: x_T is pure noise, and the step from it is finite.
+    assert torch.isfinite(diffusion.sample(model, (2, 1, 8, 8), generator=generator)).all()
+    ddim = diffusion.ddim_sample(model, (2, 1, 8, 8), steps=5, generator=generator)
+    assert torch.isfinite(ddim).all()
+    bound = diffusion.variational_bound(model, x0, generator=generator)
+    assert all(torch.isfinite(value).all() for value in bound.values())
 
 
 def _default_config(**changes):
@@ -144,9 +164,12 @@ def test_config_check_names_an_out_of_range_shift():
     assert any("schedules.cosine" in p and "shift = 12.0 is out of range" in p for p in problems)
 
 
-def test_config_check_refuses_to_train_a_zero_terminal_snr_schedule():
+def test_config_check_refuses_to_train_a_zero_terminal_snr_schedule_to_predict_the_noise():
     problems = check_study_config(_default_config(zero_terminal_snr=True))
-    assert any("schedules.cosine.params.zero_terminal_snr" in p for p in problems)
+    assert any("zero terminal SNR" in p and "'v'" in p for p in problems), problems
+    config = _default_config(zero_terminal_snr=True)
+    config["schedules"]["cosine"]["diffusion"] = {"prediction": "v"}
+    assert check_study_config(config) == []
 
 
 def test_config_check_accepts_shifted_and_rescaled_closeness_schedules():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -99,10 +100,37 @@ def test_a_record_of_another_format_is_refused_with_the_fix():
         RunSpec.from_dict(old)
 
 
+def test_a_schedule_label_may_change_the_diffusion_options_of_its_runs(study):
+    # The prediction study compares targets as labels of one schedule (config/prediction.yaml).
+    config = {
+        **study,
+        "schedules": {
+            **study["schedules"],
+            "cosine_v": {**study["schedules"]["cosine"], "diffusion": {"prediction": "v"}},
+        },
+    }
+    plain = RunSpec.from_study_config(config, "digits", "cosine", 50, 0, (1, 8, 8))
+    spec = RunSpec.from_study_config(config, "digits", "cosine_v", 50, 0, (1, 8, 8))
+    assert dict(spec.diffusion) == {**study["diffusion"], "prediction": "v"}
+    assert spec.build()[0].prediction == "v"
+    assert plain.build()[0].prediction == "eps" and dict(plain.diffusion) == study["diffusion"]
+    assert spec.schedule.build().params == plain.schedule.build().params
+
+
+def test_a_model_file_records_what_its_network_predicts(tmp_path):
+    images = torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator())
+    spec = _tiny_spec("lin", 1)
+    spec = dataclasses.replace(spec, diffusion={**dict(spec.diffusion), "prediction": "x0"})
+    train(images, spec, tmp_path)
+    assert json.loads((tmp_path / "run.json").read_text())["diffusion"]["prediction"] == "x0"
+    _, diffusion, record = load_model(tmp_path / "model.pt")
+    assert diffusion.prediction == "x0" and record["diffusion"]["prediction"] == "x0"
+
+
 def _tiny_spec(label: str, steps: int) -> RunSpec:
     return RunSpec(
         schedule=ScheduleSpec(label, "linear", 10, {"beta_start": 1e-3, "beta_end": 0.2}),
-        diffusion={"variance": "beta", "loss": "mse", "clip_denoised": True},
+        diffusion={"variance": "beta", "loss": "mse", "clip_denoised": True, "prediction": "eps"},
         unet=UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), attention_levels=(1,)),
         training=TrainingConfig(
             steps=steps,

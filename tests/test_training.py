@@ -112,7 +112,12 @@ def test_training_writes_model_log_record_and_snapshots(trained, diffusion):
     assert set(RECORD_KEYS) <= set(record)
     assert record["unet"] == UNET.to_dict()
     assert record["schedule"] == diffusion.schedule.describe()
-    assert record["diffusion"] == {"variance": "beta", "loss": "mse", "clip_denoised": True}
+    assert record["diffusion"] == {
+        "variance": "beta",
+        "loss": "mse",
+        "clip_denoised": True,
+        "prediction": "eps",
+    }
     assert record["training"] == cfg.to_dict()
     assert record["steps_trained"] == 7
     assert record["last_interval_loss"] == pytest.approx(float(rows[-1]["loss"]))

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ddpm.runtime import gpu_request
@@ -159,6 +160,19 @@ def test_literal_defaults_are_the_library_signature():
             if p.default is not inspect.Parameter.empty
         }
         assert literal_defaults(relative, function.__name__) == real
+
+
+def test_literal_defaults_of_a_method_are_its_signature():
+    from ddpm.diffusion import GaussianDiffusion
+
+    real = {
+        k: p.default
+        for k, p in inspect.signature(GaussianDiffusion.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    assert literal_defaults("diffusion.py", "GaussianDiffusion.__init__") == real
+    with pytest.raises(LookupError, match="GaussianDiffusion.sample_all"):
+        literal_defaults("diffusion.py", "GaussianDiffusion.sample_all")
 
 
 def _no_defaults(node) -> bool:

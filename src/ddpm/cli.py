@@ -125,6 +125,7 @@ def _cmd_train(args) -> int:
             "variance": args.variance,
             "loss": args.loss,
             "clip_denoised": args.clip_denoised,
+            "prediction": args.prediction,
         },
         unet=unet_config_for(
             dataclass_values(args, UNetConfig, exclude=_FROM_DATA),
@@ -259,8 +260,10 @@ def _add_prepare_data_command(commands) -> None:
 
 
 def _add_diffusion_options(g) -> None:
+
     from .beta_formulas import FORMULAS
     from .diffusion import LOSSES, VARIANCES, GaussianDiffusion
+    from .prediction import PREDICTIONS
 
     def default(name):
         return default_of(GaussianDiffusion.__init__, name)
@@ -295,6 +298,13 @@ def _add_diffusion_options(g) -> None:
         action="store_false",
         default=default("clip_denoised"),
         help="do not clip the predicted x_0 to [-1, 1] when sampling",
+    )
+    g.add_argument(
+        "--prediction",
+        default=default("prediction"),
+        choices=PREDICTIONS,
+        help="what the network predicts: the noise eps, the image x0, the velocity v or the "
+        "posterior mean mu (trained on the bound's terms: needs --loss mse)",
     )
 
 

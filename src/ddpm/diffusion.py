@@ -6,6 +6,12 @@ interpolation and the variational bound in bits per dimension.
 
 Images live in [-1, 1]. Timesteps ``t`` are integers in 1..T as in the paper; the
 model is called as ``model(x_t, t)`` with ``t`` a LongTensor of shape (N,).
+
+What the model predicts is the diffusion's ``prediction`` (:data:`ddpm.prediction.PREDICTIONS`): the noise eps
+(Ho et al.), the clean image x_0, the velocity v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t)
+x_0 (Salimans & Ho 2022) or the posterior mean mu~_t(x_t, x_0) itself (Ho et al.'s ablation).
+Every use of the model (loss, x_0 estimate, ancestral sampling, DDIM, the bound) converts its
+output with the same formulas.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .prediction import prediction_problem
 from .schedules import NoiseSchedule
 
 __all__ = ["GaussianDiffusion", "from_model_range", "to_model_range"]
@@ -38,6 +45,12 @@ def from_model_range(images: torch.Tensor) -> torch.Tensor:
     return ((images.clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
 
 
+def _as_input(output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A model's output in the dtype of its input ``x``: float32 from bf16 autocast, and
+    float64 where the input is float64 (the reference checks run in float64)."""
+    return output.to(x.dtype)
+
+
 def _normal(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     # Noise is drawn on the CPU so that a seed gives the same images on any device.
     return torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
@@ -53,6 +66,11 @@ class GaussianDiffusion:
         loss: ``"mse"`` (L_simple) or ``"smooth_l1"`` (used by report 002).
         clip_denoised: clip the predicted x_0 to [-1, 1] before forming the posterior
             mean when sampling. With ``False`` the update is exactly Algorithm 2.
+        prediction: what the model predicts and the loss compares, one of
+            :data:`ddpm.prediction.PREDICTIONS`: ``"eps"`` (the noise, L_simple), ``"x0"`` (the clean image),
+            ``"v"`` (sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0) or ``"mu"`` (the posterior
+            mean mu~_t; its loss is the bound's term, ||mu~ - mu||^2 / (2 sigma_t^2), so only
+            ``loss="mse"`` fits it).
     """
 
     def __init__(
@@ -62,25 +80,28 @@ class GaussianDiffusion:
         variance: str = "beta",
         loss: str = "mse",
         clip_denoised: bool = True,
+        prediction: str = "eps",
     ):
         if variance not in VARIANCES:
             raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        if schedule.alpha_bar_T == 0.0:
-            raise ValueError(
-                "this schedule has zero terminal SNR (alpha_bar_T = 0), where a model that "
-                "predicts the noise cannot give x_0 (Algorithm 2 divides by sqrt(alpha_T) = 0; "
-                "Lin et al. 2024 switch to v-prediction); this library predicts the noise, so "
-                "use zero_terminal_snr for the analysis only"
-            )
+        problem = prediction_problem(prediction, loss, schedule.alpha_bar_T == 0.0)
+        if problem:
+            raise ValueError(problem)
         self.schedule = schedule
         self.variance = variance
         self.loss = loss
         self.clip_denoised = clip_denoised
+        self.prediction = prediction
         s = schedule
         pv = s.posterior_variance
-        # Coefficients are computed in float64 by the schedule and cast once here.
+        # Coefficients are computed in float64 by the schedule and cast once here. Where
+        # alpha_bar_T = 0 (zero terminal SNR, v-prediction only) the reciprocals are inf at T,
+        # and unused there.
+        with np.errstate(divide="ignore"):
+            sqrt_recip_alpha_bar = s.alpha_bar**-0.5
+            sqrt_recipm1_alpha_bar = (1.0 / s.alpha_bar - 1.0) ** 0.5
         coeffs = {
             "betas": s.betas,
             "alphas": s.alphas,
@@ -88,8 +109,8 @@ class GaussianDiffusion:
             "alpha_bar_prev": s.alpha_bar_prev,
             "sqrt_alpha_bar": s.alpha_bar**0.5,
             "sqrt_one_minus_alpha_bar": (1.0 - s.alpha_bar) ** 0.5,
-            "sqrt_recip_alpha_bar": s.alpha_bar**-0.5,
-            "sqrt_recipm1_alpha_bar": (1.0 / s.alpha_bar - 1.0) ** 0.5,
+            "sqrt_recip_alpha_bar": sqrt_recip_alpha_bar,
+            "sqrt_recipm1_alpha_bar": sqrt_recipm1_alpha_bar,
             "posterior_variance": pv,
             "posterior_mean_coef1": s.betas * s.alpha_bar_prev**0.5 / (1.0 - s.alpha_bar),
             "posterior_mean_coef2": (1.0 - s.alpha_bar_prev) * s.alphas**0.5 / (1.0 - s.alpha_bar),
@@ -188,28 +209,101 @@ class GaussianDiffusion:
             "sqrt_recipm1_alpha_bar", t, x_t
         )
 
+    def predict_x0_from_v(self, x_t, t, v) -> torch.Tensor:
+        """x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v."""
+        t = self._timesteps(t, x_t.shape[0], x_t.device)
+        return (
+            self._at("sqrt_alpha_bar", t, x_t) * x_t
+            - self._at("sqrt_one_minus_alpha_bar", t, x_t) * v
+        )
+
+    def predict_eps_from_v(self, x_t, t, v) -> torch.Tensor:
+        """eps = sqrt(1 - alpha_bar_t) x_t + sqrt(alpha_bar_t) v."""
+        t = self._timesteps(t, x_t.shape[0], x_t.device)
+        return (
+            self._at("sqrt_one_minus_alpha_bar", t, x_t) * x_t
+            + self._at("sqrt_alpha_bar", t, x_t) * v
+        )
+
+    def v_from_x0_and_eps(self, x0, t, eps) -> torch.Tensor:
+        """v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022, eq. 9)."""
+        t = self._timesteps(t, x0.shape[0], x0.device)
+        return (
+            self._at("sqrt_alpha_bar", t, x0) * eps
+            - self._at("sqrt_one_minus_alpha_bar", t, x0) * x0
+        )
+
+    def predict_x0_from_mu(self, x_t, t, mu) -> torch.Tensor:
+        """x_0 from the posterior mean mu~ = c1 x_0 + c2 x_t (eq. 7): (mu - c2 x_t) / c1."""
+        t = self._timesteps(t, x_t.shape[0], x_t.device)
+        return (mu - self._at("posterior_mean_coef2", t, x_t) * x_t) / self._at(
+            "posterior_mean_coef1", t, x_t
+        )
+
+    def predict_x0(self, output, x_t, t) -> torch.Tensor:
+        """The x_0 estimate from the model's ``output`` at (x_t, t), whatever it predicts."""
+        if self.prediction == "eps":
+            return self.predict_x0_from_eps(x_t, t, output)
+        if self.prediction == "x0":
+            return output
+        if self.prediction == "v":
+            return self.predict_x0_from_v(x_t, t, output)
+        return self.predict_x0_from_mu(x_t, t, output)
+
+    def _x0_and_eps(self, output, x_t, t) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_0, eps) from the model's output, each by its best-conditioned formula."""
+        if self.prediction == "eps":
+            return self.predict_x0_from_eps(x_t, t, output), output
+        if self.prediction == "v":
+            return self.predict_x0_from_v(x_t, t, output), self.predict_eps_from_v(x_t, t, output)
+        x0 = self.predict_x0(output, x_t, t)
+        return x0, self.predict_eps_from_x0(x_t, t, x0)
+
+    def training_target(self, x0, noise, x_t, t) -> torch.Tensor:
+        """What the model should output at (x_t, t) for x_t = q_sample(x0, t, noise)."""
+        if self.prediction == "eps":
+            return noise
+        if self.prediction == "x0":
+            return x0
+        if self.prediction == "v":
+            return self.v_from_x0_and_eps(x0, t, noise)
+        return self.q_posterior(x0, x_t, t)[0]
+
     # --- training --------------------------------------------------------------
     def training_loss(self, model: Model, x0: torch.Tensor, generator=None) -> torch.Tensor:
-        """L_simple: t ~ U{1..T}, eps ~ N(0, I), loss between eps and model(x_t, t)."""
+        """L_simple: t ~ U{1..T}, eps ~ N(0, I), loss between eps and model(x_t, t).
+
+        With another ``prediction`` the loss compares the model with that target instead; for
+        ``"mu"`` it is the bound's term ||mu~ - mu||^2 / (2 sigma_t^2), averaged over pixels.
+        """
         n = x0.shape[0]
         # t stays on the CPU until q_sample has checked it, so the check costs no device sync.
         t = torch.randint(1, self.T + 1, (n,), generator=generator)
         noise = _normal(x0.shape, generator, x0.device)
-        predicted = model(self.q_sample(x0, t, noise), t.to(x0.device))
+        x_t = self.q_sample(x0, t, noise)
+        predicted = model(x_t, t.to(x0.device))
+        target = self.training_target(x0, noise, x_t, t)
+        if self.prediction == "mu":
+            t_here = self._timesteps(t, n, x0.device)
+            weight = torch.exp(-self._at(f"log_variance_{self.variance}", t_here, x0)) / 2
+            return (weight * (predicted.float() - target) ** 2).mean()
         if self.loss == "mse":
-            return F.mse_loss(predicted.float(), noise)
-        return F.smooth_l1_loss(predicted.float(), noise)
+            return F.mse_loss(predicted.float(), target)
+        return F.smooth_l1_loss(predicted.float(), target)
 
     # --- reverse process -------------------------------------------------------
     def p_mean_variance(self, model: Model, x_t, t, clip_denoised: bool | None = None):
         """Mean and log-variance of p_theta(x_{t-1} | x_t), and the predicted x_0."""
         clip = self.clip_denoised if clip_denoised is None else clip_denoised
         t = self._timesteps(t, x_t.shape[0], x_t.device)
-        eps = model(x_t, t).float()
-        x0 = self.predict_x0_from_eps(x_t, t, eps)
+        output = _as_input(model(x_t, t), x_t)
+        x0 = self.predict_x0(output, x_t, t)
         if clip:
             x0 = x0.clamp(-1.0, 1.0)
-        mean, _, _ = self.q_posterior(x0, x_t, t)
+        if self.prediction == "mu" and not clip:
+            mean = output  # the model's own mean: no round trip through x_0 (1 / c1 is large)
+        else:
+            mean, _, _ = self.q_posterior(x0, x_t, t)
         log_variance = self._at(f"log_variance_{self.variance}", t, x_t)
         return mean, log_variance, x0
 
@@ -257,12 +351,12 @@ class GaussianDiffusion:
             tqdm(timesteps, desc="ddim", disable=not progress, mininterval=10, leave=False)
         ):
             t_vec = self._timesteps(t, x.shape[0], x.device)
-            eps = model(x, t_vec).float()
-            x0 = self.predict_x0_from_eps(x, t_vec, eps)
+            x0, eps = self._x0_and_eps(_as_input(model(x, t_vec), x), x, t_vec)
+            a_t = float(alpha_bar[t - 1])
             if self.clip_denoised:
                 x0 = x0.clamp(-1.0, 1.0)
-                eps = self.predict_eps_from_x0(x, t_vec, x0)
-            a_t = float(alpha_bar[t - 1])
+                if a_t > 0:  # at alpha_bar_t = 0 (zero terminal SNR) x_t is the noise itself
+                    eps = self.predict_eps_from_x0(x, t_vec, x0)
             a_prev = float(alpha_bar[timesteps[i + 1] - 1]) if i + 1 < len(timesteps) else 1.0
             sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
             x = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
@@ -300,17 +394,25 @@ class GaussianDiffusion:
 
         Returns ``total``, ``prior`` (L_T), ``decoder`` (L_0, discretised Gaussian
         decoder over 256 levels) and ``terms`` (N x T: column t-1 holds L_{t-1}, the
-        first column being L_0).
+        first column being L_0). For progressive coding (Ho et al. sec. 4.3) also
+        ``x0_mse`` (N x T: column t-1 holds the mean squared error, in [-1, 1] units, of
+        the model's x_0 estimate from the x_t of term t, clipped to [-1, 1] as Ho et al.'s
+        code does) and ``decoder_mse`` (N: that of the decoder's most likely 8-bit image,
+        its mean rounded to the nearest of the 256 levels).
         """
         n = x0.shape[0]
         terms = torch.zeros(n, self.T, device=x0.device)
+        x0_mse = torch.zeros(n, self.T, device=x0.device)
         for t in range(1, self.T + 1):
             t_vec = self._timesteps(t, n, x0.device)
             x_t = self.q_sample(x0, t_vec, generator=generator)
-            mean, log_var, _ = self.p_mean_variance(model, x_t, t_vec, clip_denoised=False)
+            mean, log_var, x0_hat = self.p_mean_variance(model, x_t, t_vec, clip_denoised=False)
+            x0_mse[:, t - 1] = _mean_flat((x0_hat.clamp(-1.0, 1.0) - x0) ** 2)
             if t == 1:
                 nll = -_discretized_gaussian_log_likelihood(x0, mean, 0.5 * log_var)
                 terms[:, 0] = _mean_flat(nll) / math.log(2.0)
+                decoded = to_model_range(from_model_range(mean)).to(x0.device)
+                decoder_mse = _mean_flat((decoded - x0) ** 2)
             else:
                 true_mean, _, true_log_var = self.q_posterior(x0, x_t, t_vec)
                 kl = _normal_kl(true_mean, true_log_var, mean, log_var)
@@ -327,6 +429,8 @@ class GaussianDiffusion:
             "prior": prior,
             "decoder": terms[:, 0],
             "terms": terms,
+            "x0_mse": x0_mse,
+            "decoder_mse": decoder_mse,
         }
 
 

@@ -54,13 +54,15 @@ def collect_runs(
     record_paths: Sequence[str | Path],
     train_log_paths: Sequence[str | Path] = (),
 ) -> pd.DataFrame:
-    """One row per run: identifiers, schedule definition, final loss, run time and every metric.
+    """One row per run: identifiers, schedule definition, final loss, run time and every metric
+    (and ``prediction``, what the network predicts, where the runs do not all predict the same).
 
     The identifiers (dataset, schedule label, T, seed) come from each run's record
     (``run.json``); the metrics and training log of a run are the files in its directory.
     """
     rows: dict[Path, dict] = {}
     described: dict[Path, dict] = {}
+    predictions: dict[Path, str | None] = {}
     for path in record_paths:
         path = Path(path)
         record = json.loads(path.read_text())
@@ -73,6 +75,12 @@ def collect_runs(
             "precision": record.get("precision"),
             "train_seconds": record.get("wall_seconds"),
         }
+        predictions[path.parent.resolve()] = (record.get("diffusion") or {}).get("prediction")
+    # What the networks predict is a column only where the runs differ in it (a study of the
+    # target, config/prediction.yaml): a study of schedules keeps the table it always had.
+    if len(set(predictions.values())) > 1:
+        for run_dir, prediction in predictions.items():
+            described[run_dir]["prediction"] = prediction
 
     def row_for(path) -> dict:
         run_dir = Path(path).parent.resolve()

@@ -64,7 +64,7 @@ def _load_noise_predictor(
     model_path, device: str, precision: str | PrecisionChoice, batch_size: int
 ):
     """Load ``model.pt`` for inference: (eps_model(x, t), diffusion, model config, device,
-    the precision used).
+    the precision used, the model's record).
 
     ``eps_model`` runs the EMA U-Net in float32 or bf16 autocast and returns float32; for
     ``precision="auto"`` :func:`ddpm.runtime.choose_precision` picks by the hardware, timing
@@ -74,7 +74,7 @@ def _load_noise_predictor(
     device = resolve_device(device)
     decided = precision if isinstance(precision, PrecisionChoice) else None
     channels_last = use_channels_last(device, decided.precision if decided else precision)
-    model, diffusion, _ = load_model(model_path, device=device)
+    model, diffusion, record = load_model(model_path, device=device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     c = model.config
@@ -88,7 +88,7 @@ def _load_noise_predictor(
     )
     logger.info("loaded %s on %s, precision %s", model_path, device, choice.reason)
     eps_model = noise_predictor(model, device, choice.precision, channels_last)
-    return eps_model, diffusion, c, device, choice.precision
+    return eps_model, diffusion, c, device, choice.precision, record
 
 
 def _check_generate_arguments(sampler, num_samples, batch_size, ddim_steps, eta) -> None:
@@ -167,7 +167,7 @@ def generate(
         uint8 tensor (num_samples, C, H, W) on the CPU.
     """
     _check_generate_arguments(sampler, num_samples, batch_size, ddim_steps, eta)
-    eps_model, diffusion, c, device, used_precision = _load_noise_predictor(
+    eps_model, diffusion, c, device, used_precision, _ = _load_noise_predictor(
         model_path, device, precision, min(batch_size, num_samples)
     )
     _check_ddim_steps(sampler, ddim_steps, diffusion.T, model_path)
@@ -324,7 +324,7 @@ def reconstruction_series(
         raise ValueError(
             f"fractions of T must be a non-empty list of numbers in (0, 1], got {fractions}"
         )
-    eps_model, diffusion, _, device, _ = _load_noise_predictor(
+    eps_model, diffusion, _, device, _, _ = _load_noise_predictor(
         model_path, device, precision, max(1, len(images_uint8))
     )
     steps = sorted({max(1, round(f * diffusion.T)) for f in fractions})

@@ -22,6 +22,7 @@ from .diffusion import GaussianDiffusion
 from .schedules import ScheduleSpec, frozen_items
 from .training.config import TrainingConfig
 from .unet_config import UNetConfig, unet_config_for
+from .workflow.config_load import diffusion_options
 
 __all__ = ["RunSpec"]
 
@@ -47,7 +48,7 @@ class RunSpec:
     Args:
         schedule: the noise schedule.
         diffusion: keyword options of :class:`~ddpm.diffusion.GaussianDiffusion`
-            (``variance``, ``loss``, ``clip_denoised``; a mapping, stored with the defaults
+            (``variance``, ``loss``, ``clip_denoised``, ``prediction``; a mapping, stored with the defaults
             filled in as sorted pairs).
         unet: the U-Net, its image channels and size those of the data.
         training: optimisation, checkpointing and logging; its ``seed`` is the run's seed.
@@ -82,12 +83,14 @@ class RunSpec:
 
         ``image_shape`` is (C, H, W) of the data; ``training_overrides`` replace entries of
         the config's ``training`` section (e.g. the ``device`` and ``num_threads`` of a job).
+        The diffusion options are the config's ``diffusion`` section with the label's own
+        ``diffusion`` entries over it (:func:`diffusion_options`).
         """
         channels, size = image_shape[0], image_shape[-1]
         training = {**config["training"], "seed": int(seed), **training_overrides}
         return cls(
             schedule=ScheduleSpec.from_definition(label, config["schedules"][label], T),
-            diffusion=config["diffusion"],
+            diffusion=diffusion_options(config, label),
             unet=unet_config_for(config["model"], channels, size),
             training=TrainingConfig.from_dict(training),
             dataset=dataset,

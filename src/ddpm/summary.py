@@ -32,7 +32,10 @@ __all__ = [
     "best_cell",
     "best_schedule_per_T",
     "claim_verdicts",
+    "coding_summary",
+    "coding_verdicts",
     "effect_verdict",
+    "prediction_verdicts",
     "sign_verdict",
     "slopes_over_log_T",
 ]
@@ -427,3 +430,119 @@ def variant_comparison(
                     }
                 )
     return pd.DataFrame(rows)
+
+
+# --- progressive coding (Ho et al. sec. 4.3) ------------------------------------------------------
+CODING_MOST = 0.5
+""""Most of the rate" and "most of the distortion": more than half."""
+
+
+def coding_summary(shares: pd.DataFrame) -> pd.DataFrame:
+    """Per (schedule, T) and quantity of :func:`ddpm.coding.coding_shares`: the mean over seeds
+    with its 95 % Student-t interval (``n``, ``mean``, ``lo``, ``hi``)."""
+    from .coding import SHARE_COLUMNS
+
+    rows = [
+        {"schedule": schedule, "T": int(T), "quantity": quantity, **t_interval(group[quantity])}
+        for (schedule, T), group in shares.groupby(["schedule", "T"], sort=False)
+        for quantity in SHARE_COLUMNS
+    ]
+    columns = ["schedule", "T", "quantity", "n", "mean", "lo", "hi"]
+    return pd.DataFrame(rows, columns=[*columns, "sd", "half"])[columns]
+
+
+_CODING_CLAIMS = (
+    (
+        "most of the rate goes to the last 10 % of the steps",
+        "rate_share_last_steps",
+        "share of the bound spent from x_{T/10} to x_0",
+    ),
+    (
+        "most of the distortion is removed with the first 10 % of the rate",
+        "distortion_removed_first_rate",
+        "share of the distortion at t = T removed once 10 % of the bound has been sent",
+    ),
+)
+
+CODING_RULE = (
+    "per schedule and T, over seeds: holds if the 95 % t-interval of the share lies above one "
+    "half, does not hold if it lies below, else cannot be told apart"
+)
+
+
+def coding_verdicts(shares: pd.DataFrame) -> pd.DataFrame:
+    """Ho et al.'s claims about progressive coding (sec. 4.3, fig. 5), per schedule and T, each
+    with its verdict (:data:`CODING_RULE`):
+
+    - "most of the rate goes to the last steps", where the changes are imperceptible: the share
+      of the bound spent in the last 10 % of the reverse steps (x_{T/10} to x_0);
+    - "distortion falls steeply at little rate": the share of the distortion at t = T that is
+      removed by the time 10 % of the bound has been sent.
+    """
+    rows = []
+    for (schedule, T), group in shares.groupby(["schedule", "T"], sort=False):
+        for claim, column, meaning in _CODING_CLAIMS:
+            share = t_interval(group[column])
+            verdict = sign_verdict(share["lo"] - CODING_MOST, share["hi"] - CODING_MOST, +1)
+            rows.append(
+                {
+                    "schedule": schedule,
+                    "T": int(T),
+                    "claim": claim,
+                    "verdict": verdict,
+                    "numbers": f"{meaning}: {_percent(share)} (n = {share['n']} seeds)",
+                }
+            )
+    return pd.DataFrame(rows, columns=["schedule", "T", "claim", "verdict", "numbers"])
+
+
+def _percent(share: Mapping) -> str:
+    return (
+        f"{100 * share['mean']:.1f} % [{100 * share['lo']:.1f}, {100 * share['hi']:.1f}] (95 % CI)"
+    )
+
+
+# --- the prediction target (seed 004 sec. 3.2) ---------------------------------------------------
+REFERENCE_PREDICTION = "eps"
+"""The target the claim favours: the noise (Ho et al.)."""
+
+
+def prediction_verdicts(runs: pd.DataFrame, fid: str = "classifier_fid") -> pd.DataFrame:
+    """Seed 004's claim that predicting the noise gives better samples than predicting a direct
+    alternative (x_0, v or the posterior mean), one row per alternative the runs hold.
+
+    Runs are paired by beta schedule, T and seed (the same schedule, initial weights and data
+    order, only the target differs); the verdict is :func:`sign_verdict` on the 95 % t-interval
+    of the mean FID difference (alternative minus eps: above 0 means eps is better).
+    """
+    keys = [k for k in ("beta_schedule", "T", "seed") if k in runs]
+    wide = runs.pivot_table(index=keys, columns="prediction", values=fid)
+    rule = (
+        "paired by schedule, T and seed; holds if the 95 % t-interval of the difference is "
+        "above 0, does not hold if below 0, else cannot be told apart"
+    )
+    rows = []
+    for other in sorted(set(runs["prediction"].dropna()) - {REFERENCE_PREDICTION}):
+        if REFERENCE_PREDICTION not in wide or other not in wide:
+            continue
+        diff = t_interval((wide[other] - wide[REFERENCE_PREDICTION]).dropna())
+        rows.append(
+            {
+                "claim": f"predicting eps gives better samples (lower FID) than predicting {other}",
+                "verdict": sign_verdict(diff["lo"], diff["hi"], +1),
+                "numbers": f"FID({other}) − FID(eps): {_fmt(diff['mean'], diff['lo'], diff['hi'])}"
+                f" (n = {diff['n']} pairs)",
+                "rule": rule,
+            }
+        )
+    if len(rows) > 1:
+        rows.append(
+            {
+                "claim": "predicting eps gives better samples than every alternative",
+                "verdict": _combine([row["verdict"] for row in rows]),
+                "numbers": "the rows above",
+                "rule": "holds if every row holds, does not hold if any does not, else cannot "
+                "be told apart",
+            }
+        )
+    return pd.DataFrame(rows, columns=["claim", "verdict", "numbers", "rule"])

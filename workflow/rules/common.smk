@@ -198,3 +198,14 @@ def figure_settings(wildcards):
 
 def figure_files(group, names, ext="png"):
     return [FIGURE_FILE.format(group=group, figure=name, ext=ext) for name in names]
+
+
+def coding_T():
+    """The T of the coded runs: those the rate-distortion figure reads
+    (src/ddpm/workflow/figures.py)."""
+    return [max(STEPS)] if FIGURES["rate_distortion"].largest_T_only else STEPS
+
+
+def coding_runs(dataset):
+    """The ``coding.csv`` of every run the rate-distortion figure and table read."""
+    return runs_of(dataset, FIGURES["rate_distortion"].run_file, T=coding_T())

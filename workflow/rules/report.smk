@@ -16,6 +16,7 @@ rule report:
         closest=ANALYSIS_FILES["closest_points"],
         comparison=ANALYSIS_FILES["thesis_comparison"],
         shifted=ANALYSIS_FILES["shifted_band_entry"],
+        coding=[coding_runs(dataset) for dataset in DATASETS],
         benchmarks=[
             expand(
                 benchmark_file("train", RUN.rpartition("/")[2]),
@@ -30,6 +31,12 @@ rule report:
                 step=["sample", "score"],
                 schedule=SCHEDULES,
                 T=STEPS,
+            ),
+            expand(
+                benchmark_file("coding", CELL),
+                dataset=DATASETS,
+                schedule=SCHEDULES,
+                T=coding_T(),
             ),
         ],
     output:

@@ -14,7 +14,7 @@ from ddpm.study_precision import read_decision  # noqa: E402
 
 inputs, params = snakemake.input, snakemake.params
 datasets = [
-    read_dataset_results(metrics, floor, classifier, inputs.figures)
+    read_dataset_results(metrics, floor, classifier, inputs.figures, inputs.coding)
     for metrics, floor, classifier in zip(
         inputs.metrics, inputs.floors, inputs.classifiers, strict=True
     )

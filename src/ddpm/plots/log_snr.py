@@ -17,7 +17,7 @@ from ..analysis.band_entry import crossing_alpha_bar, logit
 from ..analysis.thesis import closest_points
 from .style import SCHEDULE_PALETTE, use_style
 
-__all__ = ["draw_closeness_vs_log_snr", "fig_closeness_vs_log_snr"]
+__all__ = ["draw_closeness_vs_log_snr", "plot_closeness_vs_log_snr"]
 
 # The log-SNR range shown: from nearly the image (e^6 = 400 times more signal than noise) to
 # nearly pure noise; every band entry of the study lies well inside.
@@ -38,7 +38,7 @@ def _rows(table: pd.DataFrame) -> list[tuple[str, str]]:
     return rows
 
 
-def fig_closeness_vs_log_snr(closeness_table: pd.DataFrame) -> plt.Figure:
+def plot_closeness_vs_log_snr(closeness_table: pd.DataFrame) -> plt.Figure:
     """Mean |C - I| against log-SNR: one column per image size, one row per image (copies
     reading) and one for the pixels reading; one line per schedule, the pure-noise band shaded,
     each schedule's band entry marked, and the predicted level (where the expected reading
@@ -105,5 +105,5 @@ def _panel(ax, part: pd.DataFrame, reading: str, closest: pd.DataFrame) -> None:
 
 
 def draw_closeness_vs_log_snr(closeness: str) -> plt.Figure:
-    """:func:`fig_closeness_vs_log_snr` of the closeness table."""
-    return fig_closeness_vs_log_snr(pd.read_csv(closeness))
+    """:func:`plot_closeness_vs_log_snr` of the closeness table."""
+    return plot_closeness_vs_log_snr(pd.read_csv(closeness))

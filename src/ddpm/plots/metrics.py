@@ -22,7 +22,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.ticker import NullLocator
 from scipy.stats import spearmanr
 
-from .style import SCHEDULE_PALETTE, use_style
+from .style import schedule_colours, schedules_in_order, use_style
 
 __all__ = [
     "draw_loss_vs_metric",
@@ -72,19 +72,6 @@ def _check_runs(runs: pd.DataFrame, extra: Sequence[str] = ()) -> None:
 
 def _has_values(runs: pd.DataFrame, column: str) -> bool:
     return column in runs.columns and runs[column].notna().any()
-
-
-def _schedules_in_order(schedules) -> list[str]:
-    """Known schedules in the palette's order, then any others alphabetically."""
-    present = set(schedules)
-    known = [name for name in SCHEDULE_PALETTE if name in present]
-    return known + sorted(present - set(known))
-
-
-def _schedule_colours(schedules: Sequence[str]) -> dict[str, str]:
-    others = [name for name in schedules if name not in SCHEDULE_PALETTE]
-    extra = dict(zip(others, sns.color_palette("Greys_r", len(others) + 2).as_hex(), strict=False))
-    return {name: SCHEDULE_PALETTE.get(name, extra.get(name)) for name in schedules}
 
 
 def _datasets(runs: pd.DataFrame) -> list:
@@ -188,8 +175,8 @@ def plot_metric_vs_T(
             continue
         data = data[data[metric].notna()].assign(dataset=dataset)
         cells = cell_summary(data, [metric]).sort_values("T")
-        schedules = _schedules_in_order(cells["schedule"])
-        colours = _schedule_colours(schedules)
+        schedules = schedules_in_order(cells["schedule"])
+        colours = schedule_colours(schedules)
         for i, schedule in enumerate(schedules):
             rows = cells[cells["schedule"] == schedule]
             seeds = sorted(set(rows["n"]))
@@ -259,14 +246,14 @@ def plot_loss_vs_metric(runs: pd.DataFrame, metric: str = "classifier_fid") -> p
             _empty_panel(ax, _not_computed(missing))
             continue
         data = data[data[metric].notna() & data["final_loss"].notna()]
-        schedules = _schedules_in_order(data["schedule"])
+        schedules = schedules_in_order(data["schedule"])
         sns.scatterplot(
             data=data,
             x="final_loss",
             y=metric,
             hue="schedule",
             hue_order=schedules,
-            palette=_schedule_colours(schedules),
+            palette=schedule_colours(schedules),
             size="T",
             sizes=(20, 120),
             size_norm=LogNorm(),  # T doubles from one grid value to the next
@@ -313,7 +300,7 @@ def metrics_summary_table(runs: pd.DataFrame, metrics: Sequence[str] | str) -> p
     _check_runs(runs)
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     cells = cell_summary(runs, metrics)
-    order = {name: i for i, name in enumerate(_schedules_in_order(runs["schedule"]))}
+    order = {name: i for i, name in enumerate(schedules_in_order(runs["schedule"]))}
     rows = {}
     for cell in cells.itertuples(index=False):
         key = (cell.dataset, cell.schedule, cell.T)

@@ -21,11 +21,13 @@ from .style import use_style
 
 __all__ = [
     "draw_best_cell",
+    "draw_interpolation",
     "draw_loss_curves",
     "draw_reconstruction",
     "draw_sample_grids",
     "draw_training_progress",
     "plot_best_cell",
+    "plot_interpolation",
     "plot_loss_curves",
     "plot_reconstruction",
     "plot_sample_grids",
@@ -249,3 +251,40 @@ def draw_reconstruction(runs: Sequence[str]) -> plt.Figure:
         with np.load(path) as data:
             rows[label] = (data["t"], data["originals"], data["reconstructions"])
     return plot_reconstruction(rows)
+
+
+def plot_interpolation(series: Mapping[str, np.ndarray], title: str) -> plt.Figure:
+    """Ho et al. fig. 9: one row per t, the two source images at the ends and the decoded
+    mixtures for each lambda between them."""
+    use_style()
+    steps, lambdas, images = series["t"], series["lambdas"], series["images"]
+    sources = series["sources"]
+    n_cols = len(lambdas) + 2
+    fig, axes = plt.subplots(
+        len(steps), n_cols, figsize=(1.05 * n_cols, 1.25 * len(steps) + 0.5), squeeze=False
+    )
+    for i, t in enumerate(steps):
+        _show(axes[i][0], sources[0:1])
+        _show(axes[i][-1], sources[1:2])
+        axes[i][0].set_ylabel(f"t = {int(t)}", fontsize=9)
+        for j, lam in enumerate(lambdas):
+            _show(axes[i][j + 1], images[i][j : j + 1])
+            if i == 0:
+                axes[i][j + 1].set_title(f"λ = {lam:.3g}", fontsize=8)
+    axes[0][0].set_title("source a", fontsize=8)
+    axes[0][-1].set_title("source b", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def draw_interpolation(interpolation: str) -> plt.Figure:
+    """:func:`plot_interpolation` of what :func:`ddpm.interpolation.best_cell_interpolation`
+    wrote."""
+    from ..interpolation import load_interpolation
+
+    series = load_interpolation(interpolation)
+    schedule, T, seed = (str(v) for v in series["cell"])
+    return plot_interpolation(
+        series, f"Interpolation through x_t, best cell: {schedule}, T = {T}, seed {seed}"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +22,22 @@ SCHEDULE_PALETTE = {
     "sigmoid": "#7570b3",
     "sigmoid_alpha_bar": "#e7298a",
 }
+
+
+def schedules_in_order(schedules) -> list[str]:
+    """Known schedules in the palette's order, then any others alphabetically."""
+    present = set(schedules)
+    known = [name for name in SCHEDULE_PALETTE if name in present]
+    return known + sorted(present - set(known))
+
+
+def schedule_colours(schedules: Sequence[str]) -> dict[str, str]:
+    """The study's colour of each known schedule; distinct colours for other labels (the
+    prediction study's cosine_eps, cosine_x0, ... must be told apart)."""
+    others = [name for name in schedules if name not in SCHEDULE_PALETTE]
+    spare = [c for c in sns.color_palette("tab10").as_hex() if c not in SCHEDULE_PALETTE.values()]
+    extra = dict(zip(others, spare * (len(others) // len(spare) + 1), strict=False))
+    return {name: SCHEDULE_PALETTE.get(name, extra.get(name)) for name in schedules}
 
 
 def use_style() -> None:

@@ -22,11 +22,11 @@ __all__ = [
     "draw_closeness",
     "draw_forward_samples_with_histograms",
     "draw_iterative_destruction",
-    "fig_alpha_bar_vs_t_over_T",
-    "fig_closeness",
-    "fig_forward_samples_with_histograms",
-    "fig_iterative_destruction",
-    "fig_schedules_beta_and_one_minus_alpha_bar",
+    "plot_alpha_bar_vs_t_over_T",
+    "plot_closeness",
+    "plot_forward_samples_with_histograms",
+    "plot_iterative_destruction",
+    "plot_schedules_beta_and_one_minus_alpha_bar",
 ]
 
 
@@ -47,7 +47,7 @@ def _image_axes(ax) -> None:
     ax.grid(False)
 
 
-def fig_iterative_destruction(destruction: Mapping[int, np.ndarray], ncols: int = 4) -> plt.Figure:
+def plot_iterative_destruction(destruction: Mapping[int, np.ndarray], ncols: int = 4) -> plt.Figure:
     """Thesis figure 4.3: the photo at the kept steps of the step-by-step forward chain.
 
     ``destruction`` maps t to a uint8 image (H, W, 3) or (H, W), as written by
@@ -79,7 +79,7 @@ def fig_iterative_destruction(destruction: Mapping[int, np.ndarray], ncols: int 
     return fig
 
 
-def fig_schedules_beta_and_one_minus_alpha_bar(
+def plot_schedules_beta_and_one_minus_alpha_bar(
     schedules_table: pd.DataFrame, T: int = 1000, schedules: Sequence[str] = ("linear", "cosine")
 ) -> plt.Figure:
     """Thesis figure 5.1: beta_t (left, log scale) and 1 - alpha_bar_t (right) against t.
@@ -114,7 +114,7 @@ def fig_schedules_beta_and_one_minus_alpha_bar(
     return fig
 
 
-def fig_closeness(
+def plot_closeness(
     closeness_table: pd.DataFrame, reading: str = "copies", photo: str | None = None
 ) -> plt.Figure:
     """Thesis figure 5.2: mean |C - I| against t, one panel per schedule, one line per size.
@@ -186,7 +186,7 @@ def _draw_closeness_curve(ax, rows, columns, t_enter: float, color, size: int) -
         ax.plot([t_enter], [at], "o", color=color, ms=5, mec="black", mew=0.6)
 
 
-def fig_alpha_bar_vs_t_over_T(
+def plot_alpha_bar_vs_t_over_T(
     schedules_table: pd.DataFrame, schedules: Sequence[str] | None = None
 ) -> plt.Figure:
     """Report 003 figure 1: alpha_bar_t against t/T, one panel per schedule, one line per T."""
@@ -228,7 +228,7 @@ def _display_image(image: np.ndarray) -> tuple[np.ndarray, str | None]:
     return (np.clip(image, -1.0, 1.0) + 1.0) / 2.0, None
 
 
-def fig_forward_samples_with_histograms(
+def plot_forward_samples_with_histograms(
     images_by_t: Mapping[int, np.ndarray], T: int, bins: int = 50
 ) -> plt.Figure:
     """Report 003 figure 2: x_t at several t (top) and its pixel histogram with N(0, 1) (bottom).
@@ -262,14 +262,14 @@ def fig_forward_samples_with_histograms(
 
 
 def draw_iterative_destruction(destruction: str) -> plt.Figure:
-    """:func:`fig_iterative_destruction` of the destruction file the analysis wrote."""
+    """:func:`plot_iterative_destruction` of the destruction file the analysis wrote."""
     from ..analysis.forward import load_images_by_t
 
-    return fig_iterative_destruction(load_images_by_t(destruction))
+    return plot_iterative_destruction(load_images_by_t(destruction))
 
 
 def draw_forward_samples_with_histograms(forward_samples: str) -> plt.Figure:
-    """:func:`fig_forward_samples_with_histograms` of a forward-samples file, at the T it
+    """:func:`plot_forward_samples_with_histograms` of a forward-samples file, at the T it
     records."""
     from ..analysis.forward import load_images_by_t, load_T
 
@@ -279,20 +279,20 @@ def draw_forward_samples_with_histograms(forward_samples: str) -> plt.Figure:
             f"{forward_samples} does not say which T its forward samples come from; "
             "write it again with the forward-samples step of the workflow"
         )
-    return fig_forward_samples_with_histograms(load_images_by_t(forward_samples), T=T)
+    return plot_forward_samples_with_histograms(load_images_by_t(forward_samples), T=T)
 
 
 def draw_beta_and_one_minus_alpha_bar(closeness_schedules: str) -> plt.Figure:
-    """:func:`fig_schedules_beta_and_one_minus_alpha_bar` of a schedule table, at its largest T."""
+    """:func:`plot_schedules_beta_and_one_minus_alpha_bar` of a schedule table, at its largest T."""
     table = pd.read_csv(closeness_schedules)
-    return fig_schedules_beta_and_one_minus_alpha_bar(table, T=int(table["T"].max()))
+    return plot_schedules_beta_and_one_minus_alpha_bar(table, T=int(table["T"].max()))
 
 
 def draw_closeness(closeness: str) -> plt.Figure:
-    """:func:`fig_closeness` of the closeness table."""
-    return fig_closeness(pd.read_csv(closeness))
+    """:func:`plot_closeness` of the closeness table."""
+    return plot_closeness(pd.read_csv(closeness))
 
 
 def draw_alpha_bar_vs_t_over_T(schedules: str) -> plt.Figure:
-    """:func:`fig_alpha_bar_vs_t_over_T` of the schedule table."""
-    return fig_alpha_bar_vs_t_over_T(pd.read_csv(schedules))
+    """:func:`plot_alpha_bar_vs_t_over_T` of the schedule table."""
+    return plot_alpha_bar_vs_t_over_T(pd.read_csv(schedules))

@@ -3,6 +3,7 @@ from them."""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ from .sections import (
     quality_section,
     run_times_section,
 )
+from .seed004 import coding_section, has_prediction_study, prediction_section
 
 LOG_SNR_TITLE = "Forward process in log-SNR terms: collapse, prediction, shift"
 VARIANT_TITLE = "The same images at another size: does the shift recover the quality?"
@@ -56,17 +58,56 @@ class StudyGrid:
 @dataclass(frozen=True)
 class DatasetResults:
     """One dataset's results: its runs table, real-data floor (NaN where a metric was not
-    computed), the domain classifier's test accuracy and its figures (name -> PNG)."""
+    computed), the domain classifier's test accuracy, its figures (name -> PNG) and the
+    rate–distortion tables of its coded runs (:func:`ddpm.coding.rate_distortion`, stacked)."""
 
     name: str
     runs: pd.DataFrame
     floor: Mapping[str, float]
     classifier_accuracy: float
     figures: Mapping[str, Path] = field(default_factory=dict)
+    coding: pd.DataFrame | None = None
 
     def figures_in(self, section: str) -> list[tuple[str, Path]]:
-        """The ``(name, png)`` of this dataset's figures that the registry puts in ``section``."""
-        return [(n, p) for n, p in self.figures.items() if _section_of(n) == section]
+        """The ``(name, png)`` of this dataset's figures that the registry puts in ``section``,
+        without those that show a metric no run has (:meth:`figures_without_data`)."""
+        empty = set(self.figures_without_data(section))
+        return [
+            (n, p) for n, p in self.figures.items() if _section_of(n) == section and n not in empty
+        ]
+
+    def figures_without_data(self, section: str) -> list[str]:
+        """The figures of ``section`` whose metric no run has (e.g. Inception-v3 metrics of an
+        offline run): drawn as empty frames, so the report leaves them out."""
+        names = [n for n in self.figures if _section_of(n) == section]
+        return [n for n in names if not _has_data(FIGURES[n], self.runs)]
+
+
+def _has_data(figure, runs: pd.DataFrame) -> bool:
+    metric = dict(figure.options).get("metric")
+    return metric is None or (metric in runs and runs[metric].notna().any())
+
+
+#: How to get the data of a figure left out for lack of it, by the setting it needs.
+HOW_TO_GET = {
+    "inception": (
+        "put torch-fidelity's Inception-v3 weights into resources/inception/ (or point "
+        'scoring.inception.weights_path at them; README, "Offline") and run again'
+    ),
+}
+
+
+def left_out_note(names: Sequence[str], reason: str) -> str:
+    """One line naming the figures left out for lack of data, why, and how to get them."""
+    if not names:
+        return ""
+    needs = {need for name in names for need in FIGURES[name].needs}
+    how = "; ".join(HOW_TO_GET[need] for need in sorted(needs) if need in HOW_TO_GET)
+    return (
+        f"<p class='note'>Left out for lack of data: {', '.join(names)} (no run has these "
+        f"metrics: {html.escape(reason)}).{' To get them, ' + html.escape(how) + '.' if how else ''}"
+        "</p>"
+    )
 
 
 def _section_of(name: str) -> str:
@@ -79,10 +120,17 @@ def _section_of(name: str) -> str:
 
 
 def read_dataset_results(
-    metrics: str | Path, floor: str | Path, classifier: str | Path, figures: Sequence[str | Path]
+    metrics: str | Path,
+    floor: str | Path,
+    classifier: str | Path,
+    figures: Sequence[str | Path],
+    coding: Sequence[str | Path] = (),
 ) -> DatasetResults:
     """The results of the dataset whose ``metrics.csv`` is ``metrics`` (its ``dataset`` column
-    names it); of ``figures``, the PNGs in a directory of that name are its own."""
+    names it); of ``figures``, the PNGs in a directory of that name are its own; of ``coding``,
+    the ``coding.csv`` of its own runs (their ``dataset`` column names it)."""
+    from ..coding import read_coding_tables
+
     runs = pd.read_csv(metrics)
     names = runs["dataset"].unique() if "dataset" in runs else []
     if len(names) != 1:
@@ -91,7 +139,11 @@ def read_dataset_results(
     floor_record = read_metrics(floor)
     accuracy = json.loads(Path(classifier).read_text()).get("test_accuracy", math.nan)
     own = {Path(p).stem: Path(p) for p in figures if Path(p).parent.name == name}
-    return DatasetResults(name, runs, floor_record, accuracy, own)
+    tables = read_coding_tables(coding) if coding else None
+    if tables is not None:
+        tables = tables[tables["dataset"] == name]
+        tables = tables if len(tables) else None
+    return DatasetResults(name, runs, floor_record, accuracy, own, tables)
 
 
 def read_run_provenance(record_paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -159,6 +211,11 @@ def build_report(
     forward = [(n, Path(p)) for n, p in (forward_figures or {}).items()]
     sections = [
         (SECTIONS["answers"], answers + closeness_answer(thesis_comparison)),
+        *[
+            (f"{d.name}: the prediction target", prediction_section(d.runs, d.coding))
+            for d in datasets
+            if has_prediction_study(d.runs)
+        ],
         (
             "The grid",
             grid_section(grid, schedule_table)
@@ -192,6 +249,11 @@ def _dataset_sections(dataset: DatasetResults, num_samples: int, inception_note:
         (f"{dataset.name}: {SECTIONS['samples']}", figures_html(dataset.figures_in("samples"))),
         (
             f"{dataset.name}: {SECTIONS['quality']}",
-            quality_section(dataset, dataset.figures_in("quality"), num_samples, inception_note),
+            quality_section(dataset, dataset.figures_in("quality"), num_samples, inception_note)
+            + left_out_note(dataset.figures_without_data("quality"), inception_note),
+        ),
+        (
+            f"{dataset.name}: {SECTIONS['coding']}",
+            coding_section(dataset.coding, dataset.figures_in("coding")),
         ),
     ]

@@ -4,7 +4,8 @@ decides what reruns.
 
 The import rule, stated once: modules of this package import only the standard library,
 ``yaml``, ``jsonschema``, each other, and the library modules that need no NumPy or PyTorch
-(:mod:`ddpm.beta_formulas`, :mod:`ddpm.unet_config` and the package root), so that the
-workflow parses, dry-runs and lints with Snakemake alone. ``tests/test_config_parse.py``
+(:mod:`ddpm.beta_formulas`, :mod:`ddpm.prediction`, :mod:`ddpm.unet_config` and the
+package root), so that the workflow parses, dry-runs and lints with Snakemake alone.
+``tests/test_config_parse.py``
 imports them with the heavy libraries blocked.
 """

@@ -249,9 +249,18 @@ def code_version(
 
 @functools.cache
 def literal_defaults(relative_path: str, function: str) -> dict[str, object]:
-    """The keyword defaults of ``function`` in ``ddpm/relative_path`` that are literals."""
+    """The keyword defaults of ``function`` in ``ddpm/relative_path`` that are literals.
+
+    ``function`` names a module-level function, or a method as ``"Class.method"`` (e.g.
+    ``"GaussianDiffusion.__init__"``).
+    """
     tree = ast.parse((PACKAGE_DIR / relative_path).read_text(encoding="utf-8"))
-    for node in tree.body:
+    body = tree.body
+    class_name, _, function = function.rpartition(".")
+    if class_name:
+        classes = [n for n in body if isinstance(n, ast.ClassDef) and n.name == class_name]
+        body = classes[0].body if classes else []
+    for node in body:
         if isinstance(node, ast.FunctionDef) and node.name == function:
             arguments = node.args
             positional = arguments.posonlyargs + arguments.args
@@ -274,4 +283,5 @@ def literal_defaults(relative_path: str, function: str) -> dict[str, object]:
                 except ValueError:
                     continue  # not a literal (a call, a name): the library decides at run time
             return defaults
-    raise LookupError(f"no function {function!r} in {PACKAGE_DIR / relative_path}")
+    name = f"{class_name}.{function}" if class_name else function
+    raise LookupError(f"no function {name!r} in {PACKAGE_DIR / relative_path}")

@@ -18,8 +18,10 @@ import jsonschema
 
 from .. import ConfigError
 from ..beta_formulas import FORMULAS, schedule_betas
+from ..prediction import prediction_problem
 from ..unet_config import unet_config_for
 from .code import literal_defaults
+from .config_load import diffusion_options
 from .datasets import DATASETS, registry_name
 
 __all__ = ["check_config", "check_study_config", "schema_problems"]
@@ -141,18 +143,6 @@ def _check_schedule(key: str, definition: Mapping, all_T) -> list[str]:
     return []
 
 
-def _check_trainable(key: str, definition: Mapping) -> list[str]:
-    """A schedule of the grid must leave some signal at T: the models predict the noise."""
-    if (definition.get("params") or {}).get("zero_terminal_snr") is True:
-        return [
-            f"{key}.params.zero_terminal_snr = True: a schedule with zero terminal SNR cannot "
-            "be trained here (the model predicts the noise, and Algorithm 2 divides by "
-            "sqrt(alpha_T) = 0 at t = T); use it under analysis.closeness.schedules, or set it "
-            "to false"
-        ]
-    return []
-
-
 def _check_schedules(config: Mapping) -> list[str]:
     problems: list[str] = []
     grid, defined = config["grid"], config["schedules"]
@@ -167,7 +157,6 @@ def _check_schedules(config: Mapping) -> list[str]:
     for label, definition in defined.items():
         if label in grid["schedules"]:
             problems += _check_schedule(f"schedules.{label}", definition, grid_T)
-            problems += _check_trainable(f"schedules.{label}", definition)
     closeness = analysis["closeness"]
     for label, definition in closeness["schedules"].items():
         key = f"analysis.closeness.schedules.{label}"
@@ -297,7 +286,7 @@ def _check_sample_counts(config: Mapping) -> list[str]:
     needs = {
         "scoring.kid_subset_size": (scoring["kid_subset_size"], "KID draws subsets of this size"),
         "scoring.isc_splits": (scoring["isc_splits"], "IS splits the samples into this many parts"),
-        "figures.grid_samples": (config.get("figures", {}).get("grid_samples", 16), "drawn"),
+        "figures.grid_samples": (config["figures"]["grid_samples"], "drawn"),
     }
     problems = [
         f"{key} = {value} is larger than sampling.num_samples ({n}); {why}: "
@@ -314,12 +303,37 @@ def _check_sample_counts(config: Mapping) -> list[str]:
     return problems
 
 
+def _check_diffusion(config: Mapping) -> list[str]:
+    """Each grid label's diffusion options (the section, with the label's own over it) can be
+    trained together; the closeness experiment's schedules train nothing, so take none."""
+    defaults = literal_defaults("diffusion.py", "GaussianDiffusion.__init__")
+    problems = []
+    for label in config["grid"]["schedules"]:
+        own = (config["schedules"].get(label) or {}).get("diffusion") or {}
+        options = {**defaults, **diffusion_options(config, label)}
+        params = (config["schedules"].get(label) or {}).get("params") or {}
+        zero_terminal_snr = params.get("zero_terminal_snr") is True
+        problem = prediction_problem(options["prediction"], options["loss"], zero_terminal_snr)
+        if problem:
+            line = f"{f'schedules.{label}.diffusion' if own else 'diffusion'}: {problem}"
+            if line not in problems:
+                problems.append(line)
+    for label, definition in config["analysis"]["closeness"]["schedules"].items():
+        if "diffusion" in definition:
+            problems.append(
+                f"analysis.closeness.schedules.{label}.diffusion: the closeness experiment "
+                "trains no model, so its schedules take no diffusion options; remove it"
+            )
+    return problems
+
+
 def check_study_config(config: Mapping) -> list[str]:
     """The problems a schema cannot see, each naming the key and what is allowed.
 
     ``config`` must already satisfy the schema (see :func:`check_config`).
     """
     problems = _check_datasets(config) + _check_schedules(config) + _check_sample_counts(config)
+    problems += _check_diffusion(config)
     sampling, grid = config["sampling"], config["grid"]
     ddim_steps = sampling.get(
         "ddim_steps", literal_defaults("sampling.py", "generate")["ddim_steps"]

@@ -26,6 +26,7 @@ from .. import ConfigError
 
 __all__ = [
     "REPLACED",
+    "diffusion_options",
     "load_config_file",
     "merge_config",
     "parse_command_line_entry",
@@ -144,3 +145,14 @@ def resolve_config(
     for entry in command_line:
         config = merge_config(config, parse_command_line_entry(entry))
     return config
+
+
+def diffusion_options(config: Mapping, label: str) -> dict:
+    """The diffusion options of the runs of schedule ``label`` in a study config.
+
+    A schedule definition may carry a ``diffusion`` mapping of its own (e.g.
+    ``{"prediction": "x0"}``): its entries replace the study's ``diffusion`` section for that
+    label, so that one study can compare diffusion options as labels of the same schedule.
+    """
+    own = (config["schedules"].get(label) or {}).get("diffusion") or {}
+    return {**(config.get("diffusion") or {}), **own}

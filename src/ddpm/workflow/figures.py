@@ -34,8 +34,8 @@ __all__ = [
 ]
 
 #: What a dataset figure may read: every run's ``run_file``, the metrics table, the real-data
-#: floor, the prepared dataset.
-DATASET_INPUTS = ("runs", "data", "metrics", "floor")
+#: floor, the prepared dataset, the best cell's interpolation.
+DATASET_INPUTS = ("runs", "data", "metrics", "floor", "interpolation")
 
 #: What a figure of the forward process may read: one table of ``results/analysis/``.
 ANALYSIS_TABLES = tuple(ANALYSIS_FILES)
@@ -49,6 +49,7 @@ SECTIONS = {
     "training": "training",
     "samples": "samples",
     "quality": "sample quality",
+    "coding": "progressive coding (rate and distortion along the reverse process)",
     "forward": "Forward process: schedules and closeness to noise",
 }
 
@@ -269,9 +270,46 @@ def _forward_figures() -> list[Figure]:
     ]
 
 
+def _seed004_figures() -> list[Figure]:
+    """Seed 004's experiments on the trained models: progressive coding and interpolation."""
+    return [
+        Figure(
+            "rate_distortion",
+            "ddpm.plots.coding:draw_rate_distortion",
+            "Ho et al. figure 5, per schedule (largest T). Progressive coding of held-out test "
+            "images: the rate sent until x_t has arrived (the bound's terms L_T, ..., L_t, "
+            "bits/dim) against the distortion of the model's x_0 estimate from x_t (RMSE on the "
+            "[0, 255] scale), and both against the reverse steps done. The last point of each "
+            "line is the discrete decoder p(x_0 | x_1): the whole bound and the distortion of "
+            "its most likely 8-bit image. Mean over seeds; the band is the 95 % t-interval.",
+            "coding",
+            reads=("runs",),
+            run_file="coding.csv",
+            largest_T_only=True,
+        ),
+        Figure(
+            "interpolation",
+            "ddpm.plots.runs:draw_interpolation",
+            "Ho et al. figure 9. Two test digits noised to x_t with one noise draw, mixed as "
+            "(1 − λ) x_t^a + λ x_t^b and denoised by the best cell's model (its median seed), "
+            "for λ = 0, 1/8, ..., 1 and several t (one row each). Small t blends the two "
+            "images' pixels; large t keeps only their coarse shape and lets the model draw a "
+            "digit of its own. The same seed gives the same figure.",
+            "samples",
+            reads=("interpolation",),
+        ),
+    ]
+
+
 #: Every figure by name, in the order the report shows them within a section.
 FIGURES: dict[str, Figure] = {
-    figure.name: figure for figure in [*_run_figures(), *_metric_figures(), *_forward_figures()]
+    figure.name: figure
+    for figure in [
+        *_run_figures(),
+        *_metric_figures(),
+        *_forward_figures(),
+        *_seed004_figures(),
+    ]
 }
 
 

@@ -40,9 +40,11 @@ RUN_DIR = "results/{dataset}/runs/{schedule}-T{T}-seed{seed}"
 CELL = "{schedule}-T{T}"
 #: The record every run directory holds.
 RUN_RECORD = "run.json"
-#: A dataset's files (``data``, ``metrics`` and ``floor`` are what a figure may read).
+#: A dataset's files (``data``, ``metrics``, ``floor`` and ``interpolation`` are what a figure
+#: may read).
 DATASET_FILES = {
     "data": "results/{dataset}/data.npz",
+    "interpolation": "results/{dataset}/interpolation.npz",
     "metrics": "results/{dataset}/metrics.csv",
     "floor": "results/{dataset}/floor.json",
     "precision": "results/{dataset}/precision.json",
