@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from schedule_specs import report_003_schedule_specs, thesis_schedule_specs
 
+from ddpm import DataError
 from ddpm.analysis.closeness_study import closeness_table
 from ddpm.analysis.forward import (
     forward_samples,
@@ -108,7 +109,7 @@ def test_forward_samples_figure_reads_T_from_its_data(tmp_path):
     fig = draw_figure("report003_fig2_forward_samples_histograms", {"forward_samples": str(path)})
     assert "T = 250" in fig._suptitle.get_text()
     save_images_by_t(path, forward_samples(image, schedule))  # an old file without T
-    with pytest.raises(ValueError, match="which T"):
+    with pytest.raises(DataError, match="which T"):
         draw_figure("report003_fig2_forward_samples_histograms", {"forward_samples": str(path)})
 
 

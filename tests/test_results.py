@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from ddpm import DataError
 from ddpm.results import cell_summary, collect_runs, read_benchmarks
 
 
@@ -88,7 +89,7 @@ def test_run_table_reads_identifiers_from_the_record_and_values_from_each_file(t
 
 def test_run_table_needs_each_runs_record(tmp_path):
     metrics, _, _ = _write_run(tmp_path / "run", "lin", 50, 0, {"fid": 1.0}, [1.0])
-    with pytest.raises(ValueError, match="no run record .* pass .*run.json in record_paths"):
+    with pytest.raises(DataError, match="no run record .* pass .*run.json in record_paths"):
         collect_runs([metrics], [])
 
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from training_helpers import UNET, assert_bit_identical, ema_weights, run_spec
 
-from ddpm import ConfigError, ModelFileError, TrainingError
+from ddpm import ConfigError, DataError, ModelFileError, TrainingError
 from ddpm.checkpoints import load_model, seal
 from ddpm.diffusion import from_model_range, to_model_range
 from ddpm.sampling import (
@@ -351,7 +351,7 @@ def test_bad_images_and_record_are_rejected_before_training(tmp_path, images, di
 
 
 def test_load_model_explains_missing_corrupt_and_foreign_files(tmp_path, trained):
-    with pytest.raises(FileNotFoundError, match="no model file"):
+    with pytest.raises(ModelFileError, match="no model file"):
         load_model(tmp_path / "missing.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00" * 100)
@@ -419,7 +419,7 @@ def test_samples_and_png_round_trip(tmp_path):
     with Image.open(tmp_path / "g.png") as png:
         np.testing.assert_array_equal(np.asarray(png), grid)
     (tmp_path / "bad.npz").write_bytes(b"nope")
-    with pytest.raises(ValueError, match="not a readable samples file"):
+    with pytest.raises(DataError, match="not a readable samples file"):
         load_samples(tmp_path / "bad.npz")
 
 

@@ -225,7 +225,7 @@ def load_model(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise ModelFileError(
             f"no model file at {path}; train one first (`ddpm train` or ddpm.training.train)"
         )
     try:

@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import ConfigError
+
 __all__ = [
     "FIRST_FRACTION",
     "SHARE_COLUMNS",
@@ -225,9 +227,9 @@ def write_rate_distortion(
     from .files import atomic_write_text
 
     if len(model_paths) != len(out_paths):
-        raise ValueError(f"{len(model_paths)} models but {len(out_paths)} output paths")
+        raise ConfigError(f"{len(model_paths)} models but {len(out_paths)} output paths")
     if not isinstance(test_images, int) or isinstance(test_images, bool) or test_images < 1:
-        raise ValueError(f"test_images must be a positive integer, got {test_images!r}")
+        raise ConfigError(f"test_images must be a positive integer, got {test_images!r}")
     images, _ = load_split(data, "test")
     written = []
     for model_path, out_path in zip(model_paths, out_paths, strict=True):

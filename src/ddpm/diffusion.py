@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import ConfigError
 from .prediction import prediction_problem
 from .schedules import NoiseSchedule
 
@@ -83,12 +84,12 @@ class GaussianDiffusion:
         prediction: str = "eps",
     ):
         if variance not in VARIANCES:
-            raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+            raise ConfigError(f"variance must be one of {VARIANCES}, got {variance!r}")
         if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+            raise ConfigError(f"loss must be one of {LOSSES}, got {loss!r}")
         problem = prediction_problem(prediction, loss, schedule.alpha_bar_T == 0.0)
         if problem:
-            raise ValueError(problem)
+            raise ConfigError(problem)
         self.schedule = schedule
         self.variance = variance
         self.loss = loss
@@ -139,13 +140,13 @@ class GaussianDiffusion:
     def _timesteps(self, t: int | torch.Tensor, n: int, device) -> torch.Tensor:
         if isinstance(t, int | np.integer) and not isinstance(t, bool):
             if not 1 <= t <= self.T:
-                raise ValueError(f"timestep t must be in 1..{self.T}, got {t}")
+                raise ConfigError(f"timestep t must be in 1..{self.T}, got {t}")
             return torch.full((n,), int(t), dtype=torch.long, device=device)
         t = torch.as_tensor(t, dtype=torch.long)
         # Checked because index t - 1 = -1 would silently pick step T for a 0-based t = 0.
         # Checked before the move, so that timesteps drawn on the CPU cost no device sync.
         if t.numel() and (int(t.min()) < 1 or int(t.max()) > self.T):
-            raise ValueError(
+            raise ConfigError(
                 f"timesteps t must be in 1..{self.T} (1-based, as in the paper), "
                 f"got values in {int(t.min())}..{int(t.max())}"
             )
@@ -343,7 +344,7 @@ class GaussianDiffusion:
     ) -> torch.Tensor:
         """DDIM (Song et al. 2021) over ``steps`` <= T evenly spaced timesteps; eta=1 is DDPM-like."""
         if not 1 <= steps <= self.T:
-            raise ValueError(f"DDIM steps must be in 1..T={self.T}, got {steps}")
+            raise ConfigError(f"DDIM steps must be in 1..T={self.T}, got {steps}")
         timesteps = torch.linspace(self.T, 1, steps).round().long().unique_consecutive().tolist()
         x = _normal(tuple(shape), generator, device)
         alpha_bar = self._coeffs["alpha_bar"]

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import ConfigError
 from .diffusion import from_model_range, to_model_range
 from .files import atomic_save_npz
 
@@ -56,10 +57,10 @@ def interpolation_series(
     from .sampling import _load_noise_predictor
 
     if len(pair_uint8) != 2 or pair_uint8.dtype != torch.uint8:
-        raise ValueError("pair_uint8 must be two uint8 images (2, C, H, W)")
+        raise ConfigError("pair_uint8 must be two uint8 images (2, C, H, W)")
     bad = [f for f in fractions if not 0 < f <= 1]
     if not fractions or bad:
-        raise ValueError(f"fractions of T must be numbers in (0, 1], got {list(fractions)}")
+        raise ConfigError(f"fractions of T must be numbers in (0, 1], got {list(fractions)}")
     predictor, diffusion, _, device, _, _ = _load_noise_predictor(
         model_path, device, precision, len(lambdas)
     )
@@ -109,7 +110,7 @@ def best_cell_interpolation(
         p for p in model_paths if tuple(run_of(p)[k] for k in ("schedule", "T", "seed")) == wanted
     ]
     if not chosen:
-        raise ValueError(f"no model of the best cell {wanted} among the {len(model_paths)} given")
+        raise ConfigError(f"no model of the best cell {wanted} among the {len(model_paths)} given")
     images, labels = load_split(data, "test")
     first, second = pick_pair(labels.numpy())
     logger.info("best cell %s T = %d, seed %d: test images %d and %d", *wanted, first, second)

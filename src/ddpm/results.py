@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import DataError
 from .workflow.layout import RUN_RECORD, job_of_benchmark, run_directory
 
 __all__ = ["cell_summary", "collect_runs", "final_loss", "read_benchmarks", "run_of"]
@@ -37,7 +38,7 @@ def _run_identifiers(record_path: Path, record: dict) -> dict:
     """dataset, schedule label, T and seed of a run, as its record states them."""
     schedule = record.get("schedule") or {}
     if "T" not in schedule or "label" not in schedule or "seed" not in record:
-        raise ValueError(
+        raise DataError(
             f"{record_path} is not a run record of this version (it lacks the schedule's T or "
             "label, or the seed): train the run again"
         )
@@ -85,7 +86,7 @@ def collect_runs(
     def row_for(path) -> dict:
         run_dir = Path(path).parent.resolve()
         if run_dir not in rows:
-            raise ValueError(
+            raise DataError(
                 f"no run record for {path}: pass {run_dir / 'run.json'} in record_paths "
                 "(the record names the run's dataset, schedule, T and seed)"
             )

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import ConfigError, DataError
 from .checkpoints import load_model
 from .diffusion import from_model_range, to_model_range
 from .files import atomic_save_npz, atomic_write
@@ -93,23 +94,23 @@ def _load_noise_predictor(
 
 def _check_generate_arguments(sampler, num_samples, batch_size, ddim_steps, eta) -> None:
     if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        raise ConfigError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     for name, value in (
         ("num_samples", num_samples),
         ("batch_size", batch_size),
         ("ddim_steps", ddim_steps),
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+        raise ConfigError(f"eta must be >= 0, got {eta}")
 
 
 def _check_ddim_steps(sampler: str, ddim_steps: int, T: int, model_path) -> None:
     # The one policy for ddim_steps > T (the config check and the diffusion agree): an error,
     # since fewer steps than asked for would silently be a different sampler.
     if sampler == "ddim" and ddim_steps > T:
-        raise ValueError(
+        raise ConfigError(
             f"ddim_steps={ddim_steps} exceeds T={T} of {model_path}; DDIM takes at most T "
             f"steps: give ddim_steps <= {T}"
         )
@@ -317,11 +318,11 @@ def reconstruction_series(
         store it with :func:`save_reconstruction`.
     """
     if not isinstance(images_uint8, torch.Tensor) or images_uint8.dtype != torch.uint8:
-        raise ValueError("images_uint8 must be a uint8 tensor (N, C, H, W)")
+        raise ConfigError("images_uint8 must be a uint8 tensor (N, C, H, W)")
     fractions = list(fractions)
     bad = [f for f in fractions if not 0 < f <= 1]
     if not fractions or bad:
-        raise ValueError(
+        raise ConfigError(
             f"fractions of T must be a non-empty list of numbers in (0, 1], got {fractions}"
         )
     eps_model, diffusion, _, device, _, _ = _load_noise_predictor(
@@ -347,7 +348,7 @@ def save_reconstruction(path: str | os.PathLike, series: dict[str, np.ndarray]) 
     """Write what :func:`reconstruction_series` returns as an ``.npz`` with the same keys."""
     missing = {"t", "originals", "reconstructions"} - set(series)
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"series lacks {sorted(missing)}; pass the dict from reconstruction_series"
         )
     path = Path(path)
@@ -362,11 +363,11 @@ def image_grid(images_uint8, nrow: int = 8, padding: int = 2, pad_value: int = 0
         images_uint8.numpy() if isinstance(images_uint8, torch.Tensor) else np.asarray(images_uint8)
     )
     if images.dtype != np.uint8 or images.ndim != 4:
-        raise ValueError(
+        raise ConfigError(
             f"image_grid needs uint8 images of shape (N, C, H, W), got {images.dtype} {images.shape}"
         )
     if not isinstance(nrow, int) or nrow < 1:
-        raise ValueError(f"nrow (images per row) must be a positive integer, got {nrow!r}")
+        raise ConfigError(f"nrow (images per row) must be a positive integer, got {nrow!r}")
     n, c, h, w = images.shape
     cols = min(nrow, n)
     rows = -(-n // cols) if n else 0
@@ -388,7 +389,7 @@ def save_png(path: str | os.PathLike, grid: np.ndarray) -> Path:
 
     grid = np.asarray(grid)
     if grid.dtype != np.uint8 or grid.ndim != 3 or grid.shape[2] not in (1, 3):
-        raise ValueError(
+        raise ConfigError(
             f"save_png needs a uint8 array (H, W, 1 or 3), got {grid.dtype} {grid.shape}"
         )
     image = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
@@ -405,7 +406,7 @@ def save_sample_grid(path: str | os.PathLike, images, count: int, nrow: int | No
     """
     shown = images[:count]
     if len(shown) == 0:
-        raise ValueError(f"no images to draw: count is {count} and there are {len(images)} images")
+        raise ConfigError(f"no images to draw: count is {count} and there are {len(images)} images")
     save_png(path, image_grid(shown, nrow=nrow or max(1, int(len(shown) ** 0.5))))
     return len(shown)
 
@@ -414,7 +415,7 @@ def save_samples(path: str | os.PathLike, images) -> Path:
     """Store uint8 images (N, C, H, W) as array ``images`` of a compressed ``.npz``."""
     array = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if array.dtype != np.uint8 or array.ndim != 4:
-        raise ValueError(
+        raise ConfigError(
             f"save_samples needs uint8 images (N, C, H, W), got {array.dtype} {array.shape}"
         )
     path = Path(path)
@@ -426,16 +427,16 @@ def load_samples(path: str | os.PathLike) -> torch.Tensor:
     """Read images written by :func:`save_samples` as a uint8 tensor (N, C, H, W)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no samples file at {path}; generate one with `ddpm sample`")
+        raise DataError(f"no samples file at {path}; generate one with `ddpm sample`")
     try:
         with np.load(path) as content:
             if "images" not in content:
-                raise ValueError(f"{path} has no array 'images' (it has {sorted(content.files)})")
+                raise DataError(f"{path} has no array 'images' (it has {sorted(content.files)})")
             array = content["images"]
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not a readable samples file: {err}") from err
+        raise DataError(f"{path} is not a readable samples file: {err}") from err
     if array.dtype != np.uint8 or array.ndim != 4:
-        raise ValueError(
+        raise DataError(
             f"{path}: 'images' must be uint8 (N, C, H, W), got {array.dtype} {array.shape}"
         )
     return torch.from_numpy(array)

@@ -23,6 +23,8 @@ from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics
 from torch_fidelity.metric_isc import isc_features_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 
+from . import ConfigError
+
 __all__ = [
     "BOOTSTRAP_METRICS",
     "CONFIDENCE",
@@ -162,10 +164,10 @@ def bootstrap_sample_metrics(
         :data:`BOOTSTRAP_METRICS`, and ``bootstrap_resamples``.
     """
     if resamples < 2:
-        raise ValueError(f"resamples must be at least 2 for a spread, got {resamples}")
+        raise ConfigError(f"resamples must be at least 2 for a spread, got {resamples}")
     n = len(generated["fid"])
     if kid_subset_size > n:
-        raise ValueError(
+        raise ConfigError(
             f"kid_subset_size={kid_subset_size} is larger than the {n} generated images; lower it"
         )
     reference_fid_stats = fid_features_to_statistics(reference["fid"])

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from . import ConfigError
 from .files import atomic_write_text
 from .provenance import cpu_model
 from .runtime import PrecisionChoice, choose_precision, cpu_bf16_support
@@ -134,7 +135,7 @@ def recorded_choice(
     """The study's ``kind`` (``"train"`` or ``"sample"``) precision if this machine is of the
     kind that decided it; None (with a log line saying why) where the job must decide itself."""
     if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        raise ConfigError(f"kind must be one of {_KINDS}, got {kind!r}")
     here = machine_kind(device)
     if here != decision["machine"]:
         logger.warning(

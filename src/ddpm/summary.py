@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from . import ConfigError
 from .stats import ols_slope, spearman_with_bootstrap, t_interval
 
 __all__ = [
@@ -285,7 +286,7 @@ def best_cell(runs: pd.DataFrame, floor: Mapping, extractor: str = "classifier")
     fid, isc = f"{extractor}_fid", f"{extractor}_is_mean"
     means = runs.groupby(["schedule", "T"])[[fid, isc]].mean().dropna()
     if means.empty:
-        raise ValueError(f"no run has both {fid} and {isc}; score the runs first")
+        raise ConfigError(f"no run has both {fid} and {isc}; score the runs first")
     schedule, t = means[fid].idxmin()
     cell = runs[(runs["schedule"] == schedule) & (runs["T"] == t)]
     fid_interval, is_interval = t_interval(cell[fid]), t_interval(cell[isc])

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import ConfigError
+
 # The config lives in a torch-free module so that the workflow can check it at parse time.
 from .unet_config import UNetConfig
 
@@ -224,7 +226,7 @@ class UNet(nn.Module):
         """
         c = self.config
         if x.dim() != 4 or x.shape[1:] != (c.image_channels, c.image_size, c.image_size):
-            raise ValueError(
+            raise ConfigError(
                 f"UNet expects images of shape (N, {c.image_channels}, {c.image_size}, {c.image_size}), "
                 f"got {tuple(x.shape)}"
             )
@@ -232,7 +234,7 @@ class UNet(nn.Module):
         if t.dim() == 0:
             t = t.expand(x.shape[0])
         if t.shape != (x.shape[0],):
-            raise ValueError(
+            raise ConfigError(
                 f"t must be a scalar or have shape ({x.shape[0]},), got {tuple(t.shape)}"
             )
 

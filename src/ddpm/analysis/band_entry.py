@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
+from .. import ConfigError
+
 __all__ = [
     "PASSAGE_QUANTILES",
     "READINGS",
@@ -108,7 +110,7 @@ def expected_closeness(
         )
         off = (1.0 - a) * mean_abs_entry
         return (D - 1) / D * off + _mean_abs_scaled_chi2_minus_one(1.0 - a, m) / D
-    raise ValueError(f"reading must be one of {READINGS}, got {reading!r}")
+    raise ConfigError(f"reading must be one of {READINGS}, got {reading!r}")
 
 
 def closeness_sd(
@@ -133,7 +135,7 @@ def closeness_sd(
     if reading == "pixels":
         return (1.0 - a) * noise_sd
     if reading != "copies":
-        raise ValueError(f"reading must be one of {READINGS}, got {reading!r}")
+        raise ConfigError(f"reading must be one of {READINGS}, got {reading!r}")
     D, n, s2 = int(num_pixels), int(batch_size), float(pixel_variance)
     mixed = a * (1.0 - a) * s2
     slope_off = 1.0 - 2.0 * stats.norm.cdf(-a * s2 / np.sqrt(((1 - a) ** 2 + 2 * mixed) / (D - 1)))
@@ -276,7 +278,7 @@ def predict_band_entry(table: pd.DataFrame, closest: pd.DataFrame) -> pd.DataFra
     needed = {"pixel_variance", "noise_sd_copies", "noise_sd_pixels", "alpha_bar", "t"}
     missing = sorted(needed - set(table.columns))
     if missing:
-        raise ValueError(f"the closeness table lacks {missing}; write it again with the analysis")
+        raise ConfigError(f"the closeness table lacks {missing}; write it again with the analysis")
     groups = {key: group.sort_values("t") for key, group in table[table["t"] >= 1].groupby(_KEYS)}
     rows = []
     for record in closest.to_dict("records"):

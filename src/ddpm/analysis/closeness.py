@@ -42,6 +42,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .. import ConfigError
+
 __all__ = [
     "batch_closeness",
     "closeness_copies",
@@ -65,12 +67,12 @@ def square_grayscale(photo: np.ndarray, size: int | None = None) -> np.ndarray:
 
     photo = np.asarray(photo)
     if photo.dtype != np.uint8 or photo.ndim not in (2, 3):
-        raise ValueError(
+        raise ConfigError(
             f"photo must be a uint8 array (H, W) or (H, W, 3), got {photo.dtype} {photo.shape}"
         )
     if photo.ndim == 3:
         if photo.shape[2] != 3:
-            raise ValueError(f"a colour photo must be (H, W, 3), got {photo.shape}")
+            raise ConfigError(f"a colour photo must be (H, W, 3), got {photo.shape}")
         luma = photo.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
         photo = np.clip(np.round(luma), 0, 255).astype(np.uint8)
     height, width = photo.shape
@@ -80,7 +82,7 @@ def square_grayscale(photo: np.ndarray, size: int | None = None) -> np.ndarray:
     if size is None or size == side:
         return square.copy()
     if not 1 <= size <= side:
-        raise ValueError(f"image size must be in 1..{side} (the photo's shorter side), got {size}")
+        raise ConfigError(f"image size must be in 1..{side} (the photo's shorter side), got {size}")
     return np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.LANCZOS))
 
 
@@ -88,7 +90,7 @@ def square_grayscale(photo: np.ndarray, size: int | None = None) -> np.ndarray:
 def _as_batch(batch) -> np.ndarray:
     batch = np.asarray(batch, dtype=np.float64)
     if batch.ndim < 2 or batch.shape[0] < 2:
-        raise ValueError(f"a batch is (n, ...) with n >= 2 noised copies, got shape {batch.shape}")
+        raise ConfigError(f"a batch is (n, ...) with n >= 2 noised copies, got shape {batch.shape}")
     return batch.reshape(batch.shape[0], -1)
 
 
@@ -154,13 +156,13 @@ def batch_closeness(
     noise = np.asarray(noise, dtype=np.float64)
     ab = np.atleast_1d(np.asarray(alpha_bar, dtype=np.float64))
     if noise.ndim != 2 or noise.shape[1] != x0.size or noise.shape[0] < 2:
-        raise ValueError(
+        raise ConfigError(
             f"noise must be (n, D) with n >= 2 and D = x0.size = {x0.size}, got {noise.shape}"
         )
     if x0.size < 2:
-        raise ValueError("the image needs at least 2 pixels for a covariance over pixels")
+        raise ConfigError("the image needs at least 2 pixels for a covariance over pixels")
     if np.any((ab < 0) | (ab > 1)):
-        raise ValueError(f"alpha_bar must lie in [0, 1], got {ab}")
+        raise ConfigError(f"alpha_bar must lie in [0, 1], got {ab}")
     n, D = noise.shape
 
     # copies: n x n, estimated over the D pixels
@@ -193,7 +195,7 @@ def pure_noise_closeness(
     draws come from ``numpy.random.default_rng([seed, num_pixels, 1])``.
     """
     if batch_size < 2 or num_pixels < 2 or repeats < 1:
-        raise ValueError(
+        raise ConfigError(
             f"need batch_size >= 2, num_pixels >= 2 and repeats >= 1, got "
             f"{batch_size}, {num_pixels}, {repeats}"
         )

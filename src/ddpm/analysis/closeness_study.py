@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .. import ConfigError
 from ..data.photos import DIGIT, PHOTOS, load_digit, load_photo
 from ..data.resize import resize_images
 from ..schedules import ScheduleSpec
@@ -70,7 +71,7 @@ def closeness_image(image: str | np.ndarray, size: int) -> np.ndarray:
     if isinstance(image, str) and image == DIGIT:
         digit = load_digit()
         if size % digit.shape[0]:
-            raise ValueError(
+            raise ConfigError(
                 f"the digit is 8 x 8 and is enlarged by a whole factor: image size {size} is not "
                 "a multiple of 8; use sizes such as 8, 16, 32, 64"
             )
@@ -226,16 +227,16 @@ def _model_range(image: np.ndarray) -> np.ndarray:
 
 def _check_arguments(batch_size: int, pixels_t_stride: int, image_sizes, other_images) -> None:
     if batch_size < 2:
-        raise ValueError(f"batch_size must be >= 2 to estimate a covariance, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 2 to estimate a covariance, got {batch_size}")
     if pixels_t_stride < 1:
-        raise ValueError(f"pixels_t_stride must be >= 1, got {pixels_t_stride}")
+        raise ConfigError(f"pixels_t_stride must be >= 1, got {pixels_t_stride}")
     if not image_sizes:
-        raise ValueError("image_sizes is empty; give at least one size, e.g. [8, 16, 32, 64]")
+        raise ConfigError("image_sizes is empty; give at least one size, e.g. [8, 16, 32, 64]")
     if any(int(size) < 2 for size in image_sizes):
-        raise ValueError(f"every image size must be >= 2, got {list(image_sizes)}")
+        raise ConfigError(f"every image size must be >= 2, got {list(image_sizes)}")
     unknown = [image for image in other_images if image not in IMAGES]
     if unknown:
-        raise ValueError(f"unknown images {unknown} in other_images; choose from {IMAGES}")
+        raise ConfigError(f"unknown images {unknown} in other_images; choose from {IMAGES}")
 
 
 def _bands(size: int, pixels_max_size, settings: _Settings) -> dict:

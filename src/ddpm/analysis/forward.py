@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import ConfigError, DataError
 from ..diffusion import GaussianDiffusion, from_model_range, to_model_range
 from ..files import atomic_save_npz
 from ..schedules import NoiseSchedule, make_schedule
@@ -55,7 +56,7 @@ def forward_samples(
     """
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise ValueError(
+        raise ConfigError(
             f"image must be uint8 (H, W) or (C, H, W), got {image.dtype} {image.shape}"
         )
     if ts is None:
@@ -67,7 +68,7 @@ def forward_samples(
     for t in ts:
         t = int(t)
         if not 0 <= t <= schedule.T:
-            raise ValueError(f"timestep {t} is outside 0..T={schedule.T}")
+            raise ConfigError(f"timestep {t} is outside 0..T={schedule.T}")
         x_t = x0 if t == 0 else diffusion.q_sample(x0, t, generator=generator)
         out[t] = x_t[0].numpy().astype(np.float32)
     return out
@@ -104,12 +105,12 @@ def iterative_destruction(
         keep = _fractions_of(T, [k / 5000 for k in DEFAULT_DESTRUCTION_KEEP])
     photo = np.asarray(photo)
     if photo.dtype != np.uint8 or photo.ndim not in (2, 3):
-        raise ValueError(
+        raise ConfigError(
             f"photo must be uint8 (H, W) or (H, W, 3), got {photo.dtype} {photo.shape}"
         )
     keep = sorted({int(t) for t in keep})
     if not keep or keep[0] < 0 or keep[-1] > T:
-        raise ValueError(f"keep must name steps in 0..T={T}, got {keep}")
+        raise ConfigError(f"keep must name steps in 0..T={T}, got {keep}")
     schedule = make_schedule("linear", T, beta_start=beta_start, beta_end=beta_end)
     started = time.perf_counter()
     run = _run_chain if step_by_step else _jump_chain
@@ -196,7 +197,5 @@ def load_images_by_t(path) -> dict[int, np.ndarray]:
     with np.load(path) as archive:
         names = [name for name in archive.files if name.startswith("t") and name[1:].isdigit()]
         if not names:
-            raise ValueError(
-                f"{path} holds no arrays named t<step>; write it with save_images_by_t"
-            )
+            raise DataError(f"{path} holds no arrays named t<step>; write it with save_images_by_t")
         return {int(name[1:]): archive[name] for name in sorted(names, key=lambda n: int(n[1:]))}

@@ -41,13 +41,13 @@ def unique_specs(specs: Sequence[ScheduleSpec]) -> list[ScheduleSpec]:
                 f"params), got {spec!r}"
             )
         if (spec.label, spec.T) in seen:
-            raise ValueError(
+            raise ConfigError(
                 f"schedule {spec.label!r} with T={spec.T} is given twice; "
                 "give each variant its own label"
             )
         seen.add((spec.label, spec.T))
     if not seen:
-        raise ValueError("no schedules given; pass at least one ScheduleSpec")
+        raise ConfigError("no schedules given; pass at least one ScheduleSpec")
     return list(specs)
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from .. import ConfigError
+
 __all__ = ["THESIS_CLAIMS", "closest_points", "compare_with_thesis", "explain_closeness_readings"]
 
 # The thesis's statements about figure 5.2 (section 5.1).
@@ -47,13 +49,13 @@ def closest_points(
     (never entered, reading not computed) are NaN.
     """
     if smooth_window < 1:
-        raise ValueError(f"smooth_window must be >= 1, got {smooth_window}")
+        raise ConfigError(f"smooth_window must be >= 1, got {smooth_window}")
     keys = ["photo", "schedule", "T", "image_size"]
     missing = sorted(
         set(keys + ["t", "num_pixels", "alpha_bar", "kl_bits_per_dim"]) - set(table.columns)
     )
     if missing:
-        raise ValueError(f"the table lacks columns {missing}; pass the output of closeness_table")
+        raise ConfigError(f"the table lacks columns {missing}; pass the output of closeness_table")
     rows = []
     for key, group in table[table["t"] >= 1].groupby(keys, sort=False):
         group = group.sort_values("t")
@@ -103,13 +105,13 @@ def compare_with_thesis(
     two "around" claims ``agrees`` says whether ours is within 15 % of the thesis's number.
     """
     if reading not in ("copies", "pixels"):
-        raise ValueError(f"reading must be 'copies' or 'pixels', got {reading!r}")
+        raise ConfigError(f"reading must be 'copies' or 'pixels', got {reading!r}")
     name = f"{column}_{reading}"
     if name not in closest.columns:
-        raise ValueError(f"closest has no column {name!r}; pass the output of closest_points")
+        raise ConfigError(f"closest has no column {name!r}; pass the output of closest_points")
     present = set(closest["schedule"])
     if not {"linear", "cosine"} <= present:
-        raise ValueError(
+        raise ConfigError(
             f"the thesis compares the 'linear' and 'cosine' schedules; the table has {sorted(present)}"
         )
     photo = closest["photo"].iloc[0]

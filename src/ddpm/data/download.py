@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .. import DataError, DDPMError
+from .. import ConfigError, DataError, DDPMError
 from ..files import atomic_write
 
 __all__ = [
@@ -117,9 +117,9 @@ def download_verified(
     """
     destination = Path(destination)
     if attempts < 1:
-        raise ValueError(f"attempts must be at least 1, got {attempts}")
+        raise ConfigError(f"attempts must be at least 1, got {attempts}")
     if sha256 is not None and not sha256:
-        raise ValueError("sha256 must be a hex digest or a prefix of one, got an empty string")
+        raise ConfigError("sha256 must be a hex digest or a prefix of one, got an empty string")
 
     def fetch_and_verify(temporary: Path) -> None:
         _fetch_with_retries(url, temporary, attempts, retry_wait_s, timeout_s, destination.name)

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .. import ConfigError
 from ..analysis.band_entry import crossing_alpha_bar, logit
 from ..analysis.thesis import closest_points
 from .style import SCHEDULE_PALETTE, use_style
@@ -46,11 +47,11 @@ def plot_closeness_vs_log_snr(closeness_table: pd.DataFrame) -> plt.Figure:
     needed = ["photo", "schedule", "image_size", "t", "alpha_bar", "pixel_variance", "num_pixels"]
     missing = sorted(set(needed) - set(closeness_table.columns))
     if missing:
-        raise ValueError(f"the closeness table lacks {missing}; write it again with the analysis")
+        raise ConfigError(f"the closeness table lacks {missing}; write it again with the analysis")
     table = closeness_table[closeness_table["t"] >= 1]
     rows = _rows(table)
     if not rows:
-        raise ValueError("the closeness table holds no closeness values to draw")
+        raise ConfigError("the closeness table holds no closeness values to draw")
     sizes = sorted(table["image_size"].unique())
     closest = closest_points(table).set_index(["photo", "schedule", "image_size"])
     use_style()

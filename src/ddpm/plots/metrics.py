@@ -22,6 +22,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.ticker import NullLocator
 from scipy.stats import spearmanr
 
+from .. import ConfigError
 from .style import schedule_colours, schedules_in_order, use_style
 
 __all__ = [
@@ -64,7 +65,7 @@ def metric_label(metric: str) -> str:
 def _check_runs(runs: pd.DataFrame, extra: Sequence[str] = ()) -> None:
     missing = [column for column in (*_RUN_COLUMNS, *extra) if column not in runs.columns]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"the runs table lacks the column(s) {missing}; it needs one row per run with "
             f"{list(_RUN_COLUMNS)} and the metric columns"
         )

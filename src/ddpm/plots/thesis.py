@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .. import ConfigError, DataError
 from ..analysis.thesis import closest_points
 from .style import SCHEDULE_PALETTE, use_style
 
@@ -33,7 +34,7 @@ __all__ = [
 def _require(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     missing = sorted(set(columns) - set(table.columns))
     if missing:
-        raise ValueError(f"the {what} lacks columns {missing}; pass the table the analysis wrote")
+        raise ConfigError(f"the {what} lacks columns {missing}; pass the table the analysis wrote")
 
 
 def _schedule_color(label: str, beta_schedule: str | None = None) -> str | None:
@@ -54,7 +55,7 @@ def plot_iterative_destruction(destruction: Mapping[int, np.ndarray], ncols: int
     :func:`ddpm.analysis.iterative_destruction`.
     """
     if not destruction:
-        raise ValueError("destruction is empty; pass {t: uint8 image} from iterative_destruction")
+        raise ConfigError("destruction is empty; pass {t: uint8 image} from iterative_destruction")
     use_style()
     steps = sorted(destruction)
     ncols = min(ncols, len(steps))
@@ -93,7 +94,7 @@ def plot_schedules_beta_and_one_minus_alpha_bar(
     ]
     absent = [s for s in schedules if s not in set(part["schedule"])]
     if absent:
-        raise ValueError(f"the schedules table has no rows for {absent} with T={T}")
+        raise ConfigError(f"the schedules table has no rows for {absent} with T={T}")
     use_style()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
     for label in schedules:
@@ -125,7 +126,7 @@ def plot_closeness(
     (D x D); ``photo`` picks one photo of the table (default: the first).
     """
     if reading not in ("copies", "pixels"):
-        raise ValueError(f"reading must be 'copies' or 'pixels', got {reading!r}")
+        raise ConfigError(f"reading must be 'copies' or 'pixels', got {reading!r}")
     value, low, high = (
         f"closeness_{reading}",
         f"noise_band_low_{reading}",
@@ -140,7 +141,7 @@ def plot_closeness(
     table = closeness_table[(closeness_table["photo"] == photo) & (closeness_table["t"] >= 1)]
     table = table[table[value].notna()]
     if table.empty:
-        raise ValueError(f"no {reading} values for photo {photo!r} in the closeness table")
+        raise ConfigError(f"no {reading} values for photo {photo!r} in the closeness table")
     closest = closest_points(table).set_index(["schedule", "T", "image_size"])
     panels = list(dict.fromkeys(zip(table["schedule"], table["T"], strict=True)))
     sizes = sorted(table["image_size"].unique())
@@ -196,7 +197,7 @@ def plot_alpha_bar_vs_t_over_T(
     )
     absent = [s for s in schedules if s not in set(schedules_table["schedule"])]
     if absent:
-        raise ValueError(f"the schedules table has no rows for schedules {absent}")
+        raise ConfigError(f"the schedules table has no rows for schedules {absent}")
     Ts = sorted(schedules_table["T"].unique())
     colors = dict(zip(Ts, plt.cm.viridis(np.linspace(0.0, 0.85, len(Ts))), strict=True))
     use_style()
@@ -238,7 +239,7 @@ def plot_forward_samples_with_histograms(
     histograms use every value.
     """
     if not images_by_t:
-        raise ValueError("images_by_t is empty; pass {t: x_t} from forward_samples")
+        raise ConfigError("images_by_t is empty; pass {t: x_t} from forward_samples")
     use_style()
     steps = sorted(images_by_t)
     fig, axes = plt.subplots(2, len(steps), figsize=(2.1 * len(steps), 4.4), squeeze=False)
@@ -275,7 +276,7 @@ def draw_forward_samples_with_histograms(forward_samples: str) -> plt.Figure:
 
     T = load_T(forward_samples)
     if T is None:
-        raise ValueError(
+        raise DataError(
             f"{forward_samples} does not say which T its forward samples come from; "
             "write it again with the forward-samples step of the workflow"
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import ConfigError
 from ..evaluation.scoring import read_metrics
 from ..workflow.figures import FIGURES, SECTIONS
 from .answers import answers_section
@@ -112,7 +113,7 @@ def left_out_note(names: Sequence[str], reason: str) -> str:
 
 def _section_of(name: str) -> str:
     if name not in FIGURES:
-        raise ValueError(
+        raise ConfigError(
             f"figure {name!r} is not in ddpm.workflow.figures.FIGURES; declare it there with its "
             "caption and report section"
         )
@@ -134,7 +135,7 @@ def read_dataset_results(
     runs = pd.read_csv(metrics)
     names = runs["dataset"].unique() if "dataset" in runs else []
     if len(names) != 1:
-        raise ValueError(f"{metrics} should hold the runs of one dataset, it names {list(names)}")
+        raise ConfigError(f"{metrics} should hold the runs of one dataset, it names {list(names)}")
     name = str(names[0])
     floor_record = read_metrics(floor)
     accuracy = json.loads(Path(classifier).read_text()).get("test_accuracy", math.nan)

@@ -18,6 +18,7 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from .. import ConfigError
 from .layout import ANALYSIS_FILES
 
 __all__ = [
@@ -337,10 +338,10 @@ def draw_figure(
     """Draw figure ``name`` from its input files (one per name in its ``reads``) and its
     settings (draw keyword -> value); returns the Matplotlib figure."""
     if name not in FIGURES:
-        raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
+        raise ConfigError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
     figure = FIGURES[name]
     missing = [key for key in figure.reads if key not in inputs]
     if missing:
-        raise ValueError(f"figure {name!r} reads {list(figure.reads)}; missing {missing}")
+        raise ConfigError(f"figure {name!r} reads {list(figure.reads)}; missing {missing}")
     arguments = {key: inputs[key] for key in figure.reads}
     return figure.draw_function()(**arguments, **dict(figure.options), **(settings or {}))

@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .. import DataError
+
 __all__ = [
     "ANALYSIS_FILES",
     "BENCHMARK",
@@ -80,7 +82,7 @@ def run_directory(path: str | Path) -> Path:
     for candidate in (path, *path.parents):
         if (candidate / RUN_RECORD).is_file():
             return candidate
-    raise FileNotFoundError(
+    raise DataError(
         f"{path} is not inside a run directory (none of its folders holds a {RUN_RECORD}); "
         "train the run first"
     )
