@@ -5,7 +5,7 @@ study's value), samples it as the study samples and scores it as the study score
 classifier against the test split), next to the real floor at the same n. Training runs on the
 CPU in float32 on one thread, without the EMA sample snapshots. Prints one JSON line: the run
 spec, seconds of training and sampling, images per second, IS, FID, KID, whether the cell
-meets the study's quality bars (``ddpm.summary.QUALITY_BARS``) and the whole study projected
+meets the study's quality bars (``ddpm.verdicts.QUALITY_BARS``) and the whole study projected
 onto the AVX2 machine.
 
 Example (one thread; on an AVX-512 machine the AVX2 kernels can be forced with
@@ -26,8 +26,8 @@ import torch
 from common import Scorer, add_training_arguments, arguments_spec, load_data, study_config
 
 from ddpm.sampling import generate
-from ddpm.summary import QUALITY_BARS
 from ddpm.training.loop import train
+from ddpm.verdicts import QUALITY_BARS
 
 JOB_OVERHEAD_S = 4.0  # CPU seconds to start one job's Python with torch (measured: 3.1)
 FIXED_S = 300.0  # forward-process analysis and thesis figures, classifier, floor, report

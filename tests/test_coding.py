@@ -20,7 +20,8 @@ from ddpm.diffusion import GaussianDiffusion, to_model_range
 from ddpm.interpolation import best_cell_interpolation, load_interpolation, pick_pair
 from ddpm.schedules import ScheduleSpec
 from ddpm.spec import RunSpec
-from ddpm.summary import (
+from ddpm.training.loop import train
+from ddpm.verdicts import (
     CANNOT_TELL,
     DOES_NOT_HOLD,
     HOLDS,
@@ -28,7 +29,6 @@ from ddpm.summary import (
     coding_verdicts,
     prediction_verdicts,
 )
-from ddpm.training.loop import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,7 @@ import pytest
 from ddpm.analysis.specs import schedule_table
 from ddpm.report.noise_levels import terminal_snr_html, variant_section
 from ddpm.schedules import ScheduleSpec
-from ddpm.summary import (
+from ddpm.verdicts import (
     CANNOT_TELL,
     DOES_NOT_HOLD,
     HOLDS,

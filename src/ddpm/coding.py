@@ -15,7 +15,7 @@ every t:
 
 :func:`rate_distortion` computes the table of one model (T model evaluations per image, one pass
 of :meth:`ddpm.diffusion.GaussianDiffusion.variational_bound`); :func:`coding_shares` reduces each
-run's table to the numbers that :func:`ddpm.summary.coding_verdicts` judges Ho et al.'s claims by.
+run's table to the numbers that :func:`ddpm.verdicts.coding_verdicts` judges Ho et al.'s claims by.
 """
 
 from __future__ import annotations

@@ -97,12 +97,12 @@ def best_cell_interpolation(
     precision: str = "auto",
 ) -> Path:
     """Interpolate two test images of ``data`` with the best cell's median seed
-    (:func:`ddpm.summary.best_cell` on the metrics table and floor) and write
+    (:func:`ddpm.verdicts.best_cell` on the metrics table and floor) and write
     :func:`interpolation_series` with the cell's schedule, T and seed to ``out_path`` (.npz)."""
     from .data.store import load_split
     from .evaluation.scoring import read_metrics
     from .results import run_of
-    from .summary import best_cell
+    from .verdicts import best_cell
 
     cell = best_cell(pd.read_csv(metrics), read_metrics(floor))
     wanted = (cell["schedule"], cell["T"], cell["median_seed"])

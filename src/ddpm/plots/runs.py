@@ -176,7 +176,7 @@ def plot_best_cell(samples: np.ndarray, real: np.ndarray, title: str, count: int
 def draw_best_cell(
     metrics: str, floor: str, runs: Sequence[str], data: str, count: int = 64
 ) -> plt.Figure:
-    """:func:`plot_best_cell` for the cell :func:`ddpm.summary.best_cell` picks, showing the
+    """:func:`plot_best_cell` for the cell :func:`ddpm.verdicts.best_cell` picks, showing the
     seed whose FID is the median of the cell's seeds (not the best one: no cherry-picking).
 
     ``metrics`` and ``floor`` are the dataset's metrics table and real-data floor, ``runs`` the
@@ -186,7 +186,7 @@ def draw_best_cell(
     from ..evaluation.scoring import read_metrics
     from ..results import run_of
     from ..sampling import load_samples
-    from ..summary import best_cell
+    from ..verdicts import best_cell
 
     use_style()
     best = best_cell(pd.read_csv(metrics), read_metrics(floor))

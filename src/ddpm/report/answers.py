@@ -22,7 +22,7 @@ def answers_section(
     """The answer table of ``dataset`` from its runs table and real-data floor, followed by
     the ``(name, png)`` figures of the "answers" section (the best cell's samples);
     ``after_claims`` is HTML put right after the verdicts on report 003's claims."""
-    from ..summary import best_cell, best_schedule_per_T, claim_verdicts
+    from ..verdicts import best_cell, best_schedule_per_T, claim_verdicts
 
     if "classifier_fid" not in runs or not runs["classifier_fid"].notna().any():
         return f"<p>{html.escape(dataset)}: no run was scored.</p>"
@@ -55,7 +55,7 @@ def _intervals_note(runs: pd.DataFrame, floor: Mapping) -> str:
 
 def slopes_table(runs: pd.DataFrame) -> pd.DataFrame:
     """The change of FID and KID per doubling of T, per schedule, with its reading."""
-    from ..summary import slopes_over_log_T
+    from ..verdicts import slopes_over_log_T
 
     slopes = pd.concat(
         [slopes_over_log_T(runs, m) for m in ("classifier_fid", "classifier_kid_mean")]

@@ -17,7 +17,7 @@ READINGS = ("copies", "pixels")
 
 
 def _verdict(flag) -> str:
-    from ..summary import DOES_NOT_HOLD, HOLDS
+    from ..verdicts import DOES_NOT_HOLD, HOLDS
 
     return HOLDS if flag else DOES_NOT_HOLD
 
@@ -182,7 +182,7 @@ def _shift_check_html(shifted: pd.DataFrame) -> str:
 # --- terminal SNR ------------------------------------------------------------------------------
 def terminal_snr_html(schedule_table: pd.DataFrame, schedules: Sequence[str], steps) -> str:
     """SNR(T), alpha_bar_T and the prior KL of every grid cell, the cells far from noise flagged."""
-    from ..summary import TERMINAL_KL_FLAG_BITS, terminal_snr
+    from ..verdicts import TERMINAL_KL_FLAG_BITS, terminal_snr
 
     if "snr" not in schedule_table:  # a table written before it had the column
         return ""
@@ -206,7 +206,7 @@ def terminal_snr_html(schedule_table: pd.DataFrame, schedules: Sequence[str], st
 
 def terminal_readings_html(runs: pd.DataFrame, schedule_table: pd.DataFrame) -> str:
     """Where the terminal SNR could explain part of an FID difference (for the verdicts)."""
-    from ..summary import terminal_snr, terminal_snr_readings
+    from ..verdicts import terminal_snr, terminal_snr_readings
 
     if "snr" not in schedule_table:
         return ""
@@ -233,7 +233,7 @@ def terminal_readings_html(runs: pd.DataFrame, schedule_table: pd.DataFrame) -> 
 def variant_section(datasets, configuration: Mapping, reference_schedule: str) -> str:
     """The shift study's answer: does each variant (the same images enlarged) reach its base
     dataset's quality, scored at one size? Empty when the study has no variant."""
-    from ..summary import RELATIVE_MARGIN, variant_comparison
+    from ..verdicts import RELATIVE_MARGIN, variant_comparison
 
     options = configuration.get("dataset_options") or {}
     variants = {
@@ -272,7 +272,7 @@ def variant_section(datasets, configuration: Mapping, reference_schedule: str) -
 
 
 def _variant_table(comparison: pd.DataFrame) -> pd.DataFrame:
-    from ..summary import RELATIVE_MARGIN
+    from ..verdicts import RELATIVE_MARGIN
 
     return pd.DataFrame(
         {

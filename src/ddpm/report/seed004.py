@@ -51,9 +51,9 @@ def coding_table_html(summary: pd.DataFrame) -> str:
 
 def coding_section(tables: pd.DataFrame | None, figures: Sequence[tuple[str, Path]]) -> str:
     """The rate–distortion figure, the table of shares per schedule and the verdicts on Ho et
-    al.'s claims (:func:`ddpm.summary.coding_verdicts`)."""
+    al.'s claims (:func:`ddpm.verdicts.coding_verdicts`)."""
     from ..coding import coding_shares
-    from ..summary import CODING_RULE, coding_summary, coding_verdicts
+    from ..verdicts import CODING_RULE, coding_summary, coding_verdicts
 
     if tables is None or tables.empty:
         return "<p>No run was coded.</p>"
@@ -88,9 +88,9 @@ def has_prediction_study(runs: pd.DataFrame) -> bool:
 
 def prediction_section(runs: pd.DataFrame, tables: pd.DataFrame | None = None) -> str:
     """Sample quality per prediction target, and the verdict on seed 004's claim that predicting
-    the noise beats predicting a direct alternative (:func:`ddpm.summary.prediction_verdicts`)."""
+    the noise beats predicting a direct alternative (:func:`ddpm.verdicts.prediction_verdicts`)."""
     from ..stats import t_interval
-    from ..summary import prediction_verdicts
+    from ..verdicts import prediction_verdicts
 
     names = {
         "classifier_fid": "FID",

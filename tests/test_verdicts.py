@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddpm.summary import (
+from ddpm.verdicts import (
     CANNOT_TELL,
     DOES_NOT_HOLD,
     HOLDS,
