@@ -169,3 +169,47 @@ def test_a_new_entry_becomes_a_workflow_output(tmp_path):
     assert job.startswith("figure:")
     report_job = plan[plan.index("rule report:") :].split("rule ", 2)[1]
     assert output in report_job
+
+
+def test_a_figure_with_a_new_input_names_the_file_once_and_its_rule_makes_it(tmp_path):
+    # The README's steps (Layout, "a figure that needs a new input"): the file in DATASET_FILES,
+    # its key in DATASET_INPUTS, a rule that writes it, and the figure that reads it.
+    work = copy_workflow(tmp_path / "repo")
+    layout = work / "src" / "ddpm" / "workflow" / "layout.py"
+    layout.write_text(
+        layout.read_text().replace(
+            "DATASET_FILES = {\n",
+            'DATASET_FILES = {\n    "loss_table": "results/{dataset}/loss_table.csv",\n',
+        )
+    )
+    registry = work / "src" / "ddpm" / "workflow" / "figures.py"
+    registry.write_text(
+        registry.read_text().replace(
+            'DATASET_INPUTS = ("runs",', 'DATASET_INPUTS = ("loss_table", "runs",'
+        )
+        + "\nFIGURES['loss_table_figure'] = Figure('loss_table_figure', 'ddpm.plots.metrics:x', "
+        "'c', 'training', reads=('loss_table',))\n"
+    )
+    rules = work / "workflow" / "rules" / "figures.smk"
+    rules.write_text(
+        rules.read_text() + '\n\nrule loss_table:\n    input:\n        DATASET_FILES["metrics"],\n'
+        '    output:\n        DATASET_FILES["loss_table"],\n    shell:\n        "cp {input} {output}"\n'
+    )
+    (dataset,) = yaml.safe_load((work / "tests/configs/tiny.yaml").read_text())["datasets"]
+    command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1"]
+    command += ["--configfile", "tests/configs/tiny.yaml"]
+    env = {**os.environ, "PYTHONPATH": ""}
+    out = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    plan = out.stdout + out.stderr
+    table = f"results/{dataset}/loss_table.csv"
+    figure_job = next(
+        job for job in plan.split("rule ") if f"figures/{dataset}/loss_table_figure.png" in job
+    )
+    assert job_is("figure", figure_job) and table in figure_job
+    table_job = next(job for job in plan.split("rule ") if f"output: {table}" in job)
+    assert job_is("loss_table", table_job)
+
+
+def job_is(rule: str, job: str) -> bool:
+    return job.startswith(f"{rule}:")

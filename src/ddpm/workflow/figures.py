@@ -89,8 +89,9 @@ class Figure:
 
     @property
     def per_dataset(self) -> bool:
-        """Drawn once per dataset (from its runs), not once for the study."""
-        return self.section != "forward"
+        """Drawn once per dataset (it reads a dataset's files), not once for the study (it
+        reads the forward-process tables)."""
+        return not set(self.reads) <= set(ANALYSIS_TABLES)
 
     def enabled(self, flags: Mapping[str, bool]) -> bool:
         return all(flags.get(flag, False) for flag in self.needs)
