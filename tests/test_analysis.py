@@ -23,13 +23,12 @@ from ddpm.analysis.forward import (
     forward_samples,
     iterative_destruction,
     load_images_by_t,
+    load_photo,
     save_images_by_t,
 )
-from ddpm.analysis.specs import schedule_table, specs_from_config
 from ddpm.analysis.thesis import closest_points, compare_with_thesis, explain_closeness_readings
-from ddpm.data.photos import load_photo
 from ddpm.diffusion import GaussianDiffusion, to_model_range
-from ddpm.schedules import ScheduleSpec, make_schedule
+from ddpm.schedules import ScheduleSpec, make_schedule, schedule_table, specs_from_config
 
 # Betas large enough that alpha_bar_30 ~ 1e-3 or less: the last steps are pure noise.
 SMALL_SPECS = [

@@ -25,8 +25,8 @@ from ddpm.analysis.closeness_study import (
     closeness_table,
     shift_spread,
 )
+from ddpm.analysis.forward import load_digit
 from ddpm.analysis.thesis import closest_points
-from ddpm.data.photos import load_digit
 from ddpm.data.resize import resize_images
 from ddpm.schedules import ScheduleSpec
 

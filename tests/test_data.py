@@ -26,13 +26,13 @@ import torch
 from PIL import Image
 
 from ddpm import DataError
+from ddpm.analysis.forward import load_photo
 from ddpm.data.download import (
     DatasetChecksumError,
     DatasetUnavailable,
     DownloadFailed,
     download_verified,
 )
-from ddpm.data.photos import load_photo
 from ddpm.data.prepare import prepare_dataset
 from ddpm.data.resize import resize_images
 from ddpm.data.store import FORMAT_VERSION, load_meta, load_split, write_dataset_file

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ddpm.analysis.forward import PHOTOS
 from ddpm.coding import write_rate_distortion
-from ddpm.data.photos import PHOTOS
 from ddpm.data.prepare import prepare_dataset
 from ddpm.data.resize import RESIZE_MODES
 from ddpm.diffusion import LOSSES, VARIANCES, GaussianDiffusion

@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddpm.analysis.specs import schedule_table
 from ddpm.report.noise_levels import terminal_snr_html, variant_section
-from ddpm.schedules import ScheduleSpec
+from ddpm.schedules import ScheduleSpec, schedule_table
 from ddpm.verdicts import (
     CANNOT_TELL,
     DOES_NOT_HOLD,

@@ -16,7 +16,6 @@ from ddpm.analysis.forward import (
     load_images_by_t,
     save_images_by_t,
 )
-from ddpm.analysis.specs import schedule_table
 from ddpm.plots.style import save_figure
 from ddpm.plots.thesis import (
     plot_alpha_bar_vs_t_over_T,
@@ -25,7 +24,7 @@ from ddpm.plots.thesis import (
     plot_iterative_destruction,
     plot_schedules_beta_and_one_minus_alpha_bar,
 )
-from ddpm.schedules import ScheduleSpec, make_schedule
+from ddpm.schedules import ScheduleSpec, make_schedule, schedule_table
 from ddpm.workflow.figures import draw_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

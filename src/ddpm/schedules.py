@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,15 +47,21 @@ import torch
 from . import ConfigError
 from . import beta_formulas as formulas
 
+if TYPE_CHECKING:  # pandas is imported where a table is made
+    import pandas as pd
+
 __all__ = [
-    "SCHEDULES",
     "NoiseSchedule",
+    "SCHEDULES",
     "ScheduleSpec",
     "cosine_betas",
     "linear_betas",
     "make_schedule",
+    "schedule_table",
     "sigmoid_alpha_bar_betas",
     "sigmoid_betas",
+    "specs_from_config",
+    "unique_specs",
 ]
 
 
@@ -259,3 +266,62 @@ class ScheduleSpec:
             raise ConfigError(f"a schedule spec needs {missing}, got keys {sorted(values)}")
         label = values.get("label") or values["beta_schedule"]
         return cls(label, values["beta_schedule"], values["T"], values.get("params") or {})
+
+
+# --- tables of schedules (the analysis's schedules.csv) --------------------------------------
+def specs_from_config(
+    schedules: Mapping[str, Mapping], T_values: Iterable[int]
+) -> list[ScheduleSpec]:
+    """``{label: {"beta_schedule": name, "params": {...}}}`` x T values -> schedule specs."""
+    T_values = list(T_values)
+    return [
+        ScheduleSpec.from_definition(label, definition, T)
+        for label, definition in schedules.items()
+        for T in T_values
+    ]
+
+
+def unique_specs(specs: Sequence[ScheduleSpec]) -> list[ScheduleSpec]:
+    """``specs`` as a list, checked: at least one, each a ScheduleSpec, labels unique per T."""
+    seen = set()
+    for spec in specs:
+        if not isinstance(spec, ScheduleSpec):
+            raise ConfigError(
+                "each schedule spec must be a ddpm.spec.ScheduleSpec(label, beta_schedule, T, "
+                f"params), got {spec!r}"
+            )
+        if (spec.label, spec.T) in seen:
+            raise ConfigError(
+                f"schedule {spec.label!r} with T={spec.T} is given twice; "
+                "give each variant its own label"
+            )
+        seen.add((spec.label, spec.T))
+    if not seen:
+        raise ConfigError("no schedules given; pass at least one ScheduleSpec")
+    return list(specs)
+
+
+def schedule_table(specs: Sequence[ScheduleSpec]) -> pd.DataFrame:
+    """One row per (schedule, T, t): schedule, beta_schedule, T, t, beta, alpha_bar, log_snr,
+    params, snr and kl_bits_per_dim.
+
+    ``schedule`` is each spec's label; ``params`` (with the defaults filled in) is recorded as
+    JSON. ``snr`` is alpha_bar_t / (1 - alpha_bar_t); ``kl_bits_per_dim`` is
+    KL(q(x_t | x_0) || N(0, I)) per dimension for an x_0 of mean square 1, the largest an image
+    in [-1, 1] can have (an upper bound for any image). At t = T they say how far x_T is from
+    the N(0, I) that sampling starts from.
+    """
+    import pandas as pd
+
+    frames = []
+    for spec in unique_specs(specs):
+        schedule = spec.build()
+        frame = schedule.to_frame()[["t", "beta", "alpha_bar", "log_snr"]]
+        frame.insert(0, "T", spec.T)
+        frame.insert(0, "beta_schedule", spec.beta_schedule)
+        frame.insert(0, "schedule", spec.label)
+        frame["params"] = json.dumps(schedule.params, sort_keys=True)
+        frame["snr"] = np.exp(frame["log_snr"])
+        frame["kl_bits_per_dim"] = schedule.kl_to_standard_normal(1.0)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)

@@ -2,8 +2,11 @@ import script_setup
 
 log = script_setup.start(snakemake)
 
-from ddpm.analysis.forward import iterative_destruction, save_images_by_t  # noqa: E402
-from ddpm.data.photos import load_photo  # noqa: E402
+from ddpm.analysis.forward import (  # noqa: E402
+    iterative_destruction,
+    load_photo,  # noqa: E402
+    save_images_by_t,
+)
 
 options = snakemake.params.destruction
 settings = {key: value for key, value in options.items() if key != "photo"}

@@ -28,12 +28,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import ConfigError
-from ..data.photos import DIGIT, PHOTOS, load_digit, load_photo
 from ..data.resize import resize_images
-from ..schedules import ScheduleSpec
+from ..schedules import ScheduleSpec, unique_specs
 from .band_entry import crossing_alpha_bar, logit, predict_band_entry
 from .closeness import batch_closeness, noise_band, pure_noise_closeness, square_grayscale
-from .specs import unique_specs
+from .forward import DIGIT, PHOTOS, load_digit, load_photo
 
 __all__ = [
     "IMAGES",
@@ -125,7 +124,7 @@ def closeness_study(
 
     Args:
         specs: the schedules (:class:`ddpm.spec.ScheduleSpec`), e.g. from
-            :func:`ddpm.analysis.specs_from_config`; each label appears once per T.
+            :func:`ddpm.schedules_from_config`; each label appears once per T.
         photo: a scikit-learn photo name or a uint8 array (H, W, 3) / (H, W); it is made
             grayscale, centre-cropped square and resized to each of ``image_sizes``.
         batch_size: n, the number of noised copies (the thesis used 50).
@@ -203,7 +202,7 @@ def closeness_outputs(options: Mapping) -> dict[str, pd.DataFrame]:
     ``other_images``): ``table`` (:func:`closeness_table`), ``closest`` (the closest points with
     the measured and predicted band entry, :func:`~ddpm.analysis.predict_band_entry`),
     ``comparison`` (with the thesis's statements) and ``shifted`` (the shift check)."""
-    from .specs import specs_from_config
+    from ..schedules import specs_from_config
     from .thesis import closest_points, compare_with_thesis
 
     keys = ("photo", "image_sizes", "batch_size", "seed", "other_images")

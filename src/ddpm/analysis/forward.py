@@ -1,5 +1,6 @@
 """The forward process shown on images: x_t ~ q(x_t | x_0) at a few t (report 003, figure 2)
-and a photo through the step-by-step chain q(x_t | x_{t-1}) (thesis figure 4.3).
+and a photo through the step-by-step chain q(x_t | x_{t-1}) (thesis figure 4.3); and the images
+the analyses start from: the colour photos scikit-learn ships and one of its 8 x 8 digits.
 """
 
 from __future__ import annotations
@@ -20,12 +21,43 @@ from ..schedules import NoiseSchedule, make_schedule
 
 __all__ = [
     "DEFAULT_DESTRUCTION_KEEP",
+    "DIGIT",
+    "PHOTOS",
     "forward_samples",
     "iterative_destruction",
     "load_T",
+    "load_digit",
     "load_images_by_t",
+    "load_photo",
     "save_images_by_t",
 ]
+
+PHOTOS = ("china.jpg", "flower.jpg")
+
+DIGIT = "digit"
+"""The name of :func:`load_digit`'s image among the photos."""
+
+
+def load_photo(name: str = "china.jpg") -> np.ndarray:
+    """A colour photo shipped with scikit-learn, as uint8 (H, W, 3) (427 x 640 for both)."""
+    if name not in PHOTOS:
+        raise DataError(f"Unknown photo {name!r}; scikit-learn ships {PHOTOS}")
+    from sklearn.datasets import load_sample_image
+
+    return np.asarray(load_sample_image(name), dtype=np.uint8)
+
+
+def load_digit() -> np.ndarray:
+    """One of scikit-learn's 1,797 8 x 8 digits as the ``digits`` dataset stores it (0..16 scaled
+    to 0..255), uint8 (8, 8): the one of median pixel variance (ties: the first), a typical digit
+    rather than a chosen one."""
+    from sklearn.datasets import load_digits
+
+    images = np.rint(load_digits().images * (255.0 / 16.0)).astype(np.uint8)
+    variances = (images.astype(np.float64) / 127.5 - 1.0).reshape(len(images), -1).var(axis=1)
+    order = np.argsort(variances, kind="stable")
+    return images[order[(len(images) - 1) // 2]]
+
 
 logger = logging.getLogger(__name__)
 
