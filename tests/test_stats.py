@@ -10,8 +10,8 @@ import scipy.linalg
 import torch
 from scipy import stats as scipy_stats
 
+from ddpm.evaluation.spread import bootstrap_sample_metrics
 from ddpm.stats import (
-    bootstrap_sample_metrics,
     ols_slope,
     spearman_with_bootstrap,
     t_interval,

@@ -5,9 +5,9 @@ Two sources of spread are kept apart so that a reader can tell them from each ot
 - **between seeds**: each seed is a separately trained model; :func:`t_interval` gives the mean
   over seeds with a 95 % Student-t interval (n = number of seeds);
 - **within a run**: a run is scored on a finite number of generated images;
-  :func:`bootstrap_sample_metrics` resamples those images (their features, extracted once) with
-  replacement and recomputes FID, KID and IS with torch-fidelity's own feature -> metric
-  functions, so the spread is that of the metric itself, not of a reimplementation.
+  :func:`ddpm.evaluation.spread.bootstrap_sample_metrics` resamples those images (their features,
+  extracted once) with replacement and recomputes FID, KID and IS with torch-fidelity's own
+  feature -> metric functions, so the spread is that of the metric itself.
 """
 
 from __future__ import annotations
@@ -16,19 +16,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-import torch_fidelity
 from scipy import stats as scipy_stats
-from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
-from torch_fidelity.metric_isc import isc_features_to_metric
-from torch_fidelity.metric_kid import kid_features_to_metric
-
-from . import ConfigError
 
 __all__ = [
-    "BOOTSTRAP_METRICS",
     "CONFIDENCE",
-    "bootstrap_sample_metrics",
     "ols_slope",
     "spearman_with_bootstrap",
     "t_interval",
@@ -37,9 +28,6 @@ __all__ = [
 
 CONFIDENCE = 0.95
 """Every interval of the study is a 95 % interval."""
-
-BOOTSTRAP_METRICS = ("fid", "kid_mean", "is_mean")
-"""The metric suffixes whose within-run (sample) spread is bootstrapped."""
 
 
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> dict:
@@ -116,81 +104,3 @@ def spearman_with_bootstrap(
     rhos = (rank_x * rank_y).sum(axis=1)[defined] / norm[defined]
     lo, hi = np.quantile(rhos, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
     return {"rho": rho, "lo": float(lo), "hi": float(hi), "n": n}
-
-
-def _metrics_of(generated: dict, reference_fid_stats: dict, reference_features, options) -> dict:
-    """FID, KID and IS of one (re)sampled generated set, by torch-fidelity's functions."""
-    fid = fid_statistics_to_metric(
-        fid_features_to_statistics(generated["fid"]), reference_fid_stats, verbose=False
-    )
-    kid = kid_features_to_metric(
-        generated["kid"],
-        reference_features,
-        kid_subsets=options["kid_subsets"],
-        kid_subset_size=options["kid_subset_size"],
-        rng_seed=options["rng_seed"],
-        verbose=False,
-    )
-    isc = isc_features_to_metric(generated["isc"], splits=options["isc_splits"])
-    return {
-        "fid": fid[torch_fidelity.KEY_METRIC_FID],
-        "kid_mean": kid[torch_fidelity.KEY_METRIC_KID_MEAN],
-        "is_mean": isc[torch_fidelity.KEY_METRIC_ISC_MEAN],
-    }
-
-
-def bootstrap_sample_metrics(
-    generated: dict[str, torch.Tensor],
-    reference: dict[str, torch.Tensor],
-    *,
-    resamples: int,
-    seed: int,
-    kid_subsets: int,
-    kid_subset_size: int,
-    isc_splits: int,
-) -> dict:
-    """Spread of FID, KID and IS that comes from the finite generated set alone.
-
-    Args:
-        generated, reference: features per metric, ``{"fid": N x D, "kid": N x D, "isc": N x K}``
-            (the layers torch-fidelity uses for that metric; IS needs only ``generated``). The
-            reference set is held fixed: it is the same for every run.
-        resamples: bootstrap replicates; each draws len(generated) rows with replacement.
-        seed: seeds the draws.
-        kid_subsets, kid_subset_size, isc_splits: as in the metric itself.
-
-    Returns:
-        ``{metric}_boot_sd``, ``_boot_lo`` and ``_boot_hi`` (95 % percentile interval) for each of
-        :data:`BOOTSTRAP_METRICS`, and ``bootstrap_resamples``.
-    """
-    if resamples < 2:
-        raise ConfigError(f"resamples must be at least 2 for a spread, got {resamples}")
-    n = len(generated["fid"])
-    if kid_subset_size > n:
-        raise ConfigError(
-            f"kid_subset_size={kid_subset_size} is larger than the {n} generated images; lower it"
-        )
-    reference_fid_stats = fid_features_to_statistics(reference["fid"])
-    options = {
-        "kid_subsets": kid_subsets,
-        "kid_subset_size": kid_subset_size,
-        "isc_splits": isc_splits,
-    }
-    rng = np.random.default_rng(seed)
-    replicates = {name: [] for name in BOOTSTRAP_METRICS}
-    for i in range(resamples):
-        draw = torch.from_numpy(rng.integers(0, n, size=n))
-        resampled = {key: value[draw] for key, value in generated.items()}
-        values = _metrics_of(
-            resampled, reference_fid_stats, reference["kid"], {**options, "rng_seed": seed + i}
-        )
-        for name in BOOTSTRAP_METRICS:
-            replicates[name].append(values[name])
-    result: dict = {"bootstrap_resamples": resamples}
-    for name, values in replicates.items():
-        values = np.asarray(values, dtype=float)
-        lo, hi = np.quantile(values, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
-        result[f"{name}_boot_sd"] = float(values.std(ddof=1))
-        result[f"{name}_boot_lo"] = float(lo)
-        result[f"{name}_boot_hi"] = float(hi)
-    return result
