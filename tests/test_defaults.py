@@ -8,6 +8,7 @@ the library's. A test here fails when any of them drifts from the library.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import re
 from pathlib import Path
@@ -15,25 +16,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ddpm.analysis.forward import PHOTOS
 from ddpm.coding import write_rate_distortion
 from ddpm.data.prepare import prepare_dataset
-from ddpm.data.resize import RESIZE_MODES
-from ddpm.diffusion import LOSSES, VARIANCES, GaussianDiffusion
+from ddpm.diffusion import GaussianDiffusion
 from ddpm.evaluation.classifier import train_classifier
-from ddpm.evaluation.inception import INCEPTION_MODES, resolve_inception_weights
+from ddpm.evaluation.inception import resolve_inception_weights
 from ddpm.evaluation.scoring import compute_metrics
 from ddpm.evaluation.study import DEFAULT_BOOTSTRAP_RESAMPLES
 from ddpm.interpolation import best_cell_interpolation
-from ddpm.prediction import PREDICTIONS
-from ddpm.runtime import PRECISIONS
-from ddpm.sampling import SAMPLERS, generate
-from ddpm.training.config import LR_DECAYS, TrainingConfig
+from ddpm.sampling import generate
+from ddpm.training.config import TrainingConfig
 from ddpm.unet_config import UNetConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 MISSING = object()
+CONSTANT = re.compile(r"ddpm(?:\.[a-z_0-9]+)+\.[A-Z][A-Z_0-9]*")
 
 
 def test_the_workflow_holds_no_literal_default():
@@ -51,46 +49,38 @@ def test_the_workflow_holds_no_literal_default():
     assert not found, "\n".join(found)
 
 
-def _enum(*path: str) -> list:
-    node = SCHEMA
-    for key in path:
-        node = node[key]
-    return node["enum"]
+def _enums(node, path=()):
+    """(dotted key, enum, description) of every enumeration in the schema."""
+    if isinstance(node, dict):
+        if "enum" in node:
+            yield ".".join(path), node["enum"], node.get("description", "")
+        for key, child in node.items():
+            yield from _enums(child, (*path, key) if key not in ("properties", "items") else path)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _enums(child, path)
 
 
-@pytest.mark.parametrize(
-    ("path", "constant"),
-    [
-        (("properties", "diffusion", "properties", "loss"), LOSSES),
-        (("properties", "diffusion", "properties", "variance"), VARIANCES),
-        (("properties", "diffusion", "properties", "prediction"), PREDICTIONS),
-        (("properties", "coding", "properties", "precision"), PRECISIONS),
-        (("properties", "interpolation", "properties", "precision"), PRECISIONS),
-        (("properties", "training", "properties", "precision"), PRECISIONS),
-        (("properties", "training", "properties", "lr_decay"), LR_DECAYS),
-        (("properties", "sampling", "properties", "precision"), PRECISIONS),
-        (("properties", "sampling", "properties", "sampler"), SAMPLERS),
-        (
-            ("properties", "scoring", "properties", "inception", "properties", "mode"),
-            INCEPTION_MODES,
-        ),
-        (
-            ("properties", "dataset_options", "additionalProperties", "properties", "resize_mode"),
-            RESIZE_MODES,
-        ),
-        (
-            ("properties", "analysis", "properties", "closeness", "properties", "photo"),
-            PHOTOS,
-        ),
-        (
-            ("properties", "analysis", "properties", "destruction", "properties", "photo"),
-            PHOTOS,
-        ),
-    ],
-    ids=lambda value: ".".join(value[1::2]) if isinstance(value, tuple) else None,
-)
-def test_the_schemas_choices_are_the_librarys(path, constant):
-    assert sorted(_enum(*path)) == sorted(constant)
+def _constant(dotted: str):
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+ENUMS = list(_enums(SCHEMA))
+
+
+def test_every_schema_enumeration_names_its_library_constant():
+    unnamed = [key for key, _, description in ENUMS if not CONSTANT.search(description)]
+    assert not unnamed, f"schema enums without a (ddpm.module.CONSTANT) description: {unnamed}"
+
+
+@pytest.mark.parametrize(("key", "enum", "description"), ENUMS, ids=[key for key, *_ in ENUMS])
+def test_the_schemas_choices_are_the_librarys(key, enum, description):
+    # The schema writes each choice list out (Snakemake validates before importing anything);
+    # the constant its description names is the one the library checks against.
+    named = CONSTANT.search(description)
+    assert named, key
+    assert sorted(enum) == sorted(_constant(named.group(0))), (key, named.group(0))
 
 
 # --- config/README.md ------------------------------------------------------------------------
@@ -189,3 +179,18 @@ def test_the_defaults_config_readme_states_are_the_librarys(section):
             continue
         assert default is not MISSING, f"{section}.{key}: the library has no default, say required"
         assert _same(_value(cell), default), (section, key, cell, default)
+
+
+@pytest.mark.parametrize("section", sorted(LIBRARY_DEFAULTS))
+def test_config_readme_documents_every_key_the_schema_accepts(section):
+    # A new key is one schema line and one row of config/README.md: the row cannot be forgotten.
+    node = SCHEMA["properties"][section]
+    if isinstance(node.get("additionalProperties"), dict):  # dataset_options: one per dataset
+        node = node["additionalProperties"]
+    keys = set(node["properties"])
+    for key, child in node["properties"].items():
+        if "properties" in child:  # a nested section (scoring.classifier): its keys, dotted
+            keys.discard(key)
+            keys |= {f"{key}.{sub}" for sub in child["properties"]}
+    missing = sorted(keys - set(_readme_defaults(section)))
+    assert not missing, f"config/README.md has no row for {section}: {missing}"

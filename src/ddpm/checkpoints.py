@@ -220,8 +220,8 @@ def load_model(
     """Rebuild the EMA model (in eval mode), its diffusion and its record from ``model.pt``.
 
     Raises:
-        FileNotFoundError: no file at ``path``.
-        ModelFileError: the file is corrupt, not a model file, or incompatible with this code.
+        ModelFileError: no file at ``path``, or the file is corrupt, not a model file, or
+            incompatible with this code.
     """
     path = Path(path)
     if not path.is_file():

@@ -149,7 +149,7 @@ def generate(
         model_path: a ``model.pt`` written by training.
         num_samples: how many images.
         sampler: ``"ancestral"`` (the DDPM reverse chain, T steps) or ``"ddim"``.
-        ddim_steps: DDIM steps, at most T (more is a ``ValueError``).
+        ddim_steps: DDIM steps, at most T (more is a ``ConfigError``).
         eta: DDIM's noise scale (0 = deterministic given x_T, 1 = DDPM-like).
         batch_size: images per model call.
         seed: seed of the noise; the same seed and batch size give the same images.
