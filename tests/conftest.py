@@ -304,7 +304,7 @@ def assert_same_training(expected_run: Path, actual_run: Path) -> None:
     assert_same_tensors(
         expected["ema_state_dict"], actual["ema_state_dict"], f"{actual_run.name} EMA weights"
     )
-    for key in ("steps_trained", "final_loss", "parameter_count", "data"):
+    for key in ("steps_trained", "last_interval_loss", "parameter_count", "data"):
         assert actual["record"][key] == expected["record"][key], f"{actual_run.name}: {key}"
     assert train_log_rows(actual_run / "train_log.csv") == train_log_rows(
         expected_run / "train_log.csv"
