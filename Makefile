@@ -13,6 +13,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
+# Test processes (pytest-xdist): the SLURM and tiny-study tests run in one, the rest beside it.
+TEST_WORKERS ?= 2
 
 .PHONY: study test lint env
 
@@ -20,7 +22,7 @@ study: $(READY)
 	$(BIN)/snakemake --cores all $(ARGS)
 
 test: $(READY)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 lint: $(READY)
 	$(BIN)/ruff check .

@@ -56,6 +56,16 @@ needs_slurm = pytest.mark.skipif(
 )
 
 
+def pytest_collection_modifyitems(items):
+    # `make test` runs the tests in two worker processes (pytest-xdist, --dist loadgroup).
+    # The SLURM tests and the tests of the tiny study's run share one worker, in file order:
+    # they share the session's cluster and tiny study, and only one process may start the
+    # cluster. The unit tests run beside them on the other worker.
+    for item in items:
+        if "slurm" in item.keywords or "tiny_study" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+
+
 # --------------------------------------------------------------------------------------
 # Running the workflow
 

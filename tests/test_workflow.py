@@ -118,28 +118,15 @@ def test_bad_config_stops_before_any_job(tmp_path, change, expected):
     assert not (tmp_path / "run" / "results").exists()
 
 
-@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
-def test_shipped_configs_dry_run(tmp_path, config):
-    result = snakemake(
-        "-n", "--configfile", f"config/{config}", "-d", str(tmp_path), "--quiet", "rules"
-    )
-    assert "train" in result.stdout + result.stderr
-
-
-def test_default_config_is_found_from_any_directory(tmp_path):
+def test_default_config_is_found_from_any_directory_and_is_the_full_grid(tmp_path):
     # Run from elsewhere with -s: config/config.yaml is still the base of every config.
+    # (Every shipped overlay is planned by tests/test_profiles.py, through the SLURM profile.)
     result = snakemake(
         "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--quiet", "rules", cwd=tmp_path
     )
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
-    assert counts["train"] == "45"
-
-
-def test_default_config_is_the_full_grid_with_three_seeds(tmp_path):
     # 3 schedules x 5 T x 3 seeds: every metric of the default study has an interval over seeds.
     # Training is one job per run; sampling and scoring one job per cell (its three seeds).
-    result = snakemake("-n", "-d", str(tmp_path), "--quiet", "rules")
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     assert counts["train"] == "45" and counts["sample"] == "15" and counts["score"] == "15"
     # The reconstruction figure shows the largest T's first seed of each schedule.
     assert counts["reconstruct"] == "3"
