@@ -11,6 +11,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from ddpm import DataError
+from ddpm.report.page import table_html
 from ddpm.results import cell_summary, collect_runs, read_benchmarks
 
 
@@ -116,7 +117,11 @@ def test_benchmarks_of_runs_and_of_cells(tmp_path):
     assert rows.loc["train", "max_rss_mb"] == pytest.approx(310.2)
     sample = rows.loc["sample"]
     assert (sample["schedule"], sample["T"], sample["seconds"]) == ("cosine", 50, 30.0)
-    assert math.isnan(sample["seed"]) and math.isnan(sample["max_rss_mb"])
+    assert pd.isna(sample["seed"]) and math.isnan(sample["max_rss_mb"])
+    # A run's seed stays an integer beside a cell's missing one, and the report shows it so.
+    assert str(table["seed"].dtype) == "Int64"
+    shown = table_html(table[["step", "seed"]])
+    assert "<td>2</td>" in shown and "<td>–</td>" in shown and "2.0" not in shown
     assert set(table["dataset"]) == {"digits"}
 
 

@@ -126,7 +126,10 @@ def read_benchmarks(paths: Sequence[str | Path]) -> pd.DataFrame:
             ).iloc[0],
         }
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if "seed" in table:  # a cell's jobs have no seed: keep the runs' seeds integers
+        table["seed"] = table["seed"].astype("Int64")
+    return table
 
 
 def cell_summary(runs: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:

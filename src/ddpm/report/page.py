@@ -40,6 +40,9 @@ def figures_html(figures) -> str:
 
 
 def table_html(frame: pd.DataFrame, float_format="{:.4g}") -> str:
+    # to_html's na_rep leaves pandas' own missing integer (<NA>) as it is.
+    integers = [name for name, dtype in frame.dtypes.items() if isinstance(dtype, pd.Int64Dtype)]
+    frame = frame.astype(dict.fromkeys(integers, object)).fillna(dict.fromkeys(integers, "–"))
     return frame.to_html(
         index=False, border=0, classes="table", float_format=float_format.format, na_rep="–"
     )
