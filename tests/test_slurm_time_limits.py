@@ -275,9 +275,11 @@ def test_sampling_past_its_time_limit_resumes_from_its_finished_batches(slurm_cl
     assert len(sampling) >= 2, (sampling, result.stdout[-4000:])
     assert [states[job] for job in sampling] == ["TIMEOUT"] * (len(sampling) - 1) + ["COMPLETED"]
 
-    # The last attempt took the batches the others had finished, and the samples are those of
-    # the job never interrupted, bit for bit; the kept batches are gone once stored.
+    # The last attempt took the batches the others had finished (all of them, where the attempt
+    # before finished at its limit and SLURM still marked it TIMEOUT), and the samples are those
+    # of the job never interrupted, bit for bit. The batches stay until the cell is scored.
     log = (workdir / SAMPLE_LOG).read_text()
     assert "already drawn" in log and "resuming at batch" in log, log[-3000:]
     assert_same_samples(reference_dir / "results" / SAMPLE_CELL, workdir / "results" / SAMPLE_CELL)
-    assert not (workdir / "results" / SAMPLE_CELL / "sampling").exists()
+    kept = list((workdir / "results" / SAMPLE_CELL / "sampling").glob("batch-*.pt"))
+    assert len(kept) == SAMPLING["num_samples"] // SAMPLING["batch_size"], kept

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -159,6 +160,9 @@ def test_tiny_study_end_to_end(tiny_study):
     }
     assert metrics["classifier_fid"].notna().all()
 
+    # Scoring removed the batches that sampling kept for a retry.
+    assert not list(results.glob("*/runs/*/sampling")), list(results.glob("*/runs/*/sampling"))
+
     schedules = pd.read_csv(results / "analysis" / "schedules.csv")
     assert {"schedule", "T", "t", "beta", "alpha_bar", "log_snr"} <= set(schedules.columns)
     assert len(schedules) == 2 * (25 + 50)
@@ -172,6 +176,14 @@ def test_tiny_study_end_to_end(tiny_study):
     report = (results / "report.html").read_text()
     for figure in (results / "figures").rglob("*.png"):
         assert f'alt="{figure.stem}"' in report, f"{figure.name} is not in the report"
+
+    # Snakemake's own report bundles the page (and the figures) with its provenance.
+    bundle = work / "report.zip"
+    snakemake("--report", str(bundle), "--configfile", config, cwd=work)
+    with zipfile.ZipFile(bundle) as archive:
+        names = [Path(name).name for name in archive.namelist()]
+    assert "report.html" in names and any(name.endswith(".pdf") for name in names), names
+    bundle.unlink()
 
     # A second run has nothing to do; nor has one after an edit that cannot change a number:
     # a comment or a docstring in the U-Net, a log message in the training loop, a new

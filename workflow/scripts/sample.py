@@ -4,8 +4,9 @@ log = script_setup.start(snakemake)
 
 from pathlib import Path  # noqa: E402
 
-from ddpm.sampling import clear_progress, generate, save_sample_grid, save_samples  # noqa: E402
+from ddpm.sampling import generate, save_sample_grid, save_samples  # noqa: E402
 from ddpm.study_precision import read_decision, recorded_choice  # noqa: E402
+from ddpm.workflow.layout import SAMPLING_PROGRESS  # noqa: E402
 
 device = script_setup.device(snakemake)
 options = dict(snakemake.params.sampling)
@@ -23,13 +24,12 @@ runs = list(
         strict=True,
     )
 )
-# Each run's finished batches wait in its directory's sampling/ until every seed is stored:
-# Snakemake deletes the outputs of a job that fails, so a retry needs them to resume.
-progress = [Path(samples_path).parent / "sampling" for _, _, samples_path, _ in runs]
-for (model, seed, samples_path, grid_path), progress_dir in zip(runs, progress, strict=True):
+# Each run's finished batches stay in its directory's sampling/ until the cell's scoring has
+# read the samples (score.py removes them): Snakemake deletes the outputs of a job that fails,
+# and SLURM can mark a job that finished at its time limit as timed out, so a retry needs them.
+for model, seed, samples_path, grid_path in runs:
     log.info("sampling %s (seed %d)", model, seed)
+    progress_dir = Path(samples_path).parent / SAMPLING_PROGRESS
     images = generate(model, seed=seed, device=device, progress_dir=progress_dir, **options)
     save_samples(samples_path, images)
     save_sample_grid(grid_path, images, snakemake.params.grid_samples)
-for progress_dir in progress:
-    clear_progress(progress_dir)

@@ -26,6 +26,7 @@ __all__ = [
     "LABEL_PATTERN",
     "RUN_DIR",
     "RUN_RECORD",
+    "SAMPLING_PROGRESS",
     "STUDY_FIGURES",
     "job_of_benchmark",
     "provided_candidates",
@@ -42,6 +43,9 @@ RUN_DIR = "results/{dataset}/runs/{schedule}-T{T}-seed{seed}"
 CELL = "{schedule}-T{T}"
 #: The record every run directory holds.
 RUN_RECORD = "run.json"
+#: Where a run's sampling keeps its finished batches (``ddpm.sampling.SamplingProgress``), inside
+#: its directory, until the cell's scoring has read the samples.
+SAMPLING_PROGRESS = "sampling"
 #: A dataset's files (``data``, ``metrics``, ``floor`` and ``interpolation`` are what a figure
 #: may read).
 DATASET_FILES = {
