@@ -147,6 +147,17 @@ def test_a_new_entry_shows_up_in_its_report_section_with_its_caption(monkeypatch
     assert "table_length" not in sections["digits: samples"]
 
 
+def _plan_tiny_study(work: Path) -> tuple[str, str]:
+    """The tiny study's dataset and Snakemake's dry-run plan of it in the workflow copy ``work``."""
+    (dataset,) = yaml.safe_load((work / "tests/configs/tiny.yaml").read_text())["datasets"]
+    command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1"]
+    command += ["--configfile", "tests/configs/tiny.yaml"]
+    env = {**os.environ, "PYTHONPATH": ""}
+    out = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    return dataset, out.stdout + out.stderr
+
+
 def test_a_new_entry_becomes_a_workflow_output(tmp_path):
     work = copy_workflow(tmp_path / "repo")
     registry = work / "src" / "ddpm" / "workflow" / "figures.py"
@@ -155,13 +166,7 @@ def test_a_new_entry_becomes_a_workflow_output(tmp_path):
         + "\nFIGURES['table_length'] = Figure('table_length', 'ddpm.plots.metrics:x', 'c', "
         "'quality', reads=('metrics',))\n"
     )
-    (dataset,) = yaml.safe_load((work / "tests/configs/tiny.yaml").read_text())["datasets"]
-    command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1"]
-    command += ["--configfile", "tests/configs/tiny.yaml"]
-    env = {**os.environ, "PYTHONPATH": ""}
-    out = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
-    assert out.returncode == 0, out.stderr
-    plan = out.stdout + out.stderr
+    dataset, plan = _plan_tiny_study(work)
     output = f"results/figures/{dataset}/table_length.png"
     assert output in plan
     # Made by the figure rule, and read by the report.
@@ -195,13 +200,7 @@ def test_a_figure_with_a_new_input_names_the_file_once_and_its_rule_makes_it(tmp
         rules.read_text() + '\n\nrule loss_table:\n    input:\n        DATASET_FILES["metrics"],\n'
         '    output:\n        DATASET_FILES["loss_table"],\n    shell:\n        "cp {input} {output}"\n'
     )
-    (dataset,) = yaml.safe_load((work / "tests/configs/tiny.yaml").read_text())["datasets"]
-    command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1"]
-    command += ["--configfile", "tests/configs/tiny.yaml"]
-    env = {**os.environ, "PYTHONPATH": ""}
-    out = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
-    assert out.returncode == 0, out.stderr
-    plan = out.stdout + out.stderr
+    dataset, plan = _plan_tiny_study(work)
     table = f"results/{dataset}/loss_table.csv"
     figure_job = next(
         job for job in plan.split("rule ") if f"figures/{dataset}/loss_table_figure.png" in job

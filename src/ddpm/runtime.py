@@ -35,7 +35,6 @@ __all__ = [
     "noise_predictor",
     "resolve_device",
     "resolve_job_device",
-    "resolve_precision",
     "torch_threads",
     "use_channels_last",
 ]
@@ -359,12 +358,6 @@ def _seconds_per_pass(model, inputs, device, precision: str) -> float:
         one_pass()
         timings.append(time.perf_counter() - begin)
     return min(timings)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """The precision for ``precision`` on ``device`` without a model to time (see
-    :func:`choose_precision`): ``"auto"`` is bf16 on a GPU with bf16, fp32 on a CPU."""
-    return choose_precision(precision, device).precision
 
 
 # --- running the model ----------------------------------------------------------------------

@@ -2,11 +2,9 @@ import script_setup
 
 log = script_setup.start(snakemake)
 
-from pathlib import Path  # noqa: E402
-
 from ddpm.sampling import generate, save_sample_grid, save_samples  # noqa: E402
 from ddpm.study_precision import read_decision, recorded_choice  # noqa: E402
-from ddpm.workflow.layout import SAMPLING_PROGRESS  # noqa: E402
+from ddpm.workflow.layout import sampling_progress_dir  # noqa: E402
 
 device = script_setup.device(snakemake)
 options = dict(snakemake.params.sampling)
@@ -29,7 +27,7 @@ runs = list(
 # and SLURM can mark a job that finished at its time limit as timed out, so a retry needs them.
 for model, seed, samples_path, grid_path in runs:
     log.info("sampling %s (seed %d)", model, seed)
-    progress_dir = Path(samples_path).parent / SAMPLING_PROGRESS
+    progress_dir = sampling_progress_dir(samples_path)
     images = generate(model, seed=seed, device=device, progress_dir=progress_dir, **options)
     save_samples(samples_path, images)
     save_sample_grid(grid_path, images, snakemake.params.grid_samples)

@@ -2,13 +2,11 @@ import script_setup
 
 log = script_setup.start(snakemake)
 
-from pathlib import Path  # noqa: E402
-
 from ddpm.data.store import load_split  # noqa: E402
 from ddpm.evaluation.scoring import write_metrics  # noqa: E402
 from ddpm.evaluation.study import read_inception_status, score_samples  # noqa: E402
 from ddpm.sampling import clear_progress, load_samples  # noqa: E402
-from ddpm.workflow.layout import SAMPLING_PROGRESS  # noqa: E402
+from ddpm.workflow.layout import sampling_progress_dir  # noqa: E402
 
 device = script_setup.device(snakemake)
 test_images, _ = load_split(snakemake.input.data, "test")
@@ -30,4 +28,4 @@ for samples_path, metrics_path in zip(
     write_metrics(metrics_path, metrics)
 # The samples were stored by a finished sampling job: the batches it kept for a retry can go.
 for samples_path in snakemake.input.samples:
-    clear_progress(Path(samples_path).parent / SAMPLING_PROGRESS)
+    clear_progress(sampling_progress_dir(samples_path))

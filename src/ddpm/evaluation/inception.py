@@ -49,7 +49,6 @@ __all__ = [
     "INCEPTION_SHA256_PREFIX",
     "INCEPTION_WEIGHTS_URL",
     "VerifiedInceptionV3",
-    "download_file",
     "load_inception_state_dict",
     "resolve_inception_weights",
 ]
@@ -141,15 +140,6 @@ class VerifiedInceptionV3(FeatureExtractorInceptionV3):
 
 if INCEPTION_EXTRACTOR_NAME not in FEATURE_EXTRACTORS_REGISTRY:  # a name registers once
     register_feature_extractor(INCEPTION_EXTRACTOR_NAME, VerifiedInceptionV3)
-
-
-def download_file(
-    url: str, destination: str | Path, *, timeout_s: float = 60.0, check=None
-) -> Path:
-    """Download ``url`` to ``destination`` atomically, keeping it only if ``check(tmp_path)``
-    raises nothing: :func:`ddpm.data.download.download_verified` under the name this module
-    has always offered."""
-    return download_verified(url, destination, check=check, timeout_s=timeout_s)
 
 
 def _describe_found(path: Path, how: str) -> str:

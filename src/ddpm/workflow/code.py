@@ -28,7 +28,6 @@ __all__ = [
     "code_version",
     "computing_source",
     "imported_modules",
-    "library_inputs",
     "literal_defaults",
     "module_closure",
     "module_path",
@@ -224,12 +223,6 @@ def code_digest(modules: Iterable[str], package_dir: Path = PACKAGE_DIR) -> str:
 
 
 # --- what the workflow reads of the library ------------------------------------------------
-def library_inputs(script: str | Path, package_dir: Path = PACKAGE_DIR) -> list[str]:
-    """The library source files ``script`` depends on (lazy imports included), sorted."""
-    modules = imported_modules(script, package_dir=package_dir)
-    return sorted(str(module_path(m, package_dir)) for m in modules)
-
-
 def code_version(
     script: str | Path, also: Iterable[str] = (), package_dir: Path = PACKAGE_DIR
 ) -> str:

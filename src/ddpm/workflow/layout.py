@@ -26,12 +26,12 @@ __all__ = [
     "LABEL_PATTERN",
     "RUN_DIR",
     "RUN_RECORD",
-    "SAMPLING_PROGRESS",
     "STUDY_FIGURES",
     "job_of_benchmark",
     "provided_candidates",
     "provided_weights_state",
     "run_directory",
+    "sampling_progress_dir",
     "weights_filename",
 ]
 
@@ -43,9 +43,6 @@ RUN_DIR = "results/{dataset}/runs/{schedule}-T{T}-seed{seed}"
 CELL = "{schedule}-T{T}"
 #: The record every run directory holds.
 RUN_RECORD = "run.json"
-#: Where a run's sampling keeps its finished batches (``ddpm.sampling.SamplingProgress``), inside
-#: its directory, until the cell's scoring has read the samples.
-SAMPLING_PROGRESS = "sampling"
 #: A dataset's files (``data``, ``metrics``, ``floor`` and ``interpolation`` are what a figure
 #: may read).
 DATASET_FILES = {
@@ -77,6 +74,13 @@ FIGURE_FILE = "results/figures/{group}/{figure}.{ext}"
 STUDY_FIGURES = "thesis"
 
 _JOB = re.compile(rf"(?P<schedule>{LABEL_PATTERN})-T(?P<T>\d+)(?:-seed(?P<seed>\d+))?$")
+
+
+def sampling_progress_dir(samples_path: str | Path) -> Path:
+    """Where the sampling that writes ``samples_path`` keeps its finished batches
+    (``ddpm.sampling.SamplingProgress``), in the run's directory, until the cell's scoring has
+    read the samples."""
+    return Path(samples_path).parent / "sampling"
 
 
 def run_directory(path: str | Path) -> Path:
